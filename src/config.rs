@@ -1,0 +1,471 @@
+//! Configuration: TOML file, command-line overrides, defaults, validation.
+//!
+//! Precedence is command line over file over defaults. Unknown keys are
+//! errors (with the line the TOML parser reports), so a typo never silently
+//! falls back to a default. The whole file is parsed and validated before it
+//! replaces a running configuration (see `reload` in `daemon`).
+
+use crate::policy::PolicyConfig;
+use crate::rating::ScoringConfig;
+use crate::socket::SocketSpec;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/sra-milter/sra-milter.toml";
+
+/// Exit status for a bad configuration (EX_CONFIG from sysexits.h); the
+/// systemd unit has `RestartPreventExitStatus=78`.
+pub const EX_CONFIG: i32 = 78;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Operating mode: monitor-only never rejects, tempfails, discards or
+/// quarantines; it logs what it would have done.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Monitor,
+    Enforce,
+}
+
+/// What the milter answers when it cannot rate a message (store or internal
+/// error).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Accept,
+    Tempfail,
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    #[default]
+    Stderr,
+    Syslog,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A duration written as `30s`, `5m`, `72h`, `90d` (or a bare number of
+/// seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 5m, 72h, 90d)"))?;
+        let mult = match unit {
+            "" | "s" => 1,
+            "ms" => return Ok(Span(Duration::from_millis(n))),
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            "w" => 7 * 86400,
+            _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h, d, w)")),
+        };
+        Ok(Span(Duration::from_secs(n.saturating_mul(mult))))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if self.0.subsec_millis() != 0 || s == 0 {
+            write!(f, "{}ms", self.0.as_millis())
+        } else if s % 86400 == 0 {
+            write!(f, "{}d", s / 86400)
+        } else if s % 3600 == 0 {
+            write!(f, "{}h", s / 3600)
+        } else if s % 60 == 0 {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Span(Duration::from_secs(n))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `stderr` or `syslog` (facility mail, through /dev/log).
+    pub target: LogTarget,
+    /// `text` (one line per event) or `json` (one JSON verdict record per
+    /// message, JSON events otherwise).
+    pub format: LogFormat,
+    /// Level filter, in `RUST_LOG` syntax (`info`, `debug`, `sra_milter=debug`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            target: LogTarget::Stderr,
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Unix socket through which `sra-milter override` reaches the running
+    /// daemon (the store has a single writer). Empty: `<state_dir>/control.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<PathBuf>,
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            control_socket: None,
+        }
+    }
+}
+
+/// Address lists that fix a class without consulting history. Entries are
+/// email addresses (`ceo@example.com`), domains (`example.com`), IP
+/// addresses or CIDR networks.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsConfig {
+    pub allow: Vec<String>,
+    pub block: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Milter socket: `inet:HOST:PORT`, `inet:PORT@HOST`, `inet6:...`, `unix:PATH`.
+    pub socket: SocketSpec,
+    /// RocksDB reputation store directory.
+    pub state_dir: PathBuf,
+    pub mode: Mode,
+    pub on_error: OnError,
+    /// The organisation's own domains (subdomains included).
+    pub enterprise_domains: Vec<String>,
+    /// Clients connecting from these networks send outbound mail.
+    pub internal_networks: Vec<IpNet>,
+    /// Relays whose `Received:` headers are trusted by `replay`.
+    pub trusted_relays: Vec<IpNet>,
+    /// Sub-address delimiters removed from envelope addresses (`user+tag`).
+    pub recipient_delimiter: String,
+    /// How long the message index remembers a Message-ID (reply matching).
+    pub message_index_ttl: Span,
+    /// Bytes of a message kept for parsing (attachments, URLs). The rest is
+    /// passed through unread.
+    pub max_message_bytes: usize,
+    /// How long SIGTERM waits for open SMTP sessions to finish.
+    pub shutdown_timeout: Span,
+    /// Maximum simultaneous milter connections.
+    pub max_connections: usize,
+    /// Header added to messages whose action is `tag`.
+    pub tag_header: String,
+    pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub lists: ListsConfig,
+    pub policy: PolicyConfig,
+    pub scoring: ScoringConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: SocketSpec::Inet("127.0.0.1:8894".into()),
+            state_dir: PathBuf::from("/var/lib/sra-milter"),
+            mode: Mode::Monitor,
+            on_error: OnError::Accept,
+            enterprise_domains: Vec::new(),
+            internal_networks: vec![
+                "127.0.0.0/8".parse().expect("literal network"),
+                "::1/128".parse().expect("literal network"),
+            ],
+            trusted_relays: Vec::new(),
+            recipient_delimiter: "+".into(),
+            message_index_ttl: Span(Duration::from_secs(90 * 86400)),
+            max_message_bytes: 4 * 1024 * 1024,
+            shutdown_timeout: Span(Duration::from_secs(30)),
+            max_connections: 200,
+            tag_header: "X-SRA-Flag".into(),
+            log: LogConfig::default(),
+            admin: AdminConfig::default(),
+            lists: ListsConfig::default(),
+            policy: PolicyConfig::default(),
+            scoring: ScoringConfig::default(),
+        }
+    }
+}
+
+/// Settings given on the command line; they win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub socket: Option<SocketSpec>,
+    pub state_dir: Option<PathBuf>,
+    pub monitor_only: bool,
+}
+
+impl Config {
+    /// Parses TOML text, rejecting unknown keys, then validates.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads the file (missing default file means built-in defaults), applies
+    /// command-line overrides, then validates the result.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Config::from_toml(&text, p)?
+            }
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_PATH);
+                match std::fs::read_to_string(p) {
+                    Ok(text) => Config::from_toml(&text, p)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+                    Err(source) => {
+                        return Err(ConfigError::Read {
+                            path: p.to_owned(),
+                            source,
+                        })
+                    }
+                }
+            }
+        };
+        cfg.apply(ov);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn apply(&mut self, ov: &Overrides) {
+        if let Some(s) = &ov.socket {
+            self.socket = s.clone();
+        }
+        if let Some(d) = &ov.state_dir {
+            self.state_dir = d.clone();
+        }
+        if ov.monitor_only {
+            self.mode = Mode::Monitor;
+        }
+    }
+
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        for d in &mut self.enterprise_domains {
+            *d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid(format!(
+                    "enterprise_domains: {d:?} is not a domain name"
+                )));
+            }
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_connections must be > 0".into()));
+        }
+        if self.message_index_ttl.0.as_secs() < 3600 {
+            return Err(ConfigError::Invalid(
+                "message_index_ttl must be at least 1h".into(),
+            ));
+        }
+        if !crate::verdict::is_valid_header_name(&self.tag_header) {
+            return Err(ConfigError::Invalid(format!(
+                "tag_header {:?} is not a valid header field name",
+                self.tag_header
+            )));
+        }
+        for (list, entries) in [("allow", &self.lists.allow), ("block", &self.lists.block)] {
+            for e in entries.iter() {
+                crate::overrides::Target::parse_list_entry(e).map_err(|m| {
+                    ConfigError::Invalid(format!("lists.{list}: {e:?}: {m}"))
+                })?;
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level))
+        })?;
+        self.policy.validate().map_err(ConfigError::Invalid)?;
+        self.scoring.validate().map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.admin
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("control.sock"))
+    }
+
+    /// True when `domain` is an enterprise domain or a subdomain of one.
+    pub fn is_enterprise_domain(&self, domain: &str) -> bool {
+        self.enterprise_domains.iter().any(|d| {
+            domain == d
+                || (domain.len() > d.len()
+                    && domain.ends_with(d.as_str())
+                    && domain.as_bytes()[domain.len() - d.len() - 1] == b'.')
+        })
+    }
+
+    pub fn is_internal_ip(&self, ip: IpAddr) -> bool {
+        let ip = crate::identity::canonical_ip(ip);
+        self.internal_networks.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Keys whose change needs a restart; SIGHUP logs and keeps the old value.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.socket != new.socket {
+            v.push("socket");
+        }
+        if self.state_dir != new.state_dir {
+            v.push("state_dir");
+        }
+        if self.max_connections != new.max_connections {
+            v.push("max_connections");
+        }
+        if self.admin != new.admin {
+            v.push("admin");
+        }
+        if self.log.target != new.log.target || self.log.format != new.log.format {
+            v.push("log.target/log.format");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!("90d".parse::<Span>().unwrap().0.as_secs(), 90 * 86400);
+        assert_eq!("72h".parse::<Span>().unwrap().0.as_secs(), 72 * 3600);
+        assert_eq!("250ms".parse::<Span>().unwrap().0.as_millis(), 250);
+        assert!("12x".parse::<Span>().is_err());
+        assert!("h".parse::<Span>().is_err());
+        assert_eq!(Span(Duration::from_secs(7200)).to_string(), "2h");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_toml("mode = \"enforce\"\nbogus = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::from_toml("[policy.eom.sender]\nevil = \"reject\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("evil"), "{e}");
+    }
+
+    #[test]
+    fn cli_overrides_win_over_file() {
+        let mut cfg = Config::from_toml(
+            "mode = \"enforce\"\nsocket = \"inet:127.0.0.1:1\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        cfg.apply(&Overrides {
+            socket: Some("unix:/tmp/x.sock".parse().unwrap()),
+            state_dir: None,
+            monitor_only: true,
+        });
+        assert_eq!(cfg.mode, Mode::Monitor);
+        assert_eq!(cfg.socket, SocketSpec::Unix("/tmp/x.sock".into()));
+    }
+
+    #[test]
+    fn enterprise_domains_match_subdomains_only_on_label_boundary() {
+        let mut cfg = Config {
+            enterprise_domains: vec!["Example.COM.".into()],
+            ..Config::default()
+        };
+        cfg.validate().unwrap();
+        assert!(cfg.is_enterprise_domain("example.com"));
+        assert!(cfg.is_enterprise_domain("mail.example.com"));
+        assert!(!cfg.is_enterprise_domain("badexample.com"));
+        assert!(!cfg.is_enterprise_domain("example.com.evil"));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let mut cfg = Config {
+            tag_header: "Bad Header:".into(),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        let mut cfg = Config {
+            lists: ListsConfig {
+                allow: vec![],
+                block: vec!["not a thing@@".into()],
+            },
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! Identities: who sent a message, through which MTA, in which direction.
+//!
+//! - The sender key is the `From:` address (what the reader sees),
+//!   lower-cased. The envelope sender is kept beside it; envelope addresses
+//!   are normalised for sub-address tags, BATV (`prvs=`) and SRS so that one
+//!   correspondent keeps one key.
+//! - The MTA key is the client IP: IPv4 as the /32, IPv6 as its /64 (one
+//!   host commonly owns a whole /64). IPv4-mapped IPv6 is treated as IPv4.
+//! - Direction: SMTP-authenticated clients and clients in
+//!   `internal_networks` send *outbound* mail; everything else is *inbound*.
+
+use crate::config::Config;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv6Addr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Decides the direction of a connection.
+pub fn direction(cfg: &Config, client_ip: Option<IpAddr>, auth_authen: Option<&str>) -> Direction {
+    if auth_authen.is_some_and(|a| !a.trim().is_empty()) {
+        return Direction::Outbound;
+    }
+    match client_ip {
+        Some(ip) if cfg.is_internal_ip(ip) => Direction::Outbound,
+        Some(_) => Direction::Inbound,
+        // No IP at all: locally submitted mail (Postfix `non_smtpd_milters`).
+        None => Direction::Outbound,
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are their IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// The MTA key: `192.0.2.1` or `2001:db8:1:2::/64`.
+pub fn mta_key(ip: IpAddr) -> String {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let net = Ipv6Addr::new(seg[0], seg[1], seg[2], seg[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
+/// Lower-cases and trims an address; strips angle brackets. Returns `None`
+/// for anything without a local part and a domain.
+pub fn clean_address(addr: &str) -> Option<String> {
+    let a = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_lowercase();
+    let (local, domain) = a.rsplit_once('@')?;
+    let domain = domain.trim_end_matches('.');
+    if local.is_empty()
+        || domain.is_empty()
+        || !domain.contains('.') && domain != "localhost"
+        || a.contains(char::is_whitespace)
+    {
+        return None;
+    }
+    Some(format!("{local}@{domain}"))
+}
+
+/// The domain part of a cleaned address.
+pub fn domain_of(addr: &str) -> &str {
+    addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+/// Normalises an envelope address: SRS and BATV are undone, then the
+/// sub-address tag is removed from the local part.
+pub fn normalize_envelope(addr: &str, delimiters: &str) -> Option<String> {
+    let a = clean_address(addr)?;
+    let (local, domain) = a.rsplit_once('@')?;
+    let (mut local, mut domain) = (local.to_string(), domain.to_string());
+
+    // SRS (Sender Rewriting Scheme):
+    //   SRS0=HHH=TT=orig-domain=orig-local@forwarder
+    //   SRS1=HHH=first-forwarder==HHH=TT=orig-domain=orig-local@forwarder
+    let srs = local
+        .strip_prefix("srs0=")
+        .or_else(|| local.strip_prefix("srs0+"))
+        .or_else(|| local.strip_prefix("srs0-"))
+        .map(str::to_string)
+        .or_else(|| {
+            let rest = local
+                .strip_prefix("srs1=")
+                .or_else(|| local.strip_prefix("srs1+"))
+                .or_else(|| local.strip_prefix("srs1-"))?;
+            rest.split_once("==").map(|(_, inner)| inner.to_string())
+        });
+    if let Some(rest) = srs {
+        let parts: Vec<&str> = rest.splitn(4, '=').collect();
+        if parts.len() == 4 && !parts[2].is_empty() && !parts[3].is_empty() {
+            domain = parts[2].to_string();
+            local = parts[3].to_string();
+        }
+    }
+
+    // BATV: prvs=TAG=local (RFC draft), also seen as prvs=local/TAG.
+    for prefix in ["prvs=", "msprvs1=", "btv1="] {
+        if let Some(rest) = local.strip_prefix(prefix) {
+            if let Some((_, l)) = rest.split_once('=') {
+                if !l.is_empty() {
+                    local = l.to_string();
+                }
+            } else if let Some((l, _)) = rest.split_once('/') {
+                local = l.to_string();
+            }
+            break;
+        }
+    }
+
+    if !delimiters.is_empty() {
+        if let Some(pos) = local.find(|c| delimiters.contains(c)) {
+            if pos > 0 {
+                local.truncate(pos);
+            }
+        }
+    }
+    Some(format!("{local}@{domain}"))
+}
+
+/// Normalises a Message-ID for index look-ups: angle brackets and
+/// surrounding white space removed. Case is kept (the left part is
+/// case-sensitive in RFC 5322 §3.6.4).
+pub fn normalize_message_id(id: &str) -> Option<String> {
+    let t = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    if t.is_empty() || t.len() > 998 || t.contains(char::is_whitespace) {
+        None
+    } else {
+        Some(t.to_string())
+    }
+}
+
+/// Extracts every `<...>` message identifier from an In-Reply-To or
+/// References header value.
+pub fn message_ids_in(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        if let Some(id) = normalize_message_id(&rest[start + 1..start + len]) {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        let mut c = Config {
+            enterprise_domains: vec!["example.com".into()],
+            internal_networks: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c
+    }
+
+    #[test]
+    fn direction_from_auth_and_networks() {
+        let c = cfg();
+        let outside: IpAddr = "192.0.2.1".parse().unwrap();
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(direction(&c, Some(outside), None), Direction::Inbound);
+        assert_eq!(direction(&c, Some(outside), Some("")), Direction::Inbound);
+        assert_eq!(direction(&c, Some(outside), Some("alice")), Direction::Outbound);
+        assert_eq!(direction(&c, Some(inside), None), Direction::Outbound);
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(direction(&c, Some(mapped), None), Direction::Outbound);
+        assert_eq!(direction(&c, None, None), Direction::Outbound);
+    }
+
+    #[test]
+    fn mta_keys_are_v4_host_and_v6_slash_64() {
+        assert_eq!(mta_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            mta_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            mta_key("2001:db8:1:2:ffff::1".parse().unwrap()),
+            mta_key("2001:db8:1:2::99".parse().unwrap())
+        );
+        assert_eq!(mta_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
+
+    #[test]
+    fn envelope_normalisation() {
+        let n = |a| normalize_envelope(a, "+");
+        assert_eq!(n("<Bob+news@Example.ORG>").as_deref(), Some("bob@example.org"));
+        assert_eq!(
+            n("prvs=1234abcd5e=bob@example.org").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(
+            n("SRS0=HHH=TT=example.org=bob@forwarder.net").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(
+            n("SRS1=HHH=first.net==HHH=TT=example.org=bob@second.net").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(n("+only@example.org").as_deref(), Some("+only@example.org"));
+        assert_eq!(n("<>"), None);
+        assert_eq!(n("no-at-sign"), None);
+        assert_eq!(n("a@nodot"), None);
+    }
+
+    #[test]
+    fn message_ids_extracted() {
+        assert_eq!(
+            message_ids_in(" <a@x> <b@y>\r\n\t<a@x> <broken"),
+            vec!["a@x".to_string(), "b@y".to_string()]
+        );
+        assert_eq!(normalize_message_id(" <id@host> ").as_deref(), Some("id@host"));
+        assert_eq!(normalize_message_id("<>"), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Logging: tracing-subscriber to stderr or to syslog (facility mail,
+//! through `/dev/log`), as text or JSON. Per-message lines start with the
+//! Postfix queue id, so they line up with `mail.log`.
+//!
+//! In JSON mode each message's verdict record is written as one bare JSON
+//! object line (the SIEM feed); in text mode a one-line summary is logged.
+
+use crate::config::{Config, LogFormat, LogTarget};
+use crate::pipeline::Message;
+use crate::verdict::VerdictRecord;
+use std::io::{self, Write};
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Mutex, OnceLock};
+use tracing::Level;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+const FACILITY_MAIL: u8 = 2;
+
+struct Sink {
+    target: LogTarget,
+    format: LogFormat,
+    syslog: Option<Mutex<UnixDatagram>>,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+fn severity(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+fn send_syslog(sock: &Mutex<UnixDatagram>, sev: u8, line: &str) {
+    let msg = format!(
+        "<{}>sra-milter[{}]: {}",
+        FACILITY_MAIL * 8 + sev,
+        std::process::id(),
+        line.trim_end()
+    );
+    if let Ok(s) = sock.lock() {
+        if s.send(msg.as_bytes()).is_err() {
+            // syslog is gone (restarting); keep the line on stderr.
+            let _ = writeln!(io::stderr(), "{}", line.trim_end());
+        }
+    }
+}
+
+/// One syslog datagram per formatted event.
+struct SyslogWriter {
+    sev: u8,
+    buf: Vec<u8>,
+}
+
+impl Write for SyslogWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogWriter {
+    fn drop(&mut self) {
+        if let Some(Sink {
+            syslog: Some(sock), ..
+        }) = SINK.get()
+        {
+            send_syslog(sock, self.sev, &String::from_utf8_lossy(&self.buf));
+        }
+    }
+}
+
+struct SyslogMaker;
+
+impl<'a> MakeWriter<'a> for SyslogMaker {
+    type Writer = SyslogWriter;
+    fn make_writer(&'a self) -> SyslogWriter {
+        SyslogWriter {
+            sev: 6,
+            buf: Vec::new(),
+        }
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SyslogWriter {
+        SyslogWriter {
+            sev: severity(*meta.level()),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, early; later calls only
+/// adjust the level.
+pub fn init(cfg: &Config) -> io::Result<()> {
+    if SINK.get().is_some() {
+        set_level(&cfg.log.level);
+        return Ok(());
+    }
+    let syslog = match cfg.log.target {
+        LogTarget::Syslog => {
+            let s = UnixDatagram::unbound()?;
+            s.connect("/dev/log")?;
+            Some(Mutex::new(s))
+        }
+        LogTarget::Stderr => None,
+    };
+    let _ = SINK.set(Sink {
+        target: cfg.log.target,
+        format: cfg.log.format,
+        syslog,
+    });
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match (cfg.log.target, cfg.log.format) {
+        (LogTarget::Stderr, LogFormat::Text) => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false))
+            .try_init(),
+        (LogTarget::Stderr, LogFormat::Json) => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(io::stderr))
+            .try_init(),
+        (LogTarget::Syslog, LogFormat::Text) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(SyslogMaker)
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(false),
+            )
+            .try_init(),
+        (LogTarget::Syslog, LogFormat::Json) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(SyslogMaker)
+                    .without_time(),
+            )
+            .try_init(),
+    };
+    // Already initialised (tests in one process): keep the first one.
+    let _ = result;
+    Ok(())
+}
+
+/// Changes the level filter at run time (SIGHUP).
+pub fn set_level(level: &str) {
+    if let (Some(h), Ok(f)) = (FILTER.get(), EnvFilter::try_new(level)) {
+        let _ = h.reload(f);
+    }
+}
+
+/// Writes a message's verdict: the JSON record in JSON mode, a summary
+/// line otherwise.
+pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
+    let format = SINK.get().map_or(cfg.log.format, |s| s.format);
+    if format == LogFormat::Json {
+        let line = rec.to_json_line();
+        match SINK.get() {
+            Some(Sink {
+                target: LogTarget::Syslog,
+                syslog: Some(sock),
+                ..
+            }) => send_syslog(sock, 6, &line),
+            _ => {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            }
+        }
+        return;
+    }
+    let qid = if rec.queue_id.is_empty() { "NOQUEUE" } else { &rec.queue_id };
+    let rating = |v: &Option<serde_json::Value>| match v {
+        Some(v) => format!(
+            "{} ({} {})",
+            v["key"].as_str().unwrap_or("-"),
+            v["class"].as_str().unwrap_or("-"),
+            v["score"]
+        ),
+        None => "-".into(),
+    };
+    tracing::info!(
+        "{qid}: verdict direction={} stage={} from=<{}> sender={} mta={} action={} monitor={} message_id=<{}>",
+        rec.direction,
+        rec.stage,
+        msg.envelope_from.as_deref().unwrap_or(""),
+        rating(&rec.sender),
+        rating(&rec.mta),
+        rec.action,
+        if rec.monitor { "yes" } else { "no" },
+        rec.message_id.as_deref().unwrap_or("")
+    );
+}

@@ -1,0 +1,173 @@
+//! Milter callbacks: thin functions that fetch the per-connection session
+//! and call one method on it (`session.rs`). A missing session is answered
+//! per `on_error`; nothing here panics on what the MTA sends.
+
+use crate::daemon::Shared;
+use crate::session::Connection;
+use indymilter::{Actions, Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, SocketInfo, Status};
+use std::ffi::CString;
+use std::sync::Arc;
+
+/// Macros asked for at each stage (Postfix `milter_*_macros` supply them).
+fn requested_macros() -> Vec<(MacroStage, &'static str)> {
+    vec![
+        (MacroStage::Connect, "j {client_addr} {daemon_name}"),
+        (MacroStage::Mail, "i {auth_authen} {auth_type}"),
+        (MacroStage::Rcpt, "i"),
+        (MacroStage::Data, "i"),
+        (MacroStage::Eoh, "i"),
+        (MacroStage::Eom, "i"),
+    ]
+}
+
+pub const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
+    .union(Actions::CHANGE_HEADER)
+    .union(Actions::QUARANTINE);
+
+async fn negotiate(cx: &mut NegotiateContext<Connection>, actions: Actions, _opts: ProtoOpts) -> Status {
+    if !actions.contains(NEEDED_ACTIONS) {
+        tracing::error!(
+            "mta does not offer the actions sra-milter needs (add header, change header, quarantine); refusing the milter connection"
+        );
+        return Status::Reject;
+    }
+    cx.requested_actions = NEEDED_ACTIONS;
+    for (stage, macros) in requested_macros() {
+        if let Ok(m) = CString::new(macros) {
+            cx.requested_macros.insert(stage, m);
+        }
+    }
+    Status::Continue
+}
+
+fn with_session<'a>(
+    shared: &Shared,
+    data: &'a mut Option<Connection>,
+    stage: &str,
+) -> Result<&'a mut Connection, Status> {
+    match data.as_mut() {
+        Some(c) => Ok(c),
+        None => {
+            tracing::error!("no session at {stage}; answering per on_error");
+            Err(shared.error_status())
+        }
+    }
+}
+
+pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
+    let s_connect = shared.clone();
+    let s_helo = shared.clone();
+    let s_mail = shared.clone();
+    let s_rcpt = shared.clone();
+    let s_header = shared.clone();
+    let s_eoh = shared.clone();
+    let s_body = shared.clone();
+    let s_eom = shared.clone();
+    Callbacks::new()
+        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_connect(move |cx, hostname, info| {
+            let shared = s_connect.clone();
+            Box::pin(async move {
+                let ip = match info {
+                    SocketInfo::Inet(addr) => Some(addr.ip()),
+                    _ => None,
+                };
+                let (conn, status) =
+                    Connection::connect(shared, hostname.to_string_lossy().into_owned(), ip, cx).await;
+                cx.data = Some(conn);
+                status
+            })
+        })
+        .on_helo(move |cx, helo| {
+            let shared = s_helo.clone();
+            Box::pin(async move {
+                match with_session(&shared, &mut cx.data, "helo") {
+                    Ok(c) => {
+                        c.helo = helo.to_string_lossy().chars().take(255).collect();
+                        Status::Continue
+                    }
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_mail(move |cx, args| {
+            let shared = s_mail.clone();
+            Box::pin(async move {
+                let Context { data, macros, reply } = cx;
+                match with_session(&shared, data, "mail") {
+                    Ok(c) => c.mail(&args, macros, reply).await,
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_rcpt(move |cx, args| {
+            let shared = s_rcpt.clone();
+            Box::pin(async move {
+                let Context { data, macros, reply } = cx;
+                match with_session(&shared, data, "rcpt") {
+                    Ok(c) => c.rcpt(&args, macros, reply),
+                    Err(s) => s,
+                }
+            })
+        })
+        // Registered so that Postfix sends its DATA-stage macros together
+        // with a command, instead of as a lone packet that waits for a
+        // delayed ACK.
+        .on_data(|_cx| Box::pin(async { Status::Continue }))
+        .on_header(move |cx, name, value| {
+            let shared = s_header.clone();
+            Box::pin(async move {
+                match with_session(&shared, &mut cx.data, "header") {
+                    Ok(c) => {
+                        c.header(name.as_bytes(), value.as_bytes());
+                        Status::Continue
+                    }
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_eoh(move |cx| {
+            let shared = s_eoh.clone();
+            Box::pin(async move {
+                match with_session(&shared, &mut cx.data, "eoh") {
+                    Ok(c) => {
+                        c.end_of_headers();
+                        Status::Continue
+                    }
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_body(move |cx, chunk| {
+            let shared = s_body.clone();
+            Box::pin(async move {
+                match with_session(&shared, &mut cx.data, "body") {
+                    Ok(c) => c.body(&chunk),
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_eom(move |cx| {
+            let shared = s_eom.clone();
+            Box::pin(async move {
+                let EomContext {
+                    data,
+                    macros,
+                    reply,
+                    actions,
+                } = cx;
+                match with_session(&shared, data, "eom") {
+                    Ok(c) => c.eom(macros, reply, actions).await,
+                    Err(s) => s,
+                }
+            })
+        })
+        .on_abort(|cx| {
+            Box::pin(async move {
+                if let Some(c) = cx.data.as_mut() {
+                    c.abort();
+                }
+                Status::Continue
+            })
+        })
+}

@@ -1,0 +1,526 @@
+//! The reputation store: RocksDB behind a small trait.
+//!
+//! Column families (names are on-disk contracts, listed once in [`CFS`]):
+//!
+//! | family           | key                          | value                         |
+//! |------------------|------------------------------|-------------------------------|
+//! | `senders`        | `alice@example.org`          | [`Record`] (merge operator)   |
+//! | `sender_domains` | `example.org`                | [`Record`] (merge operator)   |
+//! | `mtas`           | `192.0.2.1`, `2001:db8::/64` | [`Record`] (merge operator)   |
+//! | `pairs`          | `sender \0 mta`              | [`Record`] (merge operator)   |
+//! | `messages`       | Message-ID without `<>`      | time (u64 LE) + JSON [`IndexEntry`] |
+//! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`crate::overrides::Override`] |
+//! | `meta`           | `schema_version`             | decimal text                  |
+//!
+//! All counters of one message are written in one `WriteBatch` of merge
+//! operands, so a crash never leaves half a message counted, and concurrent
+//! sessions never read-modify-write. Message-index entries older than
+//! `message_index_ttl` (measured against the newest message time the store
+//! has seen, so replayed archives age by their own clock) are ignored on
+//! read and dropped by a compaction filter.
+//!
+//! The calls here block; async callers use `spawn_blocking`.
+
+use crate::identity::Direction;
+use crate::overrides::{Override, Target};
+use crate::record::Record;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bump only with an explicit migration.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const CF_SENDERS: &str = "senders";
+pub const CF_DOMAINS: &str = "sender_domains";
+pub const CF_MTAS: &str = "mtas";
+pub const CF_PAIRS: &str = "pairs";
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_OVERRIDES: &str = "overrides";
+pub const CF_META: &str = "meta";
+pub const CFS: [&str; 7] = [
+    CF_SENDERS,
+    CF_DOMAINS,
+    CF_MTAS,
+    CF_PAIRS,
+    CF_MESSAGES,
+    CF_OVERRIDES,
+    CF_META,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("{0}")]
+    Decode(#[from] crate::record::DecodeError),
+    #[error("corrupt message index entry for {0}")]
+    BadIndex(String),
+    #[error("store schema version {found} at {path}, this sra-milter uses {SCHEMA_VERSION}: refusing to open (an explicit migration is needed)")]
+    Schema { found: String, path: PathBuf },
+    #[error("{0}")]
+    Io(String),
+    #[error("the store is open read-only")]
+    ReadOnly,
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Which record family a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sender,
+    Domain,
+    Mta,
+    Pair,
+}
+
+impl Kind {
+    fn cf(self) -> &'static str {
+        match self {
+            Kind::Sender => CF_SENDERS,
+            Kind::Domain => CF_DOMAINS,
+            Kind::Mta => CF_MTAS,
+            Kind::Pair => CF_PAIRS,
+        }
+    }
+}
+
+pub fn pair_key(sender: &str, mta: &str) -> String {
+    format!("{sender}\0{mta}")
+}
+
+/// What the message index remembers of a message (reply and open matching).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub time: u64,
+    pub direction: Direction,
+    /// Sender key of the message's author.
+    pub sender: String,
+    /// MTA key (inbound mail only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta: Option<String>,
+    /// Enterprise recipients (inbound) or outside recipients (outbound).
+    pub recipients: Vec<String>,
+    pub has_attachment: bool,
+    pub has_url: bool,
+}
+
+/// Everything one message changes, written atomically.
+#[derive(Clone, Debug, Default)]
+pub struct Update {
+    pub records: Vec<(Kind, String, Record)>,
+    pub messages: Vec<(String, IndexEntry)>,
+}
+
+impl Update {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.messages.is_empty()
+    }
+}
+
+/// Store operations the rating pipeline needs. Implemented by RocksDB here;
+/// a shared backend for several MX hosts can implement it too.
+pub trait ReputationStore: Send + Sync + 'static {
+    fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError>;
+    fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError>;
+    fn apply(&self, update: &Update) -> Result<(), StoreError>;
+    fn overrides(&self) -> Result<Vec<Override>, StoreError>;
+    fn set_override(&self, o: &Override) -> Result<(), StoreError>;
+    fn remove_override(&self, target: &Target) -> Result<bool, StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    read_only: bool,
+    ttl_secs: u64,
+    /// Newest message time seen: the clock for index expiry.
+    newest: Arc<AtomicU64>,
+}
+
+fn merge_records(key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+    let mut acc = match existing {
+        None => Record::default(),
+        Some(bytes) => match Record::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the stored bytes as they are rather than failing the
+                // compaction (which would stop all writes): reads of this
+                // key report the corruption and follow `on_error`.
+                tracing::error!(
+                    "store: {e} for key {:?}; keeping it untouched, dropping {} update(s)",
+                    String::from_utf8_lossy(key),
+                    ops.len()
+                );
+                return Some(bytes.to_vec());
+            }
+        },
+    };
+    for op in ops {
+        match Record::decode(op) {
+            Ok(r) => acc.merge(&r),
+            Err(e) => tracing::error!(
+                "store: skipping {e} in update for key {:?}",
+                String::from_utf8_lossy(key)
+            ),
+        }
+    }
+    Some(acc.encode())
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn index_time(value: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+impl RocksStore {
+    fn cf_options(name: &str, ttl_secs: u64, newest: &Arc<AtomicU64>) -> Options {
+        let mut o = Options::default();
+        let mut bb = BlockBasedOptions::default();
+        // Point look-ups dominate: a bloom filter saves a disk read per miss.
+        bb.set_bloom_filter(10.0, false);
+        bb.set_cache_index_and_filter_blocks(true);
+        o.set_block_based_table_factory(&bb);
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        match name {
+            CF_SENDERS | CF_DOMAINS | CF_MTAS | CF_PAIRS => {
+                o.set_merge_operator_associative("sra_record_merge", merge_records);
+            }
+            CF_MESSAGES => {
+                let newest = newest.clone();
+                o.set_compaction_filter("sra_message_ttl", move |_lvl, _k: &[u8], v: &[u8]| {
+                    let clock = newest.load(Ordering::Relaxed).max(1);
+                    match index_time(v) {
+                        Some(t) if t.saturating_add(ttl_secs) < clock => {
+                            rocksdb::compaction_filter::Decision::Remove
+                        }
+                        _ => rocksdb::compaction_filter::Decision::Keep,
+                    }
+                });
+            }
+            _ => {}
+        }
+        o
+    }
+
+    fn descriptors(ttl_secs: u64, newest: &Arc<AtomicU64>) -> Vec<ColumnFamilyDescriptor> {
+        CFS.iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Self::cf_options(n, ttl_secs, newest)))
+            .collect()
+    }
+
+    /// Opens (creating if needed) the store for writing. Only one process
+    /// may do this at a time.
+    pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| {
+            StoreError::Io(format!("cannot create {}: {e}", path.display()))
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(5);
+        opts.increase_parallelism(2);
+        let newest = Arc::new(AtomicU64::new(now_unix()));
+        let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))?;
+        let store = RocksStore {
+            db,
+            path: path.to_owned(),
+            read_only: false,
+            ttl_secs: message_ttl_secs,
+            newest,
+        };
+        store.check_schema(true)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only, beside a running daemon.
+    pub fn open_read_only(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
+        let opts = Options::default();
+        let newest = Arc::new(AtomicU64::new(now_unix()));
+        let db = DB::open_cf_descriptors_read_only(
+            &opts,
+            path,
+            Self::descriptors(message_ttl_secs, &newest),
+            false,
+        )?;
+        let store = RocksStore {
+            db,
+            path: path.to_owned(),
+            read_only: true,
+            ttl_secs: message_ttl_secs,
+            newest,
+        };
+        store.check_schema(false)?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
+    }
+
+    fn check_schema(&self, may_init: bool) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        match self.db.get_cf(meta, b"schema_version")? {
+            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
+            Some(v) => Err(StoreError::Schema {
+                found: String::from_utf8_lossy(&v).into_owned(),
+                path: self.path.clone(),
+            }),
+            None if may_init => {
+                self.db
+                    .put_cf(meta, b"schema_version", SCHEMA_VERSION.to_string())?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the clock used for index expiry to at least `time` (replay sets
+    /// it from the mail it reads).
+    pub fn observe_time(&self, time: u64) {
+        self.newest.fetch_max(time, Ordering::Relaxed);
+    }
+
+    /// RocksDB's estimate of the keys per column family.
+    pub fn key_estimates(&self) -> Vec<(&'static str, u64)> {
+        CFS.iter()
+            .filter_map(|n| {
+                let cf = self.db.cf_handle(n)?;
+                let v = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()?;
+                Some((*n, v))
+            })
+            .collect()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl ReputationStore for RocksStore {
+    fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
+        let cf = self.cf(kind.cf())?;
+        match self.db.get_pinned_cf(cf, key.as_bytes())? {
+            Some(v) => Ok(Record::decode(&v)?),
+            None => Ok(Record::default()),
+        }
+    }
+
+    fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
+        let cf = self.cf(CF_MESSAGES)?;
+        let Some(v) = self.db.get_pinned_cf(cf, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let time = index_time(&v).ok_or_else(|| StoreError::BadIndex(id.into()))?;
+        if time.saturating_add(self.ttl_secs) < self.newest.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&v[8..])
+            .map(Some)
+            .map_err(|_| StoreError::BadIndex(id.into()))
+    }
+
+    fn apply(&self, update: &Update) -> Result<(), StoreError> {
+        self.writable()?;
+        if update.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let mut newest = 0;
+        for (kind, key, delta) in &update.records {
+            batch.merge_cf(self.cf(kind.cf())?, key.as_bytes(), delta.encode());
+            newest = newest.max(delta.last_seen);
+        }
+        let mcf = self.cf(CF_MESSAGES)?;
+        for (id, entry) in &update.messages {
+            let mut v = entry.time.to_le_bytes().to_vec();
+            serde_json::to_writer(&mut v, entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            batch.put_cf(mcf, id.as_bytes(), v);
+            newest = newest.max(entry.time);
+        }
+        self.db.write(batch)?;
+        self.observe_time(newest);
+        Ok(())
+    }
+
+    fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let cf = self.cf(CF_OVERRIDES)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            match serde_json::from_slice::<Override>(&v) {
+                Ok(o) => out.push(o),
+                Err(e) => tracing::error!(
+                    "store: ignoring unreadable override {:?}: {e}",
+                    String::from_utf8_lossy(&k)
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_override(&self, o: &Override) -> Result<(), StoreError> {
+        self.writable()?;
+        let v = serde_json::to_vec(o).map_err(|e| StoreError::Task(e.to_string()))?;
+        self.db
+            .put_cf(self.cf(CF_OVERRIDES)?, o.target.store_key(), v)?;
+        Ok(())
+    }
+
+    fn remove_override(&self, target: &Target) -> Result<bool, StoreError> {
+        self.writable()?;
+        let cf = self.cf(CF_OVERRIDES)?;
+        let key = target.store_key();
+        let existed = self.db.get_pinned_cf(cf, &key)?.is_some();
+        self.db.delete_cf(cf, key)?;
+        Ok(existed)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
+        for n in CFS {
+            self.db.flush_cf(self.cf(n)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Counter, SetKind};
+
+    fn entry(time: u64) -> IndexEntry {
+        IndexEntry {
+            time,
+            direction: Direction::Outbound,
+            sender: "alice@example.com".into(),
+            mta: None,
+            recipients: vec!["bob@example.org".into()],
+            has_attachment: false,
+            has_url: true,
+        }
+    }
+
+    #[test]
+    fn merges_accumulate_across_batches_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), 86400).unwrap();
+            for i in 0..3 {
+                let mut d = Record::seen_at(100 + i);
+                d.add(Counter::MessagesReceived, 1)
+                    .insert(SetKind::EnterpriseRecipients, &format!("u{}", i % 2));
+                s.apply(&Update {
+                    records: vec![(Kind::Sender, "bob@example.org".into(), d)],
+                    messages: vec![],
+                })
+                .unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let s = RocksStore::open(dir.path(), 86400).unwrap();
+        let r = s.record(Kind::Sender, "bob@example.org").unwrap();
+        assert_eq!(r.count(Counter::MessagesReceived), 3);
+        assert_eq!(r.distinct(SetKind::EnterpriseRecipients), 2);
+        assert_eq!((r.first_seen, r.last_seen), (100, 102));
+        assert!(s.record(Kind::Mta, "192.0.2.1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_only_open_sees_a_running_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = RocksStore::open(dir.path(), 86400).unwrap();
+        let mut d = Record::seen_at(5);
+        d.add(Counter::MessagesSent, 2);
+        w.apply(&Update {
+            records: vec![(Kind::Sender, "x@example.org".into(), d)],
+            messages: vec![("id@h".into(), entry(now_unix()))],
+        })
+        .unwrap();
+        let r = RocksStore::open_read_only(dir.path(), 86400).unwrap();
+        assert_eq!(
+            r.record(Kind::Sender, "x@example.org").unwrap().count(Counter::MessagesSent),
+            2
+        );
+        assert_eq!(r.message("id@h").unwrap(), Some(entry(r.message("id@h").unwrap().unwrap().time)));
+        assert!(matches!(r.apply(&Update::default()), Err(StoreError::ReadOnly)));
+        assert!(RocksStore::open(dir.path(), 86400).is_err(), "second writer must fail");
+    }
+
+    #[test]
+    fn message_index_entries_expire_by_the_store_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path(), 3600).unwrap();
+        let t = now_unix();
+        s.apply(&Update {
+            records: vec![],
+            messages: vec![("old@h".into(), entry(t)), ("new@h".into(), entry(t + 7200))],
+        })
+        .unwrap();
+        assert!(s.message("old@h").unwrap().is_none(), "older than the ttl");
+        assert!(s.message("new@h").unwrap().is_some());
+        assert!(s.message("unknown@h").unwrap().is_none());
+    }
+
+    #[test]
+    fn schema_version_is_checked_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), 86400).unwrap();
+            s.db.put_cf(s.cf(CF_META).unwrap(), b"schema_version", b"99").unwrap();
+        }
+        let e = RocksStore::open(dir.path(), 86400).err().unwrap();
+        assert!(matches!(e, StoreError::Schema { .. }), "{e}");
+    }
+
+    #[test]
+    fn corrupt_record_is_an_error_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path(), 86400).unwrap();
+        let cf = s.cf(CF_SENDERS).unwrap();
+        s.db.put_cf(cf, b"bad@example.org", b"\x07garbage").unwrap();
+        assert!(s.record(Kind::Sender, "bad@example.org").is_err());
+        let mut d = Record::seen_at(1);
+        d.add(Counter::MessagesReceived, 1);
+        s.apply(&Update {
+            records: vec![(Kind::Sender, "bad@example.org".into(), d)],
+            messages: vec![],
+        })
+        .unwrap();
+        s.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(
+            s.db.get_cf(cf, b"bad@example.org").unwrap().as_deref(),
+            Some(&b"\x07garbage"[..])
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The verdict of one message: the `X-SRA-Verdict` header and the JSON
+//! verdict record (the SIEM feed). Field names are contracts (DESIGN.md).
+
+use crate::pipeline::{Assessment, Message};
+use crate::policy::{Outcome, Stage};
+use crate::rating::Rating;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+pub const VERDICT_HEADER: &str = "X-SRA-Verdict";
+
+/// Contributions named in the header, largest first.
+const HEADER_TOP: usize = 4;
+
+/// RFC 5322 §2.2 field name: printable ASCII except colon.
+pub fn is_valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+}
+
+/// Formats Unix seconds as RFC 3339 UTC (`2026-11-24T10:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil-from-days (H. Hinnant), valid for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn signed(p: f64) -> String {
+    if p >= 0.0 {
+        format!("+{p:.1}")
+    } else {
+        format!("{p:.1}")
+    }
+}
+
+/// The action as the header and the log say it: `reject`, or
+/// `would_reject` when monitor-only mode held it back.
+pub fn action_label(o: &Outcome) -> String {
+    match o.would {
+        Some(a) => format!("would_{a}"),
+        None => o.applied.to_string(),
+    }
+}
+
+/// `sender=trusted (82.0); mta=neutral (55.0); action=accept; monitor=no;
+/// top=replies_sent+12.0,days_known+8.1`
+pub fn header_value(a: &Assessment, outcome: &Outcome, monitor: bool) -> String {
+    let mut parts = Vec::new();
+    let part = |label: &str, r: &Option<Rating>| match r {
+        Some(r) => format!("{label}={} ({:.1})", r.class, r.score),
+        None => format!("{label}=none"),
+    };
+    parts.push(part("sender", &a.sender));
+    parts.push(part("mta", &a.mta));
+    parts.push(format!("action={}", action_label(outcome)));
+    parts.push(format!("monitor={}", if monitor { "yes" } else { "no" }));
+    let mut top: Vec<(String, f64)> = a
+        .sender
+        .iter()
+        .flat_map(|r| r.contributions())
+        .chain(
+            a.mta
+                .iter()
+                .flat_map(|r| r.contributions().into_iter().map(|(n, p)| (format!("mta.{n}"), p))),
+        )
+        .collect();
+    top.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    if !top.is_empty() {
+        let list: Vec<String> = top
+            .iter()
+            .take(HEADER_TOP)
+            .map(|(n, p)| format!("{n}{}", signed(*p)))
+            .collect();
+        parts.push(format!("top={}", list.join(",")));
+    }
+    parts.join("; ")
+}
+
+/// The rating as it appears in the JSON record and `explain --json`.
+pub fn rating_json(r: &Rating) -> Value {
+    let mut factors = Map::new();
+    let mut contributions = Map::new();
+    for f in &r.factors {
+        factors.insert(f.name.into(), f.value.map_or(Value::Null, |v| json!(v)));
+        contributions.insert(f.name.into(), json!(f.contribution));
+    }
+    for c in &r.extra {
+        contributions.insert(c.name.clone(), json!(c.points));
+    }
+    let mut v = json!({
+        "key": r.key,
+        "class": r.class,
+        "score": r.score,
+        "factors": factors,
+        "contributions": contributions,
+        "history": r.history,
+        "bidirectional": r.bidirectional,
+    });
+    if let Some(b) = &r.backed_by {
+        v["backed_by"] = json!(b);
+    }
+    if let Some(o) = &r.override_ {
+        v["override"] = json!(o);
+    }
+    v
+}
+
+/// One JSON verdict record.
+#[derive(Debug, Serialize)]
+pub struct VerdictRecord {
+    pub time: String,
+    pub queue_id: String,
+    pub message_id: Option<String>,
+    pub direction: &'static str,
+    pub client_ip: Option<String>,
+    pub helo: String,
+    pub envelope_from: Option<String>,
+    pub header_from: Option<String>,
+    pub recipients: Vec<String>,
+    /// `null` until authentication results are verified.
+    pub authenticated: Option<bool>,
+    pub sender: Option<Value>,
+    pub mta: Option<Value>,
+    pub anomalies: Vec<String>,
+    pub stage: Stage,
+    pub action: String,
+    pub monitor: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl VerdictRecord {
+    pub fn new(
+        msg: &Message,
+        a: &Assessment,
+        stage: Stage,
+        outcome: &Outcome,
+        monitor: bool,
+    ) -> VerdictRecord {
+        VerdictRecord {
+            time: rfc3339(msg.time),
+            queue_id: msg.queue_id.clone(),
+            message_id: msg.message_id.clone(),
+            direction: msg.direction().as_str(),
+            client_ip: msg.client_ip.map(|i| i.to_string()),
+            helo: msg.helo.clone(),
+            envelope_from: msg.envelope_from.clone(),
+            header_from: msg.header_from.clone(),
+            recipients: msg.recipients.clone(),
+            authenticated: None,
+            sender: a.sender.as_ref().map(rating_json),
+            mta: a.mta.as_ref().map(rating_json),
+            anomalies: Vec::new(),
+            stage,
+            action: action_label(outcome),
+            monitor,
+            error: None,
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Action;
+
+    #[test]
+    fn rfc3339_formats_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_176_000_000), "2007-04-08T02:40:00Z");
+        assert_eq!(rfc3339(1_795_478_400), "2026-11-24T00:00:00Z");
+    }
+
+    #[test]
+    fn header_says_would_in_monitor_mode() {
+        let a = Assessment::default();
+        let o = Outcome {
+            applied: Action::Accept,
+            would: Some(Action::Reject),
+        };
+        let h = header_value(&a, &o, true);
+        assert_eq!(h, "sender=none; mta=none; action=would_reject; monitor=yes");
+    }
+
+    #[test]
+    fn header_names() {
+        assert!(is_valid_header_name("X-SRA-Flag"));
+        assert!(!is_valid_header_name("X SRA"));
+        assert!(!is_valid_header_name("X:SRA"));
+        assert!(!is_valid_header_name(""));
+    }
+}
