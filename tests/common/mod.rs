@@ -1,0 +1,234 @@
+//! In-process milter for integration tests: a real RocksDB in a temp dir,
+//! the real `daemon::serve` on a loopback port, driven by indymilter-test
+//! exactly as Postfix drives a milter.
+#![allow(dead_code)]
+
+use indymilter_test::{EomActions, MacroStage, Status, TestConnection};
+use sra_milter::config::{Config, Mode};
+use sra_milter::daemon::{self, Shared};
+use sra_milter::pipeline::Engine;
+use sra_milter::socket::{MilterListener, SocketSpec};
+use sra_milter::store::RocksStore;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Milter {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub store: Arc<RocksStore>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The base test configuration: enterprise `example.com`, internal
+/// `10.0.0.0/8`, enforcing.
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config {
+        socket: SocketSpec::Inet("127.0.0.1:0".into()),
+        state_dir: dir.join("store"),
+        mode: Mode::Enforce,
+        enterprise_domains: vec!["example.com".into()],
+        internal_networks: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Config::default()
+    };
+    cfg.admin.control_socket = Some(dir.join("control.sock"));
+    cfg.validate().unwrap();
+    cfg
+}
+
+pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> Milter {
+    let store = Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
+    let engine = Arc::new(Engine::new(store.clone(), &cfg).unwrap());
+    let listener = MilterListener::bind(&cfg.socket).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = Shared::new(cfg, engine);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(daemon::serve(listener, shared.clone(), async move {
+        let _ = rx.await;
+    }));
+    // serve() binds the control socket as it starts; wait for it.
+    let control = shared.config().control_socket();
+    for _ in 0..200 {
+        if control.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Milter {
+        addr,
+        shared,
+        store,
+        dir,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub async fn start(tune: impl FnOnce(&mut Config)) -> Milter {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    tune(&mut cfg);
+    cfg.validate().unwrap();
+    start_with(dir, cfg).await
+}
+
+impl Milter {
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+}
+
+/// One SMTP transaction as Postfix presents it to a milter.
+#[derive(Clone)]
+pub struct Mail {
+    pub ip: IpAddr,
+    pub helo: String,
+    pub auth: Option<String>,
+    pub queue_id: String,
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Mail {
+    /// Inbound mail from `from` at 192.0.2.10 to alice@example.com.
+    pub fn inbound(from: &str, message_id: &str) -> Mail {
+        Mail {
+            ip: "192.0.2.10".parse().unwrap(),
+            helo: "mx.partner.example".into(),
+            auth: None,
+            queue_id: "4XyZ1A2B3C".into(),
+            from: from.into(),
+            rcpts: vec!["alice@example.com".into()],
+            headers: vec![
+                ("From".into(), format!("Someone <{from}>")),
+                ("To".into(), "alice@example.com".into()),
+                ("Subject".into(), "hello".into()),
+                ("Message-ID".into(), format!("<{message_id}>")),
+            ],
+            body: "Hello Alice.\r\n".into(),
+        }
+    }
+
+    /// Outbound mail from alice@example.com (authenticated) to `to`.
+    pub fn outbound(to: &str, message_id: &str) -> Mail {
+        Mail {
+            ip: "198.51.100.77".parse().unwrap(),
+            helo: "laptop".into(),
+            auth: Some("alice".into()),
+            queue_id: "5OUT1A2B3C".into(),
+            from: "alice@example.com".into(),
+            rcpts: vec![to.into()],
+            headers: vec![
+                ("From".into(), "Alice <alice@example.com>".into()),
+                ("To".into(), to.into()),
+                ("Subject".into(), "question".into()),
+                ("Message-ID".into(), format!("<{message_id}>")),
+            ],
+            body: "Hi.\r\n".into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Mail {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct Transcript {
+    pub connect: Status,
+    pub mail: Option<Status>,
+    pub rcpts: Vec<Status>,
+    pub eom: Option<(EomActions, Status)>,
+}
+
+impl Transcript {
+    pub fn header(&self, name: &str) -> Option<String> {
+        use indymilter_test::EomAction;
+        self.eom.as_ref()?.0.actions.iter().find_map(|a| match a {
+            EomAction::InsertHeader { name: n, value, .. } | EomAction::AddHeader { name: n, value }
+                if n.to_str().ok()? == name =>
+            {
+                Some(value.to_string_lossy().into_owned())
+            }
+            _ => None,
+        })
+    }
+
+    pub fn eom_status(&self) -> Option<&Status> {
+        self.eom.as_ref().map(|(_, s)| s)
+    }
+
+    pub fn quarantined(&self) -> bool {
+        self.eom
+            .as_ref()
+            .is_some_and(|(a, _)| a.has_quarantine(indymilter_test::any()))
+    }
+}
+
+fn stops(s: &Status) -> bool {
+    matches!(s, Status::Reject { .. } | Status::Tempfail { .. } | Status::Discard | Status::Accept)
+}
+
+/// Sends one transaction; stops where the milter refuses.
+pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.macros(MacroStage::Connect, [("j", "mx.example.com")]).await.unwrap();
+    let connect = conn.connect(m.helo.as_str(), m.ip).await.unwrap();
+    let mut t = Transcript {
+        connect,
+        mail: None,
+        rcpts: vec![],
+        eom: None,
+    };
+    if stops(&t.connect) {
+        conn.close().await.unwrap();
+        return t;
+    }
+    conn.helo(m.helo.as_str()).await.unwrap();
+    let mut mail_macros = vec![("i", m.queue_id.clone())];
+    if let Some(a) = &m.auth {
+        mail_macros.push(("{auth_authen}", a.clone()));
+    }
+    conn.macros(MacroStage::Mail, mail_macros).await.unwrap();
+    let status = conn.mail([format!("<{}>", m.from)]).await.unwrap();
+    t.mail = Some(status.clone());
+    if stops(&status) {
+        conn.close().await.unwrap();
+        return t;
+    }
+    let mut accepted = 0;
+    for r in &m.rcpts {
+        conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())]).await.unwrap();
+        let s = conn.rcpt([format!("<{r}>")]).await.unwrap();
+        if !stops(&s) {
+            accepted += 1;
+        }
+        t.rcpts.push(s);
+    }
+    if accepted == 0 {
+        conn.close().await.unwrap();
+        return t;
+    }
+    conn.data().await.unwrap();
+    for (n, v) in &m.headers {
+        conn.header(n.as_str(), v.as_str()).await.unwrap();
+    }
+    conn.eoh().await.unwrap();
+    conn.body(m.body.clone()).await.unwrap();
+    conn.macros(MacroStage::Eom, [("i", m.queue_id.as_str())]).await.unwrap();
+    t.eom = Some(conn.eom().await.unwrap());
+    conn.close().await.unwrap();
+    t
+}

@@ -1,0 +1,326 @@
+//! The milter driven as Postfix drives it, on a real RocksDB store.
+
+mod common;
+
+use common::{send, start, Mail};
+use indymilter_test::Status;
+use sra_milter::config::{Mode, OnError};
+use sra_milter::daemon::{send_control, ControlRequest};
+use sra_milter::overrides::Target;
+use sra_milter::policy::Action;
+use sra_milter::rating::Class;
+use sra_milter::record::Counter;
+use sra_milter::store::{Kind, ReputationStore};
+
+async fn set_override(m: &common::Milter, target: Target, class: Class) {
+    let path = m.shared.config().control_socket();
+    let resp = send_control(
+        &path,
+        &ControlRequest::SetOverride {
+            target,
+            class,
+            reason: "test".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(resp.ok, "{}", resp.message);
+}
+
+fn reply_text(s: &Status) -> String {
+    match s {
+        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
+            m.to_string_lossy().into_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn inbound_mail_gets_a_verdict_header_and_is_accepted() {
+    let m = start(|_| {}).await;
+    let t = send(m.addr, &Mail::inbound("carol@partner.example", "in1@partner.example")).await;
+    assert_eq!(t.connect, Status::Continue);
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+    let h = t.header("X-SRA-Verdict").expect("verdict header");
+    assert!(h.starts_with("sender=unrated (50.0); mta=unrated (50.0); action=accept; monitor=no"), "{h}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn malicious_mta_is_rejected_at_connect() {
+    let m = start(|_| {}).await;
+    set_override(&m, Target::mta("192.0.2.0/24").unwrap(), Class::Malicious).await;
+    let t = send(m.addr, &Mail::inbound("carol@partner.example", "x@y")).await;
+    let text = reply_text(&t.connect);
+    assert!(text.starts_with("550 5.7.1 "), "{text}");
+    assert!(text.contains("mta malicious"), "{text}");
+    assert!(t.mail.is_none());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn malicious_envelope_sender_is_rejected_at_mail() {
+    let m = start(|_| {}).await;
+    set_override(&m, Target::sender("spammer@bad.example").unwrap(), Class::Malicious).await;
+    let t = send(m.addr, &Mail::inbound("spammer@bad.example", "x@y")).await;
+    assert_eq!(t.connect, Status::Continue);
+    let text = reply_text(t.mail.as_ref().unwrap());
+    assert!(text.starts_with("550 5.7.1 "), "{text}");
+    assert!(text.contains("sender malicious"), "{text}");
+    // A tagged +address is the same sender.
+    let t = send(m.addr, &Mail::inbound("spammer+x@bad.example", "x2@y")).await;
+    assert!(matches!(t.mail, Some(Status::Reject { .. })));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn rcpt_policy_refuses_each_recipient() {
+    let m = start(|c| c.policy.rcpt.sender.suspicious = Action::Tempfail).await;
+    set_override(&m, Target::domain("shady.example").unwrap(), Class::Suspicious).await;
+    let mut mail = Mail::inbound("who@shady.example", "r@y");
+    mail.rcpts = vec!["alice@example.com".into(), "bob@example.com".into()];
+    let t = send(m.addr, &mail).await;
+    assert_eq!(t.mail, Some(Status::Continue));
+    assert_eq!(t.rcpts.len(), 2);
+    for r in &t.rcpts {
+        assert!(reply_text(r).starts_with("451 4.7.1 "), "{r:?}");
+    }
+    assert!(t.eom.is_none());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn suspicious_sender_is_quarantined_at_end_of_message() {
+    let m = start(|_| {}).await;
+    set_override(&m, Target::sender("odd@partner.example").unwrap(), Class::Suspicious).await;
+    let t = send(m.addr, &Mail::inbound("odd@partner.example", "q@y")).await;
+    assert_eq!(t.mail, Some(Status::Continue), "suspicious passes MAIL by default");
+    assert!(t.quarantined());
+    let h = t.header("X-SRA-Verdict").unwrap();
+    assert!(h.contains("sender=suspicious") && h.contains("action=quarantine"), "{h}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn tag_action_adds_the_tag_header() {
+    let m = start(|c| c.policy.eom.sender.unrated = Action::Tag).await;
+    let t = send(m.addr, &Mail::inbound("new@stranger.example", "t@y")).await;
+    assert_eq!(t.header("X-SRA-Flag").as_deref(), Some("YES"));
+    assert!(t.header("X-SRA-Verdict").unwrap().contains("action=tag"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn eom_reject_and_discard_answer_the_mta() {
+    let m = start(|c| c.policy.eom.sender.suspicious = Action::Discard).await;
+    set_override(&m, Target::sender("a@bad.example").unwrap(), Class::Suspicious).await;
+    set_override(&m, Target::sender("b@bad.example").unwrap(), Class::Malicious).await;
+    let t = send(m.addr, &Mail::inbound("a@bad.example", "d@y")).await;
+    assert_eq!(t.eom_status(), Some(&Status::Discard));
+    // Malicious in the From: header only (envelope is someone else): refused at eom.
+    let mut mail = Mail::inbound("bounce@lists.example", "e@y");
+    mail.headers[0] = ("From".into(), "B <b@bad.example>".into());
+    let t = send(m.addr, &mail).await;
+    let text = reply_text(t.eom_status().unwrap());
+    assert!(text.starts_with("550 5.7.1 "), "{text}");
+    // Refused mail is not learned.
+    assert_eq!(m.store.record(Kind::Sender, "b@bad.example").unwrap().count(Counter::MessagesReceived), 0);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn monitor_only_never_rejects() {
+    let m = start(|c| {
+        c.mode = Mode::Monitor;
+        c.policy.rcpt.sender.malicious = Action::Reject;
+        c.policy.eom.sender.malicious = Action::Discard;
+    })
+    .await;
+    set_override(&m, Target::mta("192.0.2.10").unwrap(), Class::Malicious).await;
+    set_override(&m, Target::domain("bad.example").unwrap(), Class::Malicious).await;
+    set_override(&m, Target::sender("odd@partner.example").unwrap(), Class::Suspicious).await;
+    for from in ["x@bad.example", "odd@partner.example"] {
+        let t = send(m.addr, &Mail::inbound(from, &format!("{from}.id"))).await;
+        assert_eq!(t.connect, Status::Continue);
+        assert_eq!(t.mail, Some(Status::Continue));
+        assert!(t.rcpts.iter().all(|r| *r == Status::Continue));
+        assert_eq!(t.eom_status(), Some(&Status::Continue));
+        assert!(!t.quarantined());
+        let h = t.header("X-SRA-Verdict").unwrap();
+        assert!(h.contains("monitor=yes"), "{h}");
+        assert!(h.contains("action=would_"), "{h}");
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn outbound_then_reply_moves_the_conversation_factors() {
+    let m = start(|_| {}).await;
+    let cfg = m.shared.config();
+    let out = send(m.addr, &Mail::outbound("carol@partner.example", "out1@example.com")).await;
+    assert_eq!(out.eom_status(), Some(&Status::Continue));
+    assert!(out.header("X-SRA-Verdict").is_none(), "outbound mail carries no verdict");
+
+    let reply = Mail::inbound("carol@partner.example", "in1@partner.example")
+        .header("In-Reply-To", "<out1@example.com>")
+        .header("References", "<out1@example.com>");
+    send(m.addr, &reply).await;
+
+    let answer = Mail::outbound("carol@partner.example", "out2@example.com")
+        .header("In-Reply-To", "<in1@partner.example>");
+    send(m.addr, &answer).await;
+
+    let r = m.shared.engine.rate_sender(&cfg, "carol@partner.example", sra_milter::now()).unwrap();
+    let v = |n: &str| r.factor(n).unwrap().value;
+    assert_eq!(v("messages_sent"), Some(2.0));
+    assert_eq!(v("replies_received"), Some(1.0));
+    assert_eq!(v("replies_sent"), Some(1.0));
+    assert_eq!(v("messages_received"), Some(1.0));
+    assert_eq!(v("sender_enterprise_ratio"), Some(0.333));
+    assert!(r.bidirectional);
+    let mta = m.shared.engine.rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now()).unwrap();
+    assert_eq!(mta.factor("replies_received").unwrap().value, Some(1.0));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn inbound_mail_moves_the_mta_factors() {
+    let m = start(|_| {}).await;
+    let cfg = m.shared.config();
+    for (i, from) in ["a@one.example", "b@two.example", "c@two.example"].iter().enumerate() {
+        let mut mail = Mail::inbound(from, &format!("{i}@x"));
+        mail.rcpts = vec![format!("user{i}@example.com")];
+        send(m.addr, &mail).await;
+    }
+    let r = m.shared.engine.rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now()).unwrap();
+    let v = |n: &str| r.factor(n).unwrap().value.unwrap();
+    assert_eq!(v("messages_received"), 3.0);
+    assert_eq!(v("sender_domains"), 2.0);
+    assert_eq!(v("enterprise_recipients"), 3.0);
+    assert!(v("days_known") < 0.01);
+    assert_eq!(r.class, Class::Neutral, "history of 3 leaves unrated");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn overrides_win_over_history() {
+    let m = start(|_| {}).await;
+    let cfg = m.shared.config();
+    for i in 0..3 {
+        send(m.addr, &Mail::inbound("carol@partner.example", &format!("{i}@p"))).await;
+    }
+    let before = m.shared.engine.rate_sender(&cfg, "carol@partner.example", sra_milter::now()).unwrap();
+    assert_eq!(before.class, Class::Neutral);
+    set_override(&m, Target::sender("carol@partner.example").unwrap(), Class::Malicious).await;
+    let t = send(m.addr, &Mail::inbound("carol@partner.example", "after@p")).await;
+    assert!(matches!(t.mail, Some(Status::Reject { .. })));
+    let resp = send_control(
+        &cfg.control_socket(),
+        &ControlRequest::RemoveOverride {
+            target: Target::sender("carol@partner.example").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(resp.ok);
+    let t = send(m.addr, &Mail::inbound("carol@partner.example", "after2@p")).await;
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn config_lists_block_and_allow() {
+    let m = start(|c| {
+        c.lists.block = vec!["192.0.2.0/24".into()];
+        c.lists.allow = vec!["friend.example".into()];
+    })
+    .await;
+    let t = send(m.addr, &Mail::inbound("x@y.example", "l@y")).await;
+    assert!(matches!(t.connect, Status::Reject { .. }));
+    let mut mail = Mail::inbound("pal@friend.example", "l2@y");
+    mail.ip = "198.51.100.3".parse().unwrap();
+    let t = send(m.addr, &mail).await;
+    assert!(t.header("X-SRA-Verdict").unwrap().starts_with("sender=trusted"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn forged_verdict_headers_are_removed() {
+    let m = start(|_| {}).await;
+    let mail = Mail::inbound("carol@partner.example", "f@p")
+        .header("X-SRA-Verdict", "sender=trusted (99.0); action=accept")
+        .header("x-sra-verdict", "forged again");
+    let t = send(m.addr, &mail).await;
+    let actions = &t.eom.as_ref().unwrap().0;
+    assert!(actions.has_delete_header("X-SRA-Verdict", 1));
+    assert!(actions.has_delete_header("X-SRA-Verdict", 2));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn store_error_follows_on_error() {
+    for (policy, expect_tempfail) in [(OnError::Accept, false), (OnError::Tempfail, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(dir.path());
+        cfg.on_error = policy;
+        {
+            // A record that cannot be decoded: a real store error on read.
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = rocksdb::DB::open_cf(&opts, &cfg.state_dir, sra_milter::store::CFS).unwrap();
+            let cf = db.cf_handle("senders").unwrap();
+            db.put_cf(cf, b"broken@partner.example", b"\x63not a record").unwrap();
+            let meta = db.cf_handle("meta").unwrap();
+            db.put_cf(meta, b"schema_version", b"1").unwrap();
+        }
+        let m = common::start_with(dir, cfg).await;
+        let t = send(m.addr, &Mail::inbound("broken@partner.example", "e@p")).await;
+        let mail = t.mail.clone().unwrap();
+        if expect_tempfail {
+            assert!(reply_text(&mail).starts_with("451 4.3.0"), "{mail:?}");
+        } else {
+            assert_eq!(mail, Status::Continue);
+            // End of message fails the same way and is accepted.
+            assert_eq!(t.eom_status(), Some(&Status::Continue));
+            assert!(t.header("X-SRA-Verdict").is_none());
+        }
+        // The corrupt record is still there, untouched.
+        let raw = m.store.record(Kind::Sender, "broken@partner.example");
+        assert!(raw.is_err());
+        // Other senders are unaffected.
+        let t = send(m.addr, &Mail::inbound("fine@partner.example", "ok@p")).await;
+        assert_eq!(t.eom_status(), Some(&Status::Continue));
+        m.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_open_sessions_finish() {
+    use indymilter_test::{MacroStage, TestConnection};
+    let m = start(|_| {}).await;
+    let addr = m.addr;
+    let mut conn = TestConnection::open(addr).await.unwrap();
+    conn.connect("mx.partner.example", [192, 0, 2, 10]).await.unwrap();
+    conn.macros(MacroStage::Mail, [("i", "SHUT1")]).await.unwrap();
+    conn.mail(["<carol@partner.example>"]).await.unwrap();
+    let store = m.store.clone();
+    let stopping = tokio::spawn(m.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // New connections are refused while the open session continues.
+    assert!(TestConnection::open(addr).await.is_err());
+    conn.rcpt(["<alice@example.com>"]).await.unwrap();
+    conn.data().await.unwrap();
+    conn.header("From", "carol@partner.example").await.unwrap();
+    conn.header("Message-ID", "<shut@p>").await.unwrap();
+    conn.eoh().await.unwrap();
+    let (_, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    conn.close().await.unwrap();
+    stopping.await.unwrap();
+    assert_eq!(
+        store.record(Kind::Sender, "carol@partner.example").unwrap().count(Counter::MessagesReceived),
+        1
+    );
+}
