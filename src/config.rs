@@ -469,3 +469,51 @@ mod tests {
         assert!(cfg.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    fn key_paths(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, child) in t {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                // Weights are documented as one inline table per factor.
+                if matches!(child, toml::Value::Table(c) if c.contains_key("weight")) {
+                    out.push(path);
+                } else if child.is_table() {
+                    key_paths(child, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+    }
+
+    /// The commented example documents every key, with the default values
+    /// (the organisation's own domains aside).
+    #[test]
+    fn example_config_documents_every_key_with_its_default() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut example = Config::from_toml(&text, path).unwrap();
+        example.validate().unwrap();
+        let mut expected = Config::default();
+        expected.enterprise_domains = vec!["example.com".into()];
+        assert_eq!(example, expected);
+
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        key_paths(&defaults, "", &mut paths);
+        paths.push("admin.control_socket".into());
+        for p in paths {
+            let leaf = p.rsplit('.').next().unwrap();
+            let section = p.rsplit_once('.').map(|(s, _)| s);
+            let section_ok = section.is_none_or(|s| {
+                text.contains(&format!("[{s}]"))
+                    || s.rsplit_once('.').is_some_and(|(parent, _)| text.contains(&format!("[{parent}.")))
+            });
+            assert!(section_ok && text.contains(&format!("{leaf} =")), "example lacks {p}");
+        }
+    }
+}

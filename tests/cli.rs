@@ -1,0 +1,238 @@
+//! The `sra-milter` binary as an administrator runs it: signals, reload,
+//! `check-config`, `explain` and `override` beside the running daemon.
+
+mod common;
+
+use common::{send, Mail};
+use indymilter_test::Status;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_config(path: &Path, port: u16, state: &Path, mode: &str, extra: &str) {
+    let mut f = std::fs::File::create(path).unwrap();
+    write!(
+        f,
+        "socket = \"inet:{port}@127.0.0.1\"\nstate_dir = \"{}\"\nmode = \"{mode}\"\nenterprise_domains = [\"example.com\"]\ninternal_networks = [\"10.0.0.0/8\"]\n{extra}\n",
+        state.display()
+    )
+    .unwrap();
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(config: &Path, port: u16, log: PathBuf) -> Daemon {
+        let child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, log, port };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not start: {}", d.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        for _ in 0..300 {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log never said {needle:?}:\n{}", self.log_text());
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        for _ in 0..500 {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("daemon did not stop on SIGTERM: {}", self.log_text());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "mode = \"enforce\"\nno_such_key = 1\n").unwrap();
+    let out = cli(&["check-config", "-c", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
+
+    let bad_value = dir.path().join("bad2.toml");
+    std::fs::write(&bad_value, "socket = \"tcp:nowhere\"\n").unwrap();
+    assert_eq!(cli(&["check-config", "-c", bad_value.to_str().unwrap()]).status.code(), Some(78));
+    assert_eq!(cli(&["check-config", "-c", "/nonexistent/x.toml"]).status.code(), Some(78));
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml");
+    let out = cli(&["check-config", "-c", example]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mode = \"monitor\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sra.toml");
+    let state = dir.path().join("state");
+    let port = free_port();
+    write_config(&cfg, port, &state, "enforce", "[lists]\nblock = [\"192.0.2.10\"]\n");
+    let d = Daemon::start(&cfg, port, dir.path().join("log"));
+
+    let t = send(d.addr(), &Mail::inbound("x@y.example", "1@y")).await;
+    assert!(matches!(t.connect, Status::Reject { .. }), "{t:?}");
+
+    // A valid change: monitor mode.
+    write_config(&cfg, port, &state, "monitor", "[lists]\nblock = [\"192.0.2.10\"]\n");
+    d.signal("HUP");
+    d.wait_for_log("configuration reloaded");
+    let t = send(d.addr(), &Mail::inbound("x@y.example", "2@y")).await;
+    assert_eq!(t.connect, Status::Continue);
+    assert!(t.header("X-SRA-Verdict").unwrap().contains("monitor=yes"));
+
+    // A bad file: the running config (monitor) stays.
+    std::fs::write(&cfg, "mode = \"enforce\"\nthis is not toml\n").unwrap();
+    d.signal("HUP");
+    d.wait_for_log("config reload failed, keeping the running config");
+    let t = send(d.addr(), &Mail::inbound("x@y.example", "3@y")).await;
+    assert_eq!(t.connect, Status::Continue);
+    assert!(t.header("X-SRA-Verdict").unwrap().contains("monitor=yes"));
+
+    let st = d.stop();
+    assert!(st.success(), "exit {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_and_override_work_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sra.toml");
+    let state = dir.path().join("state");
+    let port = free_port();
+    write_config(&cfg, port, &state, "enforce", "");
+    let c = cfg.to_str().unwrap();
+    let d = Daemon::start(&cfg, port, dir.path().join("log"));
+
+    send(d.addr(), &Mail::outbound("carol@partner.example", "o1@example.com")).await;
+    send(
+        d.addr(),
+        &Mail::inbound("carol@partner.example", "i1@partner.example").header("In-Reply-To", "<o1@example.com>"),
+    )
+    .await;
+
+    let out = cli(&["explain", "-c", c, "--sender", "Carol@Partner.example", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in [
+        "days_known",
+        "enterprise_recipients",
+        "sender_enterprise_ratio",
+        "open_ratio",
+        "messages_received",
+        "replies_sent",
+        "not_opened",
+        "not_opened_with_attachment",
+        "not_opened_with_url",
+        "messages_sent",
+        "replies_received",
+    ] {
+        assert!(v["factors"].get(name).is_some(), "factor {name} in {v}");
+        assert!(v["contributions"].get(name).is_some(), "contribution {name}");
+    }
+    assert_eq!(v["factors"]["messages_sent"], 1.0);
+    assert_eq!(v["factors"]["replies_received"], 1.0);
+    assert_eq!(v["factors"]["open_ratio"], serde_json::Value::Null);
+
+    let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["key"], "192.0.2.10");
+    assert_eq!(v["factors"]["messages_received"], 1.0);
+    assert_eq!(v["factors"]["replies_received"], 1.0);
+    assert!(v["factors"].get("sender_domains").is_some());
+
+    let out = cli(&["explain", "-c", c, "--sender", "carol@partner.example"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("replies_received") && text.contains("no data"), "{text}");
+
+    // Override through the running daemon: it takes effect at once.
+    let out = cli(&["override", "-c", c, "--mta", "192.0.2.0/24", "malicious", "--reason", "feed"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = send(d.addr(), &Mail::inbound("carol@partner.example", "i2@partner.example")).await;
+    assert!(matches!(t.connect, Status::Reject { .. }));
+    let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["class"], "malicious");
+    assert_eq!(v["override"]["reason"], "feed");
+
+    assert!(d.stop().success());
+
+    // With the daemon stopped, override opens the store itself.
+    let out = cli(&["override", "-c", c, "--mta", "192.0.2.0/24", "--remove"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["class"], "malicious");
+    // History survived the restart cycle.
+    assert_eq!(v["factors"]["messages_received"], 1.0);
+}
+
+#[test]
+fn bad_command_lines_are_refused() {
+    assert!(!cli(&["explain"]).status.success());
+    assert!(!cli(&["override", "--sender", "a@b.example", "notaclass"]).status.success());
+    let out = cli(&["run", "--socket", "bogus"]);
+    assert!(!out.status.success());
+}
