@@ -93,7 +93,11 @@ impl FromStr for Span {
             "h" => 3600,
             "d" => 86400,
             "w" => 7 * 86400,
-            _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h, d, w)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration unit in {s:?} (ms, s, m, h, d, w)"
+                ))
+            }
         };
         Ok(Span(Duration::from_secs(n.saturating_mul(mult))))
     }
@@ -104,11 +108,11 @@ impl fmt::Display for Span {
         let s = self.0.as_secs();
         if self.0.subsec_millis() != 0 || s == 0 {
             write!(f, "{}ms", self.0.as_millis())
-        } else if s % 86400 == 0 {
+        } else if s.is_multiple_of(86400) {
             write!(f, "{}d", s / 86400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -340,14 +344,12 @@ impl Config {
         }
         for (list, entries) in [("allow", &self.lists.allow), ("block", &self.lists.block)] {
             for e in entries.iter() {
-                crate::overrides::Target::parse_list_entry(e).map_err(|m| {
-                    ConfigError::Invalid(format!("lists.{list}: {e:?}: {m}"))
-                })?;
+                crate::overrides::Target::parse_list_entry(e)
+                    .map_err(|m| ConfigError::Invalid(format!("lists.{list}: {e:?}: {m}")))?;
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
-            ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level))
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.policy.validate().map_err(ConfigError::Invalid)?;
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
@@ -477,7 +479,11 @@ mod example_tests {
     fn key_paths(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = v {
             for (k, child) in t {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 // Weights are documented as one inline table per factor.
                 if matches!(child, toml::Value::Table(c) if c.contains_key("weight")) {
                     out.push(path);
@@ -494,12 +500,17 @@ mod example_tests {
     /// (the organisation's own domains aside).
     #[test]
     fn example_config_documents_every_key_with_its_default() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/sra-milter.toml"
+        ));
         let text = std::fs::read_to_string(path).unwrap();
         let mut example = Config::from_toml(&text, path).unwrap();
         example.validate().unwrap();
-        let mut expected = Config::default();
-        expected.enterprise_domains = vec!["example.com".into()];
+        let expected = Config {
+            enterprise_domains: vec!["example.com".into()],
+            ..Config::default()
+        };
         assert_eq!(example, expected);
 
         let defaults = toml::Value::try_from(Config::default()).unwrap();
@@ -511,9 +522,13 @@ mod example_tests {
             let section = p.rsplit_once('.').map(|(s, _)| s);
             let section_ok = section.is_none_or(|s| {
                 text.contains(&format!("[{s}]"))
-                    || s.rsplit_once('.').is_some_and(|(parent, _)| text.contains(&format!("[{parent}.")))
+                    || s.rsplit_once('.')
+                        .is_some_and(|(parent, _)| text.contains(&format!("[{parent}.")))
             });
-            assert!(section_ok && text.contains(&format!("{leaf} =")), "example lacks {p}");
+            assert!(
+                section_ok && text.contains(&format!("{leaf} =")),
+                "example lacks {p}"
+            );
         }
     }
 }

@@ -183,7 +183,13 @@ pub async fn serve(
         actions: crate::milter::NEEDED_ACTIONS,
         ..Default::default()
     };
-    let result = indymilter::run(listener, crate::milter::callbacks(shared.clone()), config, drained).await;
+    let result = indymilter::run(
+        listener,
+        crate::milter::callbacks(shared.clone()),
+        config,
+        drained,
+    )
+    .await;
     if let Some(t) = control_task {
         t.abort();
         let _ = t.await;
@@ -196,8 +202,14 @@ pub async fn serve(
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
-    SetOverride { target: Target, class: Class, reason: String },
-    RemoveOverride { target: Target },
+    SetOverride {
+        target: Target,
+        class: Class,
+        reason: String,
+    },
+    RemoveOverride {
+        target: Target,
+    },
     Ping,
 }
 
@@ -297,13 +309,15 @@ pub fn execute(shared: &Shared, req: ControlRequest) -> ControlResponse {
                 .set_override(&o)
                 .map(|_| format!("override set: {target} is {class}"))
         }
-        ControlRequest::RemoveOverride { target } => store.remove_override(&target).map(|existed| {
-            if existed {
-                format!("override removed: {target}")
-            } else {
-                format!("no override for {target}")
-            }
-        }),
+        ControlRequest::RemoveOverride { target } => {
+            store.remove_override(&target).map(|existed| {
+                if existed {
+                    format!("override removed: {target}")
+                } else {
+                    format!("no override for {target}")
+                }
+            })
+        }
     };
     let result = result.and_then(|m| shared.engine.reload_overrides(&cfg).map(|_| m));
     match result {

@@ -113,7 +113,12 @@ pub fn to_text(e: &Explained) -> String {
     };
     let _ = writeln!(s, "{subject} {}: {} (score {:.1})", r.key, r.class, r.score);
     if e.first_seen != 0 {
-        let _ = writeln!(s, "  first seen {}, last seen {}", rfc3339(e.first_seen), rfc3339(e.last_seen));
+        let _ = writeln!(
+            s,
+            "  first seen {}, last seen {}",
+            rfc3339(e.first_seen),
+            rfc3339(e.last_seen)
+        );
     } else {
         let _ = writeln!(s, "  never seen");
     }
@@ -129,7 +134,11 @@ pub fn to_text(e: &Explained) -> String {
     let _ = writeln!(s, "  {:<28} {:>12} {:>12}", "factor", "value", "points");
     for f in &r.factors {
         let value = f.value.map_or("no data".to_string(), |v| format!("{v}"));
-        let _ = writeln!(s, "  {:<28} {:>12} {:>+12.1}", f.name, value, f.contribution);
+        let _ = writeln!(
+            s,
+            "  {:<28} {:>12} {:>+12.1}",
+            f.name, value, f.contribution
+        );
     }
     for c in &r.extra {
         let _ = writeln!(s, "  {:<28} {:>12} {:>+12.1}", c.name, "", c.points);
@@ -144,7 +153,11 @@ pub fn to_text(e: &Explained) -> String {
             o.target,
             o.class,
             o.source,
-            if o.reason.is_empty() { String::new() } else { format!(": {}", o.reason) }
+            if o.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", o.reason)
+            }
         );
     }
     if let Some(d) = &e.domain {

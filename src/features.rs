@@ -48,7 +48,10 @@ mod tests {
             from_address("=?utf-8?q?J=C3=BCrgen?= <j@example.de>").as_deref(),
             Some("j@example.de")
         );
-        assert_eq!(from_address("plain@example.net").as_deref(), Some("plain@example.net"));
+        assert_eq!(
+            from_address("plain@example.net").as_deref(),
+            Some("plain@example.net")
+        );
         assert_eq!(from_address("undisclosed-recipients:;"), None);
         assert_eq!(from_address(""), None);
     }

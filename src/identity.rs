@@ -149,7 +149,11 @@ pub fn normalize_envelope(addr: &str, delimiters: &str) -> Option<String> {
 /// surrounding white space removed. Case is kept (the left part is
 /// case-sensitive in RFC 5322 §3.6.4).
 pub fn normalize_message_id(id: &str) -> Option<String> {
-    let t = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let t = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     if t.is_empty() || t.len() > 998 || t.contains(char::is_whitespace) {
         None
     } else {
@@ -197,7 +201,10 @@ mod tests {
         let inside: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(direction(&c, Some(outside), None), Direction::Inbound);
         assert_eq!(direction(&c, Some(outside), Some("")), Direction::Inbound);
-        assert_eq!(direction(&c, Some(outside), Some("alice")), Direction::Outbound);
+        assert_eq!(
+            direction(&c, Some(outside), Some("alice")),
+            Direction::Outbound
+        );
         assert_eq!(direction(&c, Some(inside), None), Direction::Outbound);
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(direction(&c, Some(mapped), None), Direction::Outbound);
@@ -221,7 +228,10 @@ mod tests {
     #[test]
     fn envelope_normalisation() {
         let n = |a| normalize_envelope(a, "+");
-        assert_eq!(n("<Bob+news@Example.ORG>").as_deref(), Some("bob@example.org"));
+        assert_eq!(
+            n("<Bob+news@Example.ORG>").as_deref(),
+            Some("bob@example.org")
+        );
         assert_eq!(
             n("prvs=1234abcd5e=bob@example.org").as_deref(),
             Some("bob@example.org")
@@ -246,7 +256,10 @@ mod tests {
             message_ids_in(" <a@x> <b@y>\r\n\t<a@x> <broken"),
             vec!["a@x".to_string(), "b@y".to_string()]
         );
-        assert_eq!(normalize_message_id(" <id@host> ").as_deref(), Some("id@host"));
+        assert_eq!(
+            normalize_message_id(" <id@host> ").as_deref(),
+            Some("id@host")
+        );
         assert_eq!(normalize_message_id("<>"), None);
     }
 }

@@ -122,10 +122,18 @@ pub fn init(cfg: &Config) -> io::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match (cfg.log.target, cfg.log.format) {
         (LogTarget::Stderr, LogFormat::Text) => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(io::stderr)
+                    .with_target(false),
+            )
             .try_init(),
         (LogTarget::Stderr, LogFormat::Json) => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(io::stderr),
+            )
             .try_init(),
         (LogTarget::Syslog, LogFormat::Text) => registry
             .with(
@@ -175,7 +183,11 @@ pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
         }
         return;
     }
-    let qid = if rec.queue_id.is_empty() { "NOQUEUE" } else { &rec.queue_id };
+    let qid = if rec.queue_id.is_empty() {
+        "NOQUEUE"
+    } else {
+        &rec.queue_id
+    };
     let rating = |v: &Option<serde_json::Value>| match v {
         Some(v) => format!(
             "{} ({} {})",

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "sra-milter", version, about = "Sender reputation analysis milter for Postfix (MITRE D3FEND D3-SRA)")]
+#[command(
+    name = "sra-milter",
+    version,
+    about = "Sender reputation analysis milter for Postfix (MITRE D3FEND D3-SRA)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,7 +158,10 @@ fn main() -> ExitCode {
             };
             match explain::explain(&cfg, &subject, sra_milter::now()) {
                 Ok(e) if json => {
-                    println!("{}", serde_json::to_string_pretty(&explain::to_json(&e)).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&explain::to_json(&e)).unwrap_or_default()
+                    );
                     ExitCode::SUCCESS
                 }
                 Ok(e) => {
@@ -193,7 +200,11 @@ fn main() -> ExitCode {
             };
             let req = match (remove, class) {
                 (true, _) => ControlRequest::RemoveOverride { target },
-                (false, Some(class)) => ControlRequest::SetOverride { target, class, reason },
+                (false, Some(class)) => ControlRequest::SetOverride {
+                    target,
+                    class,
+                    reason,
+                },
                 (false, None) => return ExitCode::from(64),
             };
             set_override(&cfg, req)
@@ -204,7 +215,10 @@ fn main() -> ExitCode {
 /// Through the running daemon's control socket when it answers, else on
 /// the store directly.
 fn set_override(cfg: &Config, req: ControlRequest) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sra-milter: {e}");
@@ -317,7 +331,11 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
 }
 
 /// Completes on SIGTERM or SIGINT; reloads the config on SIGHUP.
-fn signals(shared: Arc<Shared>, path: Option<PathBuf>, ov: Overrides) -> impl std::future::Future<Output = ()> + Send {
+fn signals(
+    shared: Arc<Shared>,
+    path: Option<PathBuf>,
+    ov: Overrides,
+) -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{signal, SignalKind};
     async move {
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (

@@ -4,7 +4,10 @@
 
 use crate::daemon::Shared;
 use crate::session::Connection;
-use indymilter::{Actions, Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, SocketInfo, Status};
+use indymilter::{
+    Actions, Callbacks, Context, EomContext, MacroStage, NegotiateContext, ProtoOpts, SocketInfo,
+    Status,
+};
 use std::ffi::CString;
 use std::sync::Arc;
 
@@ -24,7 +27,11 @@ pub const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE);
 
-async fn negotiate(cx: &mut NegotiateContext<Connection>, actions: Actions, _opts: ProtoOpts) -> Status {
+async fn negotiate(
+    cx: &mut NegotiateContext<Connection>,
+    actions: Actions,
+    _opts: ProtoOpts,
+) -> Status {
     if !actions.contains(NEEDED_ACTIONS) {
         tracing::error!(
             "mta does not offer the actions sra-milter needs (add header, change header, quarantine); refusing the milter connection"
@@ -73,7 +80,8 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     _ => None,
                 };
                 let (conn, status) =
-                    Connection::connect(shared, hostname.to_string_lossy().into_owned(), ip, cx).await;
+                    Connection::connect(shared, hostname.to_string_lossy().into_owned(), ip, cx)
+                        .await;
                 cx.data = Some(conn);
                 status
             })
@@ -93,7 +101,11 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
         .on_mail(move |cx, args| {
             let shared = s_mail.clone();
             Box::pin(async move {
-                let Context { data, macros, reply } = cx;
+                let Context {
+                    data,
+                    macros,
+                    reply,
+                } = cx;
                 match with_session(&shared, data, "mail") {
                     Ok(c) => c.mail(&args, macros, reply).await,
                     Err(s) => s,
@@ -103,7 +115,11 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
         .on_rcpt(move |cx, args| {
             let shared = s_rcpt.clone();
             Box::pin(async move {
-                let Context { data, macros, reply } = cx;
+                let Context {
+                    data,
+                    macros,
+                    reply,
+                } = cx;
                 match with_session(&shared, data, "rcpt") {
                     Ok(c) => c.rcpt(&args, macros, reply),
                     Err(s) => s,

@@ -129,7 +129,7 @@ impl OverrideTable {
         &self.entries
     }
 
-    fn best<'a>(&'a self, mut rank: impl FnMut(&Target) -> Option<u32>) -> Option<&'a Override> {
+    fn best(&self, mut rank: impl FnMut(&Target) -> Option<u32>) -> Option<&Override> {
         self.entries
             .iter()
             .filter_map(|o| rank(&o.target).map(|r| (r, o.source == "store", o)))
@@ -200,12 +200,27 @@ mod tests {
             ],
             &ListsConfig::default(),
         );
-        assert_eq!(table.for_sender("ceo@example.org").unwrap().class, Class::Trusted);
-        assert_eq!(table.for_sender("x@example.org").unwrap().class, Class::Malicious);
-        assert_eq!(table.for_sender("x@mail.example.org").unwrap().class, Class::Malicious);
+        assert_eq!(
+            table.for_sender("ceo@example.org").unwrap().class,
+            Class::Trusted
+        );
+        assert_eq!(
+            table.for_sender("x@example.org").unwrap().class,
+            Class::Malicious
+        );
+        assert_eq!(
+            table.for_sender("x@mail.example.org").unwrap().class,
+            Class::Malicious
+        );
         assert!(table.for_sender("x@notexample.org").is_none());
-        assert_eq!(table.for_ip("192.0.2.9".parse().unwrap()).unwrap().class, Class::Trusted);
-        assert_eq!(table.for_ip("192.0.2.8".parse().unwrap()).unwrap().class, Class::Suspicious);
+        assert_eq!(
+            table.for_ip("192.0.2.9".parse().unwrap()).unwrap().class,
+            Class::Trusted
+        );
+        assert_eq!(
+            table.for_ip("192.0.2.8".parse().unwrap()).unwrap().class,
+            Class::Suspicious
+        );
         assert!(table.for_ip("198.51.100.1".parse().unwrap()).is_none());
     }
 
@@ -216,11 +231,20 @@ mod tests {
             block: vec!["203.0.113.0/24".into(), "spam@partner.example".into()],
         };
         let table = OverrideTable::new(
-            vec![o(Target::domain("partner.example").unwrap(), Class::Suspicious)],
+            vec![o(
+                Target::domain("partner.example").unwrap(),
+                Class::Suspicious,
+            )],
             &lists,
         );
-        assert_eq!(table.for_sender("a@partner.example").unwrap().class, Class::Suspicious);
-        assert_eq!(table.for_sender("spam@partner.example").unwrap().class, Class::Malicious);
+        assert_eq!(
+            table.for_sender("a@partner.example").unwrap().class,
+            Class::Suspicious
+        );
+        assert_eq!(
+            table.for_sender("spam@partner.example").unwrap().class,
+            Class::Malicious
+        );
         assert_eq!(
             table.for_ip("203.0.113.5".parse().unwrap()).unwrap().class,
             Class::Malicious
@@ -229,8 +253,14 @@ mod tests {
 
     #[test]
     fn targets_parse_and_reject_nonsense() {
-        assert_eq!(Target::mta("192.0.2.9/24").unwrap().to_string(), "mta:192.0.2.0/24");
-        assert_eq!(Target::mta("::ffff:192.0.2.9").unwrap().to_string(), "mta:192.0.2.9/32");
+        assert_eq!(
+            Target::mta("192.0.2.9/24").unwrap().to_string(),
+            "mta:192.0.2.0/24"
+        );
+        assert_eq!(
+            Target::mta("::ffff:192.0.2.9").unwrap().to_string(),
+            "mta:192.0.2.9/32"
+        );
         assert!(Target::mta("nonsense").is_err());
         assert!(Target::domain("no_dots").is_err());
         assert!(Target::sender("nobody").is_err());

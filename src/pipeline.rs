@@ -109,10 +109,7 @@ impl Engine {
     }
 
     pub fn overrides(&self) -> Arc<OverrideTable> {
-        self.overrides
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_default()
+        self.overrides.read().map(|g| g.clone()).unwrap_or_default()
     }
 
     pub fn rate_mta(&self, cfg: &Config, ip: IpAddr, now: u64) -> Result<Rating, StoreError> {
@@ -149,9 +146,10 @@ impl Engine {
                     let sender_domain = domain_of(s);
                     for id in refs {
                         if let Some(e) = self.store.message(id)? {
-                            let addressed = e.recipients.iter().any(|r| {
-                                r == s || domain_of(r) == sender_domain
-                            });
+                            let addressed = e
+                                .recipients
+                                .iter()
+                                .any(|r| r == s || domain_of(r) == sender_domain);
                             if e.direction == Direction::Outbound && addressed {
                                 a.answers_outbound = Some(e);
                                 break;
@@ -166,7 +164,8 @@ impl Engine {
             Direction::Outbound => {
                 for id in refs {
                     if let Some(e) = self.store.message(id)? {
-                        if e.direction == Direction::Inbound && !a.answers_inbound.contains(&e.sender)
+                        if e.direction == Direction::Inbound
+                            && !a.answers_inbound.contains(&e.sender)
                         {
                             a.answers_inbound.push(e.sender);
                         }
@@ -364,28 +363,115 @@ mod tests {
     #[test]
     fn outbound_then_reply_moves_the_bidirectional_factors() {
         let (_d, e, cfg) = setup();
-        run(&e, &cfg, &outbound("carol@partner.example", "out1@example.com", &[]));
-        assert_eq!(count(&e, Kind::Sender, "carol@partner.example", Counter::MessagesSent), 1);
-        assert_eq!(count(&e, Kind::Sender, "bob@example.com", Counter::MessagesSent), 0, "internal recipients are not correspondents");
+        run(
+            &e,
+            &cfg,
+            &outbound("carol@partner.example", "out1@example.com", &[]),
+        );
+        assert_eq!(
+            count(
+                &e,
+                Kind::Sender,
+                "carol@partner.example",
+                Counter::MessagesSent
+            ),
+            1
+        );
+        assert_eq!(
+            count(&e, Kind::Sender, "bob@example.com", Counter::MessagesSent),
+            0,
+            "internal recipients are not correspondents"
+        );
 
-        let a = run(&e, &cfg, &inbound("carol@partner.example", "in1@partner.example", &["out1@example.com"]));
+        let a = run(
+            &e,
+            &cfg,
+            &inbound(
+                "carol@partner.example",
+                "in1@partner.example",
+                &["out1@example.com"],
+            ),
+        );
         assert!(a.answers_outbound.is_some());
-        assert_eq!(count(&e, Kind::Sender, "carol@partner.example", Counter::RepliesReceived), 1);
-        assert_eq!(count(&e, Kind::Mta, "192.0.2.10", Counter::RepliesReceived), 1);
-        assert_eq!(count(&e, Kind::Domain, "partner.example", Counter::RepliesReceived), 1);
+        assert_eq!(
+            count(
+                &e,
+                Kind::Sender,
+                "carol@partner.example",
+                Counter::RepliesReceived
+            ),
+            1
+        );
+        assert_eq!(
+            count(&e, Kind::Mta, "192.0.2.10", Counter::RepliesReceived),
+            1
+        );
+        assert_eq!(
+            count(
+                &e,
+                Kind::Domain,
+                "partner.example",
+                Counter::RepliesReceived
+            ),
+            1
+        );
 
-        run(&e, &cfg, &outbound("carol@partner.example", "out2@example.com", &["in1@partner.example", "out1@example.com"]));
-        assert_eq!(count(&e, Kind::Sender, "carol@partner.example", Counter::RepliesSent), 1);
-        assert_eq!(count(&e, Kind::Sender, "carol@partner.example", Counter::MessagesSent), 2);
+        run(
+            &e,
+            &cfg,
+            &outbound(
+                "carol@partner.example",
+                "out2@example.com",
+                &["in1@partner.example", "out1@example.com"],
+            ),
+        );
+        assert_eq!(
+            count(
+                &e,
+                Kind::Sender,
+                "carol@partner.example",
+                Counter::RepliesSent
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &e,
+                Kind::Sender,
+                "carol@partner.example",
+                Counter::MessagesSent
+            ),
+            2
+        );
     }
 
     #[test]
     fn a_reply_from_someone_not_addressed_is_not_a_reply() {
         let (_d, e, cfg) = setup();
-        run(&e, &cfg, &outbound("carol@partner.example", "out1@example.com", &[]));
-        let a = run(&e, &cfg, &inbound("mallory@evil.example", "in1@evil.example", &["out1@example.com"]));
+        run(
+            &e,
+            &cfg,
+            &outbound("carol@partner.example", "out1@example.com", &[]),
+        );
+        let a = run(
+            &e,
+            &cfg,
+            &inbound(
+                "mallory@evil.example",
+                "in1@evil.example",
+                &["out1@example.com"],
+            ),
+        );
         assert!(a.answers_outbound.is_none());
-        assert_eq!(count(&e, Kind::Sender, "mallory@evil.example", Counter::RepliesReceived), 0);
+        assert_eq!(
+            count(
+                &e,
+                Kind::Sender,
+                "mallory@evil.example",
+                Counter::RepliesReceived
+            ),
+            0
+        );
     }
 
     #[test]
@@ -393,15 +479,27 @@ mod tests {
         let (_d, e, cfg) = setup();
         run(&e, &cfg, &inbound("a@one.example", "1@x", &[]));
         let mut m = inbound("b@two.example", "2@x", &[]);
-        m.recipients = vec!["carol@example.com".into(), "someone@elsewhere.example".into()];
+        m.recipients = vec![
+            "carol@example.com".into(),
+            "someone@elsewhere.example".into(),
+        ];
         run(&e, &cfg, &m);
-        let r = e.rate_mta(&cfg, "192.0.2.10".parse().unwrap(), T + 86400).unwrap();
+        let r = e
+            .rate_mta(&cfg, "192.0.2.10".parse().unwrap(), T + 86400)
+            .unwrap();
         let v = |n: &str| r.factor(n).unwrap().value.unwrap();
         assert_eq!(v("messages_received"), 2.0);
         assert_eq!(v("sender_domains"), 2.0);
-        assert_eq!(v("enterprise_recipients"), 2.0, "the outside recipient does not count");
+        assert_eq!(
+            v("enterprise_recipients"),
+            2.0,
+            "the outside recipient does not count"
+        );
         assert_eq!(v("days_known"), 1.0);
-        let pair = e.store().record(Kind::Pair, &pair_key("a@one.example", "192.0.2.10")).unwrap();
+        let pair = e
+            .store()
+            .record(Kind::Pair, &pair_key("a@one.example", "192.0.2.10"))
+            .unwrap();
         assert_eq!(pair.count(Counter::MessagesReceived), 1);
     }
 
@@ -409,8 +507,14 @@ mod tests {
     fn ratings_are_taken_before_the_message_is_learned() {
         let (_d, e, cfg) = setup();
         let a = run(&e, &cfg, &inbound("a@one.example", "1@x", &[]));
-        assert_eq!(a.sender.unwrap().factor("messages_received").unwrap().value, Some(0.0));
+        assert_eq!(
+            a.sender.unwrap().factor("messages_received").unwrap().value,
+            Some(0.0)
+        );
         let a = run(&e, &cfg, &inbound("a@one.example", "2@x", &[]));
-        assert_eq!(a.sender.unwrap().factor("messages_received").unwrap().value, Some(1.0));
+        assert_eq!(
+            a.sender.unwrap().factor("messages_received").unwrap().value,
+            Some(1.0)
+        );
     }
 }

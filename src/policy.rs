@@ -17,21 +17,18 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Actions in increasing severity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    #[default]
     Accept,
     Tag,
     Quarantine,
     Tempfail,
     Reject,
     Discard,
-}
-
-impl Default for Action {
-    fn default() -> Self {
-        Action::Accept
-    }
 }
 
 impl Action {
@@ -234,7 +231,9 @@ impl PolicyConfig {
             let p: Vec<&str> = x.split('.').collect();
             p.len() == 3
                 && p[0] == first
-                && p[1..].iter().all(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
+                && p[1..]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
         };
         if !code_ok(&self.reject_code, '5') || !xcode_ok(&self.reject_xcode, "5") {
             return Err("policy.reject_code/reject_xcode must be a 5xx code and 5.x.y".into());
@@ -288,9 +287,18 @@ mod tests {
     fn defaults_reject_malicious_and_quarantine_suspicious() {
         let p = PolicyConfig::default();
         p.validate().unwrap();
-        assert_eq!(p.decide(Stage::Connect, None, Some(Class::Malicious)), Action::Reject);
-        assert_eq!(p.decide(Stage::Connect, None, Some(Class::Suspicious)), Action::Accept);
-        assert_eq!(p.decide(Stage::Mail, Some(Class::Malicious), None), Action::Reject);
+        assert_eq!(
+            p.decide(Stage::Connect, None, Some(Class::Malicious)),
+            Action::Reject
+        );
+        assert_eq!(
+            p.decide(Stage::Connect, None, Some(Class::Suspicious)),
+            Action::Accept
+        );
+        assert_eq!(
+            p.decide(Stage::Mail, Some(Class::Malicious), None),
+            Action::Reject
+        );
         assert_eq!(
             p.decide(Stage::Eom, Some(Class::Suspicious), Some(Class::Trusted)),
             Action::Quarantine
@@ -300,7 +308,10 @@ mod tests {
             Action::Reject,
             "the more severe of sender and MTA"
         );
-        assert_eq!(p.decide(Stage::Eom, Some(Class::Unrated), Some(Class::Unrated)), Action::Accept);
+        assert_eq!(
+            p.decide(Stage::Eom, Some(Class::Unrated), Some(Class::Unrated)),
+            Action::Accept
+        );
     }
 
     #[test]
@@ -323,11 +334,15 @@ mod tests {
         let mut p = PolicyConfig::default();
         p.connect.sender.malicious = Action::Reject;
         assert!(p.validate().is_err());
-        let mut p = PolicyConfig::default();
-        p.reject_code = "451".into();
+        let p = PolicyConfig {
+            reject_code: "451".into(),
+            ..PolicyConfig::default()
+        };
         assert!(p.validate().is_err());
-        let mut p = PolicyConfig::default();
-        p.reject_xcode = "5.7".into();
+        let p = PolicyConfig {
+            reject_xcode: "5.7".into(),
+            ..PolicyConfig::default()
+        };
         assert!(p.validate().is_err());
     }
 }

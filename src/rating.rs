@@ -12,8 +12,8 @@
 //! - `trusted` when score ≥ `trusted` *and* the enterprise took part (it
 //!   wrote to the sender or replied to it; for an MTA, replies came back
 //!   through it). Attackers can send as much as they like; they cannot make
-//!   the enterprise answer. With the default weights the inbound-only
-//!   factors add up to at most 70 < 75 as well;
+//!   the enterprise answer. (With the default weights the history a
+//!   sender earns by sending alone also stays at 70 < 75.)
 //! - `neutral` otherwise.
 //!
 //! A new address (too little history of its own) at a known domain is
@@ -69,7 +69,9 @@ impl std::str::FromStr for Class {
         Class::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown class {s:?} (unrated, neutral, trusted, suspicious, malicious)"))
+            .ok_or_else(|| {
+                format!("unknown class {s:?} (unrated, neutral, trusted, suspicious, malicious)")
+            })
     }
 }
 
@@ -217,7 +219,10 @@ impl ScoringConfig {
             ("sender.messages_received", s.messages_received),
             ("sender.replies_sent", s.replies_sent),
             ("sender.not_opened", s.not_opened),
-            ("sender.not_opened_with_attachment", s.not_opened_with_attachment),
+            (
+                "sender.not_opened_with_attachment",
+                s.not_opened_with_attachment,
+            ),
             ("sender.not_opened_with_url", s.not_opened_with_url),
             ("sender.messages_sent", s.messages_sent),
             ("sender.replies_received", s.replies_received),
@@ -228,7 +233,7 @@ impl ScoringConfig {
             ("mta.replies_received", m.replies_received),
         ];
         for (name, wt) in all {
-            if !wt.weight.is_finite() || !(wt.cap.is_finite() && wt.cap > 0.0) {
+            if !(wt.weight.is_finite() && wt.cap.is_finite() && wt.cap > 0.0) {
                 return Err(format!("scoring.{name}: weight must be finite and cap > 0"));
             }
         }
@@ -393,7 +398,11 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
     let n_att = c(Counter::NotOpenedWithAttachment);
     let n_url = c(Counter::NotOpenedWithUrl);
     vec![
-        factor("days_known", days, days.map_or(0.0, |d| wt.days_known.points(d))),
+        factor(
+            "days_known",
+            days,
+            days.map_or(0.0, |d| wt.days_known.points(d)),
+        ),
         factor(
             "enterprise_recipients",
             Some(recipients),
@@ -411,7 +420,11 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
             Some(c(Counter::RepliesSent)),
             wt.replies_sent.points(c(Counter::RepliesSent)),
         ),
-        factor("not_opened", engaged(not_opened), wt.not_opened.points(not_opened)),
+        factor(
+            "not_opened",
+            engaged(not_opened),
+            wt.not_opened.points(not_opened),
+        ),
         factor(
             "not_opened_with_attachment",
             engaged(n_att),
@@ -439,15 +452,31 @@ pub fn mta_factors(r: &Record, now: u64, wt: &MtaWeights) -> Vec<Factor> {
     let received = r.count(Counter::MessagesReceived) as f64;
     let replies = r.count(Counter::RepliesReceived) as f64;
     vec![
-        factor("days_known", days, days.map_or(0.0, |d| wt.days_known.points(d))),
-        factor("sender_domains", Some(domains), wt.sender_domains.points(domains)),
+        factor(
+            "days_known",
+            days,
+            days.map_or(0.0, |d| wt.days_known.points(d)),
+        ),
+        factor(
+            "sender_domains",
+            Some(domains),
+            wt.sender_domains.points(domains),
+        ),
         factor(
             "enterprise_recipients",
             Some(recipients),
             wt.enterprise_recipients.points(recipients),
         ),
-        factor("messages_received", Some(received), wt.messages_received.points(received)),
-        factor("replies_received", Some(replies), wt.replies_received.points(replies)),
+        factor(
+            "messages_received",
+            Some(received),
+            wt.messages_received.points(received),
+        ),
+        factor(
+            "replies_received",
+            Some(replies),
+            wt.replies_received.points(replies),
+        ),
     ]
 }
 
@@ -516,7 +545,11 @@ pub fn rate_sender(
         let d = rate_domain(domain, domain_rec, now, cfg);
         r.history += d.history;
         r.backed_by = Some(format!("domain:{domain}"));
-        r.add("domain_reputation", cfg.domain_backing * (d.score - cfg.base), cfg);
+        r.add(
+            "domain_reputation",
+            cfg.domain_backing * (d.score - cfg.base),
+            cfg,
+        );
     }
     r
 }
@@ -598,24 +631,84 @@ mod tests {
         assert_eq!(base.score, c.base);
         assert_eq!(base.factor("days_known").unwrap().value, None);
 
-        let cases: [(&str, Box<dyn Fn(&mut Record)>, bool); 10] = [
+        type Case = (&'static str, Box<dyn Fn(&mut Record)>, bool);
+        let cases: [Case; 10] = [
             ("days_known", Box::new(|_r: &mut Record| {}), true),
-            ("enterprise_recipients", Box::new(|r: &mut Record| { r.insert(SetKind::EnterpriseRecipients, "u1@ent"); }), true),
-            ("messages_received", Box::new(|r: &mut Record| { r.add(Counter::MessagesReceived, 3); }), true),
-            ("replies_sent", Box::new(|r: &mut Record| { r.add(Counter::RepliesSent, 2); }), true),
-            ("messages_sent", Box::new(|r: &mut Record| { r.add(Counter::MessagesSent, 2); }), true),
-            ("replies_received", Box::new(|r: &mut Record| { r.add(Counter::RepliesReceived, 2); }), true),
-            ("open_ratio", Box::new(|r: &mut Record| { r.add(Counter::Opened, 5); }), true),
-            ("not_opened", Box::new(|r: &mut Record| { r.add(Counter::NotOpened, 5); }), false),
-            ("not_opened_with_attachment", Box::new(|r: &mut Record| { r.add(Counter::NotOpened, 5).add(Counter::NotOpenedWithAttachment, 5); }), false),
-            ("not_opened_with_url", Box::new(|r: &mut Record| { r.add(Counter::NotOpened, 5).add(Counter::NotOpenedWithUrl, 5); }), false),
+            (
+                "enterprise_recipients",
+                Box::new(|r: &mut Record| {
+                    r.insert(SetKind::EnterpriseRecipients, "u1@ent");
+                }),
+                true,
+            ),
+            (
+                "messages_received",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::MessagesReceived, 3);
+                }),
+                true,
+            ),
+            (
+                "replies_sent",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::RepliesSent, 2);
+                }),
+                true,
+            ),
+            (
+                "messages_sent",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::MessagesSent, 2);
+                }),
+                true,
+            ),
+            (
+                "replies_received",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::RepliesReceived, 2);
+                }),
+                true,
+            ),
+            (
+                "open_ratio",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::Opened, 5);
+                }),
+                true,
+            ),
+            (
+                "not_opened",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::NotOpened, 5);
+                }),
+                false,
+            ),
+            (
+                "not_opened_with_attachment",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::NotOpened, 5)
+                        .add(Counter::NotOpenedWithAttachment, 5);
+                }),
+                false,
+            ),
+            (
+                "not_opened_with_url",
+                Box::new(|r: &mut Record| {
+                    r.add(Counter::NotOpened, 5)
+                        .add(Counter::NotOpenedWithUrl, 5);
+                }),
+                false,
+            ),
         ];
         for (name, f, positive) in cases {
             let rec = sender(|r| f(r));
             let rating = rate_sender("a@x.org", &rec, &Record::default(), NOW, &c);
             let p = contribution(&rating, name);
             assert!(if positive { p > 0.0 } else { p < 0.0 }, "{name}: {p}");
-            assert!(rating.factor(name).unwrap().value.is_some(), "{name} has a value");
+            assert!(
+                rating.factor(name).unwrap().value.is_some(),
+                "{name} has a value"
+            );
         }
     }
 
@@ -623,15 +716,22 @@ mod tests {
     fn sender_enterprise_ratio_rewards_balanced_conversation() {
         let c = cfg();
         let balanced = sender(|r| {
-            r.add(Counter::MessagesReceived, 10).add(Counter::MessagesSent, 10);
+            r.add(Counter::MessagesReceived, 10)
+                .add(Counter::MessagesSent, 10);
         });
         let one_sided = sender(|r| {
             r.add(Counter::MessagesReceived, 20);
         });
         let rb = rate_sender("a@x.org", &balanced, &Record::default(), NOW, &c);
         let ro = rate_sender("a@x.org", &one_sided, &Record::default(), NOW, &c);
-        assert_eq!(rb.factor("sender_enterprise_ratio").unwrap().value, Some(0.5));
-        assert_eq!(ro.factor("sender_enterprise_ratio").unwrap().value, Some(1.0));
+        assert_eq!(
+            rb.factor("sender_enterprise_ratio").unwrap().value,
+            Some(0.5)
+        );
+        assert_eq!(
+            ro.factor("sender_enterprise_ratio").unwrap().value,
+            Some(1.0)
+        );
         assert!(contribution(&rb, "sender_enterprise_ratio") > 4.0);
         assert_eq!(contribution(&ro, "sender_enterprise_ratio"), 0.0);
     }
@@ -642,7 +742,12 @@ mod tests {
             r.add(Counter::MessagesReceived, 50);
         });
         let r = rate_sender("a@x.org", &rec, &Record::default(), NOW, &cfg());
-        for name in ["open_ratio", "not_opened", "not_opened_with_attachment", "not_opened_with_url"] {
+        for name in [
+            "open_ratio",
+            "not_opened",
+            "not_opened_with_attachment",
+            "not_opened_with_url",
+        ] {
             assert_eq!(r.factor(name).unwrap().value, None, "{name}");
             assert_eq!(contribution(&r, name), 0.0, "{name}");
         }
@@ -662,14 +767,23 @@ mod tests {
         assert_eq!(wt.points(1e9), wt.weight);
         assert_eq!(wt.points(wt.cap), wt.weight);
         assert!(wt.points(wt.cap / 2.0) < wt.weight);
-        assert!(wt.points(wt.cap / 2.0) > wt.weight / 2.0, "log-scaled, not linear");
+        assert!(
+            wt.points(wt.cap / 2.0) > wt.weight / 2.0,
+            "log-scaled, not linear"
+        );
         let huge = sender(|r| {
             r.add(Counter::MessagesReceived, u64::MAX / 2)
                 .add(Counter::RepliesSent, u64::MAX / 2);
         });
         let r = rate_sender("a@x.org", &huge, &Record::default(), NOW, &c);
-        assert_eq!(contribution(&r, "messages_received"), c.sender.messages_received.weight);
-        assert_eq!(contribution(&r, "replies_sent"), c.sender.replies_sent.weight);
+        assert_eq!(
+            contribution(&r, "messages_received"),
+            c.sender.messages_received.weight
+        );
+        assert_eq!(
+            contribution(&r, "replies_sent"),
+            c.sender.replies_sent.weight
+        );
         assert!(r.score <= 100.0);
     }
 
@@ -713,15 +827,25 @@ mod tests {
     fn class_boundaries() {
         let c = cfg();
         assert_eq!(classify(c.malicious, 100, true, &c), Class::Malicious);
-        assert_eq!(classify(c.malicious + 0.1, 100, true, &c), Class::Suspicious);
+        assert_eq!(
+            classify(c.malicious + 0.1, 100, true, &c),
+            Class::Suspicious
+        );
         assert_eq!(classify(c.suspicious, 100, true, &c), Class::Suspicious);
         assert_eq!(classify(c.suspicious + 0.1, 100, true, &c), Class::Neutral);
         assert_eq!(classify(c.trusted - 0.1, 100, true, &c), Class::Neutral);
         assert_eq!(classify(c.trusted, 100, true, &c), Class::Trusted);
         assert_eq!(classify(c.trusted, 100, false, &c), Class::Neutral);
-        assert_eq!(classify(c.trusted, c.min_history - 1, true, &c), Class::Unrated);
+        assert_eq!(
+            classify(c.trusted, c.min_history - 1, true, &c),
+            Class::Unrated
+        );
         assert_eq!(classify(c.base, 0, false, &c), Class::Unrated);
-        assert_eq!(classify(0.0, 0, false, &c), Class::Malicious, "bad evidence needs no history");
+        assert_eq!(
+            classify(0.0, 0, false, &c),
+            Class::Malicious,
+            "bad evidence needs no history"
+        );
     }
 
     #[test]
@@ -737,7 +861,10 @@ mod tests {
         let r = rate_sender("new@x.org", &Record::default(), &dom, NOW, &c);
         assert_eq!(r.class, Class::Neutral);
         assert_eq!(r.backed_by.as_deref(), Some("domain:x.org"));
-        assert!(r.extra.iter().any(|e| e.name == "domain_reputation" && e.points > 0.0));
+        assert!(r
+            .extra
+            .iter()
+            .any(|e| e.name == "domain_reputation" && e.points > 0.0));
         let unknown = rate_sender("new@y.org", &Record::default(), &Record::default(), NOW, &c);
         assert_eq!(unknown.class, Class::Unrated);
     }

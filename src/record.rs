@@ -320,7 +320,10 @@ mod tests {
     fn encode_decode_round_trip() {
         let r = sample();
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
-        assert_eq!(Record::decode(&Record::default().encode()).unwrap(), Record::default());
+        assert_eq!(
+            Record::decode(&Record::default().encode()).unwrap(),
+            Record::default()
+        );
     }
 
     #[test]
@@ -330,15 +333,20 @@ mod tests {
             assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
         }
         assert!(Record::decode(b"\x09garbage").is_err());
-        assert!(Record::decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(Record::decode(&[
+            1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+        ])
+        .is_err());
     }
 
     #[test]
     fn merge_is_associative_and_commutative() {
         let mut a = Record::seen_at(500);
-        a.add(Counter::MessagesReceived, 1).insert(SetKind::EnterpriseRecipients, "x");
+        a.add(Counter::MessagesReceived, 1)
+            .insert(SetKind::EnterpriseRecipients, "x");
         let mut b = Record::seen_at(2000);
-        b.add(Counter::MessagesSent, 2).insert(SetKind::EnterpriseRecipients, "y");
+        b.add(Counter::MessagesSent, 2)
+            .insert(SetKind::EnterpriseRecipients, "y");
         b.label = "newer".into();
         let c = sample();
 
@@ -365,7 +373,10 @@ mod tests {
     fn distinct_sets_are_bounded_and_estimate_large_counts() {
         let mut r = Record::default();
         for i in 0..100_000 {
-            r.insert(SetKind::EnterpriseRecipients, &format!("user{i}@example.com"));
+            r.insert(
+                SetKind::EnterpriseRecipients,
+                &format!("user{i}@example.com"),
+            );
         }
         assert!(r.encode().len() < DISTINCT_K * 8 + 64);
         let est = r.distinct(SetKind::EnterpriseRecipients) as f64;
@@ -376,7 +387,10 @@ mod tests {
             small.insert(SetKind::EnterpriseRecipients, &format!("u{i}"));
             small.insert(SetKind::EnterpriseRecipients, &format!("u{i}"));
         }
-        assert_eq!(small.distinct(SetKind::EnterpriseRecipients), DISTINCT_K as u64 - 1);
+        assert_eq!(
+            small.distinct(SetKind::EnterpriseRecipients),
+            DISTINCT_K as u64 - 1
+        );
     }
 
     #[test]

@@ -72,7 +72,12 @@ fn early_status(cfg: &Config, action: Action, reason: &str, reply: &mut SmtpRepl
     let p = &cfg.policy;
     match action {
         Action::Reject => {
-            set_reply(reply, &p.reject_code, &p.reject_xcode, &format!("{} ({reason})", p.reject_text));
+            set_reply(
+                reply,
+                &p.reject_code,
+                &p.reject_xcode,
+                &format!("{} ({reason})", p.reject_text),
+            );
             Status::Reject
         }
         Action::Tempfail => {
@@ -123,8 +128,18 @@ impl Connection {
         let rated = tokio::task::spawn_blocking(move || engine.rate_mta(&c, ip, now)).await;
         let mta = match rated {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return (conn, shared.on_error(&format!("connect from {ip}"), &e.to_string(), &mut cx.reply)),
-            Err(e) => return (conn, shared.on_error(&format!("connect from {ip}"), &e.to_string(), &mut cx.reply)),
+            Ok(Err(e)) => {
+                return (
+                    conn,
+                    shared.on_error(&format!("connect from {ip}"), &e.to_string(), &mut cx.reply),
+                )
+            }
+            Err(e) => {
+                return (
+                    conn,
+                    shared.on_error(&format!("connect from {ip}"), &e.to_string(), &mut cx.reply),
+                )
+            }
         };
         let action = cfg.policy.decide(Stage::Connect, None, Some(mta.class));
         let outcome = policy::outcome(action, cfg.mode);
@@ -137,7 +152,14 @@ impl Connection {
 
     /// Logs an early-stage decision; answers it, or carries tag/quarantine
     /// to end of message.
-    fn early_with_reason(&mut self, stage: Stage, who: &str, o: Outcome, reason: &str, reply: &mut SmtpReply) -> Status {
+    fn early_with_reason(
+        &mut self,
+        stage: Stage,
+        who: &str,
+        o: Outcome,
+        reason: &str,
+        reply: &mut SmtpReply,
+    ) -> Status {
         if let Some(would) = o.would {
             tracing::info!("{who}: would_{would} at {stage} ({reason}) [monitor only, not done]");
         } else if o.applied != Action::Accept {
@@ -174,13 +196,21 @@ impl Connection {
         Message {
             time: crate::now(),
             queue_id: m.map(|m| m.queue_id.clone()).unwrap_or_default(),
-            direction: Some(m.and_then(|m| m.direction).unwrap_or(identity::direction(&self.cfg, self.client_ip, None))),
+            direction: Some(m.and_then(|m| m.direction).unwrap_or(identity::direction(
+                &self.cfg,
+                self.client_ip,
+                None,
+            ))),
             client_ip: self.client_ip,
             helo: self.helo.clone(),
             envelope_from: m.and_then(|m| m.envelope_from.clone()),
             header_from: m.and_then(|m| m.from.as_deref().and_then(crate::features::from_address)),
             recipients: m.map(|m| m.recipients.clone()).unwrap_or_default(),
-            message_id: m.and_then(|m| m.message_id.as_deref().and_then(identity::normalize_message_id)),
+            message_id: m.and_then(|m| {
+                m.message_id
+                    .as_deref()
+                    .and_then(identity::normalize_message_id)
+            }),
             references: m
                 .map(|m| {
                     // Nearest first: In-Reply-To, then References newest to oldest.
@@ -206,9 +236,17 @@ impl Connection {
             .unwrap_or_else(|| "NOQUEUE".into())
     }
 
-    pub async fn mail(&mut self, args: &[CString], macros: &Macros, reply: &mut SmtpReply) -> Status {
+    pub async fn mail(
+        &mut self,
+        args: &[CString],
+        macros: &Macros,
+        reply: &mut SmtpReply,
+    ) -> Status {
         let cfg = self.cfg.clone();
-        let raw_from = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let raw_from = args
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let auth = macro_str(macros, "{auth_authen}");
         let direction = identity::direction(&cfg, self.client_ip, auth.as_deref());
         let envelope_from = identity::normalize_envelope(&raw_from, &cfg.recipient_delimiter);
@@ -232,7 +270,11 @@ impl Connection {
             Ok(Err(e)) => return self.shared.on_error(&self.qid(), &e.to_string(), reply),
             Err(e) => return self.shared.on_error(&self.qid(), &e.to_string(), reply),
         };
-        let action = cfg.policy.decide(Stage::Mail, Some(rating.class), self.mta.as_ref().map(|m| m.class));
+        let action = cfg.policy.decide(
+            Stage::Mail,
+            Some(rating.class),
+            self.mta.as_ref().map(|m| m.class),
+        );
         let o = policy::outcome(action, cfg.mode);
         let reason = format!("sender {}", rating.class);
         self.mail_rating = Some(rating);
@@ -248,7 +290,10 @@ impl Connection {
         if m.queue_id.is_empty() {
             m.queue_id = macro_str(macros, "i").unwrap_or_default();
         }
-        let raw = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let raw = args
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let Some(rcpt) = identity::normalize_envelope(&raw, &cfg.recipient_delimiter) else {
             return Status::Continue;
         };
@@ -257,7 +302,11 @@ impl Connection {
             return Status::Continue;
         }
         let sender_class = self.mail_rating.as_ref().map(|r| r.class);
-        let action = cfg.policy.decide(Stage::Rcpt, sender_class, self.mta.as_ref().map(|r| r.class));
+        let action = cfg.policy.decide(
+            Stage::Rcpt,
+            sender_class,
+            self.mta.as_ref().map(|r| r.class),
+        );
         let o = policy::outcome(action, cfg.mode);
         let who = format!("{}: to=<{rcpt}>", self.qid());
         let reason = class_reason("sender", &self.mail_rating);
@@ -276,7 +325,8 @@ impl Connection {
             return;
         };
         let name_s = String::from_utf8_lossy(name);
-        let keep = |v: &[u8]| String::from_utf8_lossy(&v[..v.len().min(MAX_IDENTITY_HEADER)]).into_owned();
+        let keep =
+            |v: &[u8]| String::from_utf8_lossy(&v[..v.len().min(MAX_IDENTITY_HEADER)]).into_owned();
         if name_s.eq_ignore_ascii_case("from") && m.from.is_none() {
             m.from = Some(keep(value));
         } else if name_s.eq_ignore_ascii_case("message-id") && m.message_id.is_none() {
@@ -316,7 +366,12 @@ impl Connection {
         self.mail_rating = None;
     }
 
-    pub async fn eom(&mut self, macros: &Macros, reply: &mut SmtpReply, actions: &mut EomActions) -> Status {
+    pub async fn eom(
+        &mut self,
+        macros: &Macros,
+        reply: &mut SmtpReply,
+        actions: &mut EomActions,
+    ) -> Status {
         let cfg = self.cfg.clone();
         let mut facts = self.message_facts();
         if facts.queue_id.is_empty() {
@@ -326,7 +381,11 @@ impl Connection {
             return Status::Continue;
         };
         self.mail_rating = None;
-        let qid = if facts.queue_id.is_empty() { "NOQUEUE".to_string() } else { facts.queue_id.clone() };
+        let qid = if facts.queue_id.is_empty() {
+            "NOQUEUE".to_string()
+        } else {
+            facts.queue_id.clone()
+        };
         let carried = state.carried;
         let raw = state.raw;
         let engine = self.shared.engine.clone();
@@ -339,14 +398,21 @@ impl Connection {
             let action = match facts.direction() {
                 Direction::Inbound => c
                     .policy
-                    .decide(Stage::Eom, a.sender.as_ref().map(|r| r.class), a.mta.as_ref().map(|r| r.class))
+                    .decide(
+                        Stage::Eom,
+                        a.sender.as_ref().map(|r| r.class),
+                        a.mta.as_ref().map(|r| r.class),
+                    )
                     .max(carried),
                 Direction::Outbound => Action::Accept,
             };
             let o = policy::outcome(action, c.mode);
             // Mail that is refused is not history: only what is delivered
             // (or held) is learned.
-            if !matches!(o.applied, Action::Reject | Action::Discard | Action::Tempfail) {
+            if !matches!(
+                o.applied,
+                Action::Reject | Action::Discard | Action::Tempfail
+            ) {
                 engine.learn(&c, &facts, &a)?;
             }
             Ok::<_, crate::store::StoreError>((facts, a, o))
@@ -365,7 +431,10 @@ impl Connection {
             // Headers claiming our verdict that arrived with the message are
             // forged or stale: remove them (last first, indexes shift).
             for i in (1..=state.verdict_headers).rev() {
-                if let Err(e) = actions.change_header(VERDICT_HEADER, i, None::<CString>).await {
+                if let Err(e) = actions
+                    .change_header(VERDICT_HEADER, i, None::<CString>)
+                    .await
+                {
                     tracing::warn!("{qid}: cannot remove existing {VERDICT_HEADER}: {e}");
                 }
             }
@@ -374,7 +443,10 @@ impl Connection {
                 tracing::error!("{qid}: cannot add {VERDICT_HEADER}: {e}");
             }
             if o.applied == Action::Tag {
-                if let Err(e) = actions.insert_header(0, cfg.tag_header.as_str(), "YES").await {
+                if let Err(e) = actions
+                    .insert_header(0, cfg.tag_header.as_str(), "YES")
+                    .await
+                {
                     tracing::error!("{qid}: cannot add {}: {e}", cfg.tag_header);
                 }
             }
@@ -393,7 +465,11 @@ impl Connection {
             }
             Action::Accept | Action::Tag => Status::Continue,
             other => {
-                let reason = if a.sender.as_ref().is_some_and(|s| s.class >= crate::rating::Class::Suspicious) {
+                let reason = if a
+                    .sender
+                    .as_ref()
+                    .is_some_and(|s| s.class >= crate::rating::Class::Suspicious)
+                {
                     class_reason("sender", &a.sender)
                 } else {
                     class_reason("mta", &a.mta)

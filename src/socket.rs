@@ -33,7 +33,9 @@ pub enum SocketSpec {
 impl FromStr for SocketSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid socket {s:?} (use inet:HOST:PORT, inet:PORT@HOST, inet6:[HOST]:PORT or unix:PATH)");
+        let bad = || {
+            format!("invalid socket {s:?} (use inet:HOST:PORT, inet:PORT@HOST, inet6:[HOST]:PORT or unix:PATH)")
+        };
         let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
         match proto {
             "unix" | "local" => {
@@ -212,7 +214,9 @@ mod tests {
         assert_eq!(c, d);
         assert_eq!(c.to_string(), "inet6:[::1]:8894");
         assert_eq!(
-            "unix:/run/sra-milter/sra-milter.sock".parse::<SocketSpec>().unwrap(),
+            "unix:/run/sra-milter/sra-milter.sock"
+                .parse::<SocketSpec>()
+                .unwrap(),
             SocketSpec::Unix("/run/sra-milter/sra-milter.sock".into())
         );
         assert!("unix:relative".parse::<SocketSpec>().is_err());

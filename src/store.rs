@@ -24,9 +24,7 @@
 use crate::identity::Direction;
 use crate::overrides::{Override, Target};
 use crate::record::Record;
-use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB,
-};
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,16 +223,16 @@ impl RocksStore {
     /// Opens (creating if needed) the store for writing. Only one process
     /// may do this at a time.
     pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            StoreError::Io(format!("cannot create {}: {e}", path.display()))
-        })?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
         opts.increase_parallelism(2);
         let newest = Arc::new(AtomicU64::new(now_unix()));
-        let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))?;
+        let db =
+            DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))?;
         let store = RocksStore {
             db,
             path: path.to_owned(),
@@ -469,12 +467,23 @@ mod tests {
         .unwrap();
         let r = RocksStore::open_read_only(dir.path(), 86400).unwrap();
         assert_eq!(
-            r.record(Kind::Sender, "x@example.org").unwrap().count(Counter::MessagesSent),
+            r.record(Kind::Sender, "x@example.org")
+                .unwrap()
+                .count(Counter::MessagesSent),
             2
         );
-        assert_eq!(r.message("id@h").unwrap(), Some(entry(r.message("id@h").unwrap().unwrap().time)));
-        assert!(matches!(r.apply(&Update::default()), Err(StoreError::ReadOnly)));
-        assert!(RocksStore::open(dir.path(), 86400).is_err(), "second writer must fail");
+        assert_eq!(
+            r.message("id@h").unwrap(),
+            Some(entry(r.message("id@h").unwrap().unwrap().time))
+        );
+        assert!(matches!(
+            r.apply(&Update::default()),
+            Err(StoreError::ReadOnly)
+        ));
+        assert!(
+            RocksStore::open(dir.path(), 86400).is_err(),
+            "second writer must fail"
+        );
     }
 
     #[test]
@@ -484,7 +493,10 @@ mod tests {
         let t = now_unix();
         s.apply(&Update {
             records: vec![],
-            messages: vec![("old@h".into(), entry(t)), ("new@h".into(), entry(t + 7200))],
+            messages: vec![
+                ("old@h".into(), entry(t)),
+                ("new@h".into(), entry(t + 7200)),
+            ],
         })
         .unwrap();
         assert!(s.message("old@h").unwrap().is_none(), "older than the ttl");
@@ -497,7 +509,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RocksStore::open(dir.path(), 86400).unwrap();
-            s.db.put_cf(s.cf(CF_META).unwrap(), b"schema_version", b"99").unwrap();
+            s.db.put_cf(s.cf(CF_META).unwrap(), b"schema_version", b"99")
+                .unwrap();
         }
         let e = RocksStore::open(dir.path(), 86400).err().unwrap();
         assert!(matches!(e, StoreError::Schema { .. }), "{e}");

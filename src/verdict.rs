@@ -72,11 +72,11 @@ pub fn header_value(a: &Assessment, outcome: &Outcome, monitor: bool) -> String 
         .sender
         .iter()
         .flat_map(|r| r.contributions())
-        .chain(
-            a.mta
-                .iter()
-                .flat_map(|r| r.contributions().into_iter().map(|(n, p)| (format!("mta.{n}"), p))),
-        )
+        .chain(a.mta.iter().flat_map(|r| {
+            r.contributions()
+                .into_iter()
+                .map(|(n, p)| (format!("mta.{n}"), p))
+        }))
         .collect();
     top.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
     if !top.is_empty() {

@@ -13,7 +13,11 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_config(path: &Path, port: u16, state: &Path, mode: &str, extra: &str) {
@@ -113,12 +117,26 @@ fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
 
     let bad_value = dir.path().join("bad2.toml");
     std::fs::write(&bad_value, "socket = \"tcp:nowhere\"\n").unwrap();
-    assert_eq!(cli(&["check-config", "-c", bad_value.to_str().unwrap()]).status.code(), Some(78));
-    assert_eq!(cli(&["check-config", "-c", "/nonexistent/x.toml"]).status.code(), Some(78));
+    assert_eq!(
+        cli(&["check-config", "-c", bad_value.to_str().unwrap()])
+            .status
+            .code(),
+        Some(78)
+    );
+    assert_eq!(
+        cli(&["check-config", "-c", "/nonexistent/x.toml"])
+            .status
+            .code(),
+        Some(78)
+    );
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml");
     let out = cli(&["check-config", "-c", example]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("mode = \"monitor\""), "{text}");
 }
@@ -129,14 +147,26 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_old_config() {
     let cfg = dir.path().join("sra.toml");
     let state = dir.path().join("state");
     let port = free_port();
-    write_config(&cfg, port, &state, "enforce", "[lists]\nblock = [\"192.0.2.10\"]\n");
+    write_config(
+        &cfg,
+        port,
+        &state,
+        "enforce",
+        "[lists]\nblock = [\"192.0.2.10\"]\n",
+    );
     let d = Daemon::start(&cfg, port, dir.path().join("log"));
 
     let t = send(d.addr(), &Mail::inbound("x@y.example", "1@y")).await;
     assert!(matches!(t.connect, Status::Reject { .. }), "{t:?}");
 
     // A valid change: monitor mode.
-    write_config(&cfg, port, &state, "monitor", "[lists]\nblock = [\"192.0.2.10\"]\n");
+    write_config(
+        &cfg,
+        port,
+        &state,
+        "monitor",
+        "[lists]\nblock = [\"192.0.2.10\"]\n",
+    );
     d.signal("HUP");
     d.wait_for_log("configuration reloaded");
     let t = send(d.addr(), &Mail::inbound("x@y.example", "2@y")).await;
@@ -165,15 +195,31 @@ async fn explain_and_override_work_while_the_daemon_runs() {
     let c = cfg.to_str().unwrap();
     let d = Daemon::start(&cfg, port, dir.path().join("log"));
 
-    send(d.addr(), &Mail::outbound("carol@partner.example", "o1@example.com")).await;
     send(
         d.addr(),
-        &Mail::inbound("carol@partner.example", "i1@partner.example").header("In-Reply-To", "<o1@example.com>"),
+        &Mail::outbound("carol@partner.example", "o1@example.com"),
+    )
+    .await;
+    send(
+        d.addr(),
+        &Mail::inbound("carol@partner.example", "i1@partner.example")
+            .header("In-Reply-To", "<o1@example.com>"),
     )
     .await;
 
-    let out = cli(&["explain", "-c", c, "--sender", "Carol@Partner.example", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&[
+        "explain",
+        "-c",
+        c,
+        "--sender",
+        "Carol@Partner.example",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for name in [
         "days_known",
@@ -189,7 +235,10 @@ async fn explain_and_override_work_while_the_daemon_runs() {
         "replies_received",
     ] {
         assert!(v["factors"].get(name).is_some(), "factor {name} in {v}");
-        assert!(v["contributions"].get(name).is_some(), "contribution {name}");
+        assert!(
+            v["contributions"].get(name).is_some(),
+            "contribution {name}"
+        );
     }
     assert_eq!(v["factors"]["messages_sent"], 1.0);
     assert_eq!(v["factors"]["replies_received"], 1.0);
@@ -205,12 +254,32 @@ async fn explain_and_override_work_while_the_daemon_runs() {
 
     let out = cli(&["explain", "-c", c, "--sender", "carol@partner.example"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("replies_received") && text.contains("no data"), "{text}");
+    assert!(
+        text.contains("replies_received") && text.contains("no data"),
+        "{text}"
+    );
 
     // Override through the running daemon: it takes effect at once.
-    let out = cli(&["override", "-c", c, "--mta", "192.0.2.0/24", "malicious", "--reason", "feed"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let t = send(d.addr(), &Mail::inbound("carol@partner.example", "i2@partner.example")).await;
+    let out = cli(&[
+        "override",
+        "-c",
+        c,
+        "--mta",
+        "192.0.2.0/24",
+        "malicious",
+        "--reason",
+        "feed",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = send(
+        d.addr(),
+        &Mail::inbound("carol@partner.example", "i2@partner.example"),
+    )
+    .await;
     assert!(matches!(t.connect, Status::Reject { .. }));
     let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -221,7 +290,11 @@ async fn explain_and_override_work_while_the_daemon_runs() {
 
     // With the daemon stopped, override opens the store itself.
     let out = cli(&["override", "-c", c, "--mta", "192.0.2.0/24", "--remove"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(v["class"], "malicious");
@@ -232,7 +305,9 @@ async fn explain_and_override_work_while_the_daemon_runs() {
 #[test]
 fn bad_command_lines_are_refused() {
     assert!(!cli(&["explain"]).status.success());
-    assert!(!cli(&["override", "--sender", "a@b.example", "notaclass"]).status.success());
+    assert!(!cli(&["override", "--sender", "a@b.example", "notaclass"])
+        .status
+        .success());
     let out = cli(&["run", "--socket", "bogus"]);
     assert!(!out.status.success());
 }

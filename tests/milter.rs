@@ -39,11 +39,18 @@ fn reply_text(s: &Status) -> String {
 #[tokio::test]
 async fn inbound_mail_gets_a_verdict_header_and_is_accepted() {
     let m = start(|_| {}).await;
-    let t = send(m.addr, &Mail::inbound("carol@partner.example", "in1@partner.example")).await;
+    let t = send(
+        m.addr,
+        &Mail::inbound("carol@partner.example", "in1@partner.example"),
+    )
+    .await;
     assert_eq!(t.connect, Status::Continue);
     assert_eq!(t.eom_status(), Some(&Status::Continue));
     let h = t.header("X-SRA-Verdict").expect("verdict header");
-    assert!(h.starts_with("sender=unrated (50.0); mta=unrated (50.0); action=accept; monitor=no"), "{h}");
+    assert!(
+        h.starts_with("sender=unrated (50.0); mta=unrated (50.0); action=accept; monitor=no"),
+        "{h}"
+    );
     m.stop().await;
 }
 
@@ -62,7 +69,12 @@ async fn malicious_mta_is_rejected_at_connect() {
 #[tokio::test]
 async fn malicious_envelope_sender_is_rejected_at_mail() {
     let m = start(|_| {}).await;
-    set_override(&m, Target::sender("spammer@bad.example").unwrap(), Class::Malicious).await;
+    set_override(
+        &m,
+        Target::sender("spammer@bad.example").unwrap(),
+        Class::Malicious,
+    )
+    .await;
     let t = send(m.addr, &Mail::inbound("spammer@bad.example", "x@y")).await;
     assert_eq!(t.connect, Status::Continue);
     let text = reply_text(t.mail.as_ref().unwrap());
@@ -77,7 +89,12 @@ async fn malicious_envelope_sender_is_rejected_at_mail() {
 #[tokio::test]
 async fn rcpt_policy_refuses_each_recipient() {
     let m = start(|c| c.policy.rcpt.sender.suspicious = Action::Tempfail).await;
-    set_override(&m, Target::domain("shady.example").unwrap(), Class::Suspicious).await;
+    set_override(
+        &m,
+        Target::domain("shady.example").unwrap(),
+        Class::Suspicious,
+    )
+    .await;
     let mut mail = Mail::inbound("who@shady.example", "r@y");
     mail.rcpts = vec!["alice@example.com".into(), "bob@example.com".into()];
     let t = send(m.addr, &mail).await;
@@ -93,12 +110,24 @@ async fn rcpt_policy_refuses_each_recipient() {
 #[tokio::test]
 async fn suspicious_sender_is_quarantined_at_end_of_message() {
     let m = start(|_| {}).await;
-    set_override(&m, Target::sender("odd@partner.example").unwrap(), Class::Suspicious).await;
+    set_override(
+        &m,
+        Target::sender("odd@partner.example").unwrap(),
+        Class::Suspicious,
+    )
+    .await;
     let t = send(m.addr, &Mail::inbound("odd@partner.example", "q@y")).await;
-    assert_eq!(t.mail, Some(Status::Continue), "suspicious passes MAIL by default");
+    assert_eq!(
+        t.mail,
+        Some(Status::Continue),
+        "suspicious passes MAIL by default"
+    );
     assert!(t.quarantined());
     let h = t.header("X-SRA-Verdict").unwrap();
-    assert!(h.contains("sender=suspicious") && h.contains("action=quarantine"), "{h}");
+    assert!(
+        h.contains("sender=suspicious") && h.contains("action=quarantine"),
+        "{h}"
+    );
     m.stop().await;
 }
 
@@ -114,8 +143,18 @@ async fn tag_action_adds_the_tag_header() {
 #[tokio::test]
 async fn eom_reject_and_discard_answer_the_mta() {
     let m = start(|c| c.policy.eom.sender.suspicious = Action::Discard).await;
-    set_override(&m, Target::sender("a@bad.example").unwrap(), Class::Suspicious).await;
-    set_override(&m, Target::sender("b@bad.example").unwrap(), Class::Malicious).await;
+    set_override(
+        &m,
+        Target::sender("a@bad.example").unwrap(),
+        Class::Suspicious,
+    )
+    .await;
+    set_override(
+        &m,
+        Target::sender("b@bad.example").unwrap(),
+        Class::Malicious,
+    )
+    .await;
     let t = send(m.addr, &Mail::inbound("a@bad.example", "d@y")).await;
     assert_eq!(t.eom_status(), Some(&Status::Discard));
     // Malicious in the From: header only (envelope is someone else): refused at eom.
@@ -125,7 +164,13 @@ async fn eom_reject_and_discard_answer_the_mta() {
     let text = reply_text(t.eom_status().unwrap());
     assert!(text.starts_with("550 5.7.1 "), "{text}");
     // Refused mail is not learned.
-    assert_eq!(m.store.record(Kind::Sender, "b@bad.example").unwrap().count(Counter::MessagesReceived), 0);
+    assert_eq!(
+        m.store
+            .record(Kind::Sender, "b@bad.example")
+            .unwrap()
+            .count(Counter::MessagesReceived),
+        0
+    );
     m.stop().await;
 }
 
@@ -139,7 +184,12 @@ async fn monitor_only_never_rejects() {
     .await;
     set_override(&m, Target::mta("192.0.2.10").unwrap(), Class::Malicious).await;
     set_override(&m, Target::domain("bad.example").unwrap(), Class::Malicious).await;
-    set_override(&m, Target::sender("odd@partner.example").unwrap(), Class::Suspicious).await;
+    set_override(
+        &m,
+        Target::sender("odd@partner.example").unwrap(),
+        Class::Suspicious,
+    )
+    .await;
     for from in ["x@bad.example", "odd@partner.example"] {
         let t = send(m.addr, &Mail::inbound(from, &format!("{from}.id"))).await;
         assert_eq!(t.connect, Status::Continue);
@@ -158,9 +208,16 @@ async fn monitor_only_never_rejects() {
 async fn outbound_then_reply_moves_the_conversation_factors() {
     let m = start(|_| {}).await;
     let cfg = m.shared.config();
-    let out = send(m.addr, &Mail::outbound("carol@partner.example", "out1@example.com")).await;
+    let out = send(
+        m.addr,
+        &Mail::outbound("carol@partner.example", "out1@example.com"),
+    )
+    .await;
     assert_eq!(out.eom_status(), Some(&Status::Continue));
-    assert!(out.header("X-SRA-Verdict").is_none(), "outbound mail carries no verdict");
+    assert!(
+        out.header("X-SRA-Verdict").is_none(),
+        "outbound mail carries no verdict"
+    );
 
     let reply = Mail::inbound("carol@partner.example", "in1@partner.example")
         .header("In-Reply-To", "<out1@example.com>")
@@ -171,7 +228,11 @@ async fn outbound_then_reply_moves_the_conversation_factors() {
         .header("In-Reply-To", "<in1@partner.example>");
     send(m.addr, &answer).await;
 
-    let r = m.shared.engine.rate_sender(&cfg, "carol@partner.example", sra_milter::now()).unwrap();
+    let r = m
+        .shared
+        .engine
+        .rate_sender(&cfg, "carol@partner.example", sra_milter::now())
+        .unwrap();
     let v = |n: &str| r.factor(n).unwrap().value;
     assert_eq!(v("messages_sent"), Some(2.0));
     assert_eq!(v("replies_received"), Some(1.0));
@@ -179,7 +240,11 @@ async fn outbound_then_reply_moves_the_conversation_factors() {
     assert_eq!(v("messages_received"), Some(1.0));
     assert_eq!(v("sender_enterprise_ratio"), Some(0.333));
     assert!(r.bidirectional);
-    let mta = m.shared.engine.rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now()).unwrap();
+    let mta = m
+        .shared
+        .engine
+        .rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now())
+        .unwrap();
     assert_eq!(mta.factor("replies_received").unwrap().value, Some(1.0));
     m.stop().await;
 }
@@ -188,12 +253,19 @@ async fn outbound_then_reply_moves_the_conversation_factors() {
 async fn inbound_mail_moves_the_mta_factors() {
     let m = start(|_| {}).await;
     let cfg = m.shared.config();
-    for (i, from) in ["a@one.example", "b@two.example", "c@two.example"].iter().enumerate() {
+    for (i, from) in ["a@one.example", "b@two.example", "c@two.example"]
+        .iter()
+        .enumerate()
+    {
         let mut mail = Mail::inbound(from, &format!("{i}@x"));
         mail.rcpts = vec![format!("user{i}@example.com")];
         send(m.addr, &mail).await;
     }
-    let r = m.shared.engine.rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now()).unwrap();
+    let r = m
+        .shared
+        .engine
+        .rate_mta(&cfg, "192.0.2.10".parse().unwrap(), sra_milter::now())
+        .unwrap();
     let v = |n: &str| r.factor(n).unwrap().value.unwrap();
     assert_eq!(v("messages_received"), 3.0);
     assert_eq!(v("sender_domains"), 2.0);
@@ -208,11 +280,24 @@ async fn overrides_win_over_history() {
     let m = start(|_| {}).await;
     let cfg = m.shared.config();
     for i in 0..3 {
-        send(m.addr, &Mail::inbound("carol@partner.example", &format!("{i}@p"))).await;
+        send(
+            m.addr,
+            &Mail::inbound("carol@partner.example", &format!("{i}@p")),
+        )
+        .await;
     }
-    let before = m.shared.engine.rate_sender(&cfg, "carol@partner.example", sra_milter::now()).unwrap();
+    let before = m
+        .shared
+        .engine
+        .rate_sender(&cfg, "carol@partner.example", sra_milter::now())
+        .unwrap();
     assert_eq!(before.class, Class::Neutral);
-    set_override(&m, Target::sender("carol@partner.example").unwrap(), Class::Malicious).await;
+    set_override(
+        &m,
+        Target::sender("carol@partner.example").unwrap(),
+        Class::Malicious,
+    )
+    .await;
     let t = send(m.addr, &Mail::inbound("carol@partner.example", "after@p")).await;
     assert!(matches!(t.mail, Some(Status::Reject { .. })));
     let resp = send_control(
@@ -241,7 +326,10 @@ async fn config_lists_block_and_allow() {
     let mut mail = Mail::inbound("pal@friend.example", "l2@y");
     mail.ip = "198.51.100.3".parse().unwrap();
     let t = send(m.addr, &mail).await;
-    assert!(t.header("X-SRA-Verdict").unwrap().starts_with("sender=trusted"));
+    assert!(t
+        .header("X-SRA-Verdict")
+        .unwrap()
+        .starts_with("sender=trusted"));
     m.stop().await;
 }
 
@@ -271,7 +359,8 @@ async fn store_error_follows_on_error() {
             opts.create_missing_column_families(true);
             let db = rocksdb::DB::open_cf(&opts, &cfg.state_dir, sra_milter::store::CFS).unwrap();
             let cf = db.cf_handle("senders").unwrap();
-            db.put_cf(cf, b"broken@partner.example", b"\x63not a record").unwrap();
+            db.put_cf(cf, b"broken@partner.example", b"\x63not a record")
+                .unwrap();
             let meta = db.cf_handle("meta").unwrap();
             db.put_cf(meta, b"schema_version", b"1").unwrap();
         }
@@ -302,8 +391,12 @@ async fn shutdown_lets_open_sessions_finish() {
     let m = start(|_| {}).await;
     let addr = m.addr;
     let mut conn = TestConnection::open(addr).await.unwrap();
-    conn.connect("mx.partner.example", [192, 0, 2, 10]).await.unwrap();
-    conn.macros(MacroStage::Mail, [("i", "SHUT1")]).await.unwrap();
+    conn.connect("mx.partner.example", [192, 0, 2, 10])
+        .await
+        .unwrap();
+    conn.macros(MacroStage::Mail, [("i", "SHUT1")])
+        .await
+        .unwrap();
     conn.mail(["<carol@partner.example>"]).await.unwrap();
     let store = m.store.clone();
     let stopping = tokio::spawn(m.stop());
@@ -320,7 +413,10 @@ async fn shutdown_lets_open_sessions_finish() {
     conn.close().await.unwrap();
     stopping.await.unwrap();
     assert_eq!(
-        store.record(Kind::Sender, "carol@partner.example").unwrap().count(Counter::MessagesReceived),
+        store
+            .record(Kind::Sender, "carol@partner.example")
+            .unwrap()
+            .count(Counter::MessagesReceived),
         1
     );
 }

@@ -40,7 +40,8 @@ pub fn config(dir: &std::path::Path) -> Config {
 }
 
 pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> Milter {
-    let store = Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
+    let store =
+        Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
     let engine = Arc::new(Engine::new(store.clone(), &cfg).unwrap());
     let listener = MilterListener::bind(&cfg.socket).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -157,7 +158,8 @@ impl Transcript {
     pub fn header(&self, name: &str) -> Option<String> {
         use indymilter_test::EomAction;
         self.eom.as_ref()?.0.actions.iter().find_map(|a| match a {
-            EomAction::InsertHeader { name: n, value, .. } | EomAction::AddHeader { name: n, value }
+            EomAction::InsertHeader { name: n, value, .. }
+            | EomAction::AddHeader { name: n, value }
                 if n.to_str().ok()? == name =>
             {
                 Some(value.to_string_lossy().into_owned())
@@ -178,13 +180,18 @@ impl Transcript {
 }
 
 fn stops(s: &Status) -> bool {
-    matches!(s, Status::Reject { .. } | Status::Tempfail { .. } | Status::Discard | Status::Accept)
+    matches!(
+        s,
+        Status::Reject { .. } | Status::Tempfail { .. } | Status::Discard | Status::Accept
+    )
 }
 
 /// Sends one transaction; stops where the milter refuses.
 pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
     let mut conn = TestConnection::open(addr).await.unwrap();
-    conn.macros(MacroStage::Connect, [("j", "mx.example.com")]).await.unwrap();
+    conn.macros(MacroStage::Connect, [("j", "mx.example.com")])
+        .await
+        .unwrap();
     let connect = conn.connect(m.helo.as_str(), m.ip).await.unwrap();
     let mut t = Transcript {
         connect,
@@ -210,7 +217,9 @@ pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
     }
     let mut accepted = 0;
     for r in &m.rcpts {
-        conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())]).await.unwrap();
+        conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())])
+            .await
+            .unwrap();
         let s = conn.rcpt([format!("<{r}>")]).await.unwrap();
         if !stops(&s) {
             accepted += 1;
@@ -227,7 +236,9 @@ pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
     }
     conn.eoh().await.unwrap();
     conn.body(m.body.clone()).await.unwrap();
-    conn.macros(MacroStage::Eom, [("i", m.queue_id.as_str())]).await.unwrap();
+    conn.macros(MacroStage::Eom, [("i", m.queue_id.as_str())])
+        .await
+        .unwrap();
     t.eom = Some(conn.eom().await.unwrap());
     conn.close().await.unwrap();
     t

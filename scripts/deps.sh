@@ -1,0 +1,21 @@
+# Installs the Debian packages sra-milter's build and tests need, when
+# missing. Sourced by scripts/test.sh and scripts/run.sh.
+#   need_packages PKG...   apt-get installs whichever are not installed.
+
+need_packages() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# rocksdb's bindgen needs libclang; the C++ build needs a compiler.
+need_packages libclang-dev clang g++ make pkg-config

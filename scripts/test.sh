@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test of sra-milter: unit, in-process milter, CLI, and the
+# system tests. Installs the Debian packages it needs when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+cargo test --all-targets "$@"
