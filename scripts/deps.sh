@@ -17,5 +17,16 @@ need_packages() {
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Postfix for the system tests, installed the Debian way ("Local only");
+# the tests run private instances and never touch the default one.
+need_postfix() {
+    dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok installed" && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "postfix postfix/main_mailer_type select Local only" | $sudo debconf-set-selections
+    echo "postfix postfix/mailname string localhost" | $sudo debconf-set-selections
+    need_packages postfix
+}
+
 # rocksdb's bindgen needs libclang; the C++ build needs a compiler.
 need_packages libclang-dev clang g++ make pkg-config

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
+need_postfix
 cargo test --all-targets "$@"

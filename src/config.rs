@@ -196,6 +196,10 @@ pub struct ListsConfig {
 pub struct Config {
     /// Milter socket: `inet:HOST:PORT`, `inet:PORT@HOST`, `inet6:...`, `unix:PATH`.
     pub socket: SocketSpec,
+    /// Permissions of a unix milter socket (octal). Postfix must be able to
+    /// write to it: group `postfix` with 0660, or 0666 inside a private
+    /// directory.
+    pub socket_mode: String,
     /// RocksDB reputation store directory.
     pub state_dir: PathBuf,
     pub mode: Mode,
@@ -230,6 +234,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             socket: SocketSpec::Inet("127.0.0.1:8894".into()),
+            socket_mode: "0660".into(),
             state_dir: PathBuf::from("/var/lib/sra-milter"),
             mode: Mode::Monitor,
             on_error: OnError::Accept,
@@ -323,6 +328,7 @@ impl Config {
                 )));
             }
         }
+        self.socket_mode_bits()?;
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_bytes must be at least 1024".into(),
@@ -355,6 +361,18 @@ impl Config {
         Ok(())
     }
 
+    pub fn socket_mode_bits(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "socket_mode {:?} is not an octal file mode like \"0660\"",
+                    self.socket_mode
+                ))
+            })
+    }
+
     pub fn control_socket(&self) -> PathBuf {
         self.admin
             .control_socket
@@ -380,7 +398,7 @@ impl Config {
     /// Keys whose change needs a restart; SIGHUP logs and keeps the old value.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
         let mut v = Vec::new();
-        if self.socket != new.socket {
+        if self.socket != new.socket || self.socket_mode != new.socket_mode {
             v.push("socket");
         }
         if self.state_dir != new.state_dir {

@@ -111,6 +111,7 @@ impl Shared {
             tracing::warn!("config reload: {key} changed; it takes effect at the next restart");
         }
         new.socket = old.socket.clone();
+        new.socket_mode = old.socket_mode.clone();
         new.state_dir = old.state_dir.clone();
         new.max_connections = old.max_connections;
         new.admin = old.admin.clone();

@@ -291,7 +291,8 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let listener = match MilterListener::bind(&cfg.socket).await {
+        let mode = cfg.socket_mode_bits().unwrap_or(0o660);
+        let listener = match MilterListener::bind(&cfg.socket, mode).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot listen on {}: {e}", cfg.socket);

@@ -121,17 +121,17 @@ pub struct MilterListener {
 }
 
 impl MilterListener {
-    pub async fn bind(spec: &SocketSpec) -> io::Result<MilterListener> {
+    /// Binds the socket; a unix socket gets permissions `mode`.
+    pub async fn bind(spec: &SocketSpec, mode: u32) -> io::Result<MilterListener> {
         let inner = match spec {
             SocketSpec::Inet(addr) => Inner::Tcp(TcpListener::bind(addr.as_str()).await?),
             SocketSpec::Unix(path) => {
                 remove_stale_socket(path)?;
                 let l = UnixListener::bind(path)?;
-                // Postfix runs as another user: the socket's directory
-                // permissions (RuntimeDirectory=, group postfix) restrict
-                // who may connect.
+                // Postfix runs as another user: `socket_mode` and the
+                // directory's permissions decide who may connect.
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
                 Inner::Unix(l, path.clone())
             }
         };

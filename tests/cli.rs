@@ -321,11 +321,21 @@ async fn json_log_mode_writes_one_verdict_record_per_message() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("sra.toml");
     let port = free_port();
-    write_config(&cfg, port, &dir.path().join("state"), "monitor", "[log]\nformat = \"json\"\n");
+    write_config(
+        &cfg,
+        port,
+        &dir.path().join("state"),
+        "monitor",
+        "[log]\nformat = \"json\"\n",
+    );
     let d = Daemon::start(&cfg, port, dir.path().join("log"));
     let mail = Mail::inbound("carol@partner.example", "json1@partner.example");
     send(d.addr(), &mail).await;
-    send(d.addr(), &Mail::outbound("dave@other.example", "json2@example.com")).await;
+    send(
+        d.addr(),
+        &Mail::outbound("dave@other.example", "json2@example.com"),
+    )
+    .await;
     d.wait_for_log("json2@example.com");
     let log = d.log_text();
     let records: Vec<serde_json::Value> = log
@@ -336,9 +346,22 @@ async fn json_log_mode_writes_one_verdict_record_per_message() {
     assert_eq!(records.len(), 2, "{log}");
     let r = &records[0];
     for field in [
-        "time", "queue_id", "message_id", "direction", "client_ip", "helo", "envelope_from",
-        "header_from", "recipients", "authenticated", "sender", "mta", "anomalies", "stage",
-        "action", "monitor",
+        "time",
+        "queue_id",
+        "message_id",
+        "direction",
+        "client_ip",
+        "helo",
+        "envelope_from",
+        "header_from",
+        "recipients",
+        "authenticated",
+        "sender",
+        "mta",
+        "anomalies",
+        "stage",
+        "action",
+        "monitor",
     ] {
         assert!(r.get(field).is_some(), "field {field} in {r}");
     }
@@ -376,24 +399,39 @@ async fn unix_socket_serves_and_a_stale_socket_is_replaced() {
         .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
         .spawn()
         .unwrap();
-    let mut d = Daemon { child, log: dir.path().join("log"), port: 0 };
+    let mut d = Daemon {
+        child,
+        log: dir.path().join("log"),
+        port: 0,
+    };
     let mut conn = None;
     for _ in 0..300 {
-        if let Ok(c) = indymilter_test::TestConnection::configure().open_unix(&sock).await {
+        if let Ok(c) = indymilter_test::TestConnection::configure()
+            .open_unix(&sock)
+            .await
+        {
             conn = Some(c);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut conn = conn.unwrap_or_else(|| panic!("no unix socket: {}", d.log_text()));
-    assert_eq!(conn.connect("mx.partner.example", [192, 0, 2, 10]).await.unwrap(), Status::Continue);
+    assert_eq!(
+        conn.connect("mx.partner.example", [192, 0, 2, 10])
+            .await
+            .unwrap(),
+        Status::Continue
+    );
     conn.close().await.unwrap();
 
     // A regular file in the socket's place is never deleted.
     let st = d.stop_ref();
     assert!(st.success());
     std::fs::write(&sock, b"not a socket").unwrap();
-    let out = Command::new(BIN).args(["run", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
     assert_eq!(std::fs::read(&sock).unwrap(), b"not a socket");

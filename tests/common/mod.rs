@@ -43,7 +43,7 @@ pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> Milter {
     let store =
         Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
     let engine = Arc::new(Engine::new(store.clone(), &cfg).unwrap());
-    let listener = MilterListener::bind(&cfg.socket).await.unwrap();
+    let listener = MilterListener::bind(&cfg.socket, 0o660).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shared = Shared::new(cfg, engine);
     let (tx, rx) = oneshot::channel::<()>();
