@@ -224,6 +224,8 @@ pub struct Config {
     /// Header added to messages whose action is `tag`.
     pub tag_header: String,
     pub log: LogConfig,
+    pub dns: crate::auth::DnsConfig,
+    pub auth: crate::auth::AuthConfig,
     pub admin: AdminConfig,
     pub lists: ListsConfig,
     pub policy: PolicyConfig,
@@ -251,6 +253,8 @@ impl Default for Config {
             max_connections: 200,
             tag_header: "X-SRA-Flag".into(),
             log: LogConfig::default(),
+            dns: crate::auth::DnsConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             admin: AdminConfig::default(),
             lists: ListsConfig::default(),
             policy: PolicyConfig::default(),
@@ -329,6 +333,16 @@ impl Config {
             }
         }
         self.socket_mode_bits()?;
+        self.dns.server_addrs().map_err(ConfigError::Invalid)?;
+        if self.dns.timeout.0 < Duration::from_millis(50) || self.dns.timeout.0 > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid("dns.timeout must be within 50ms..60s".into()));
+        }
+        if self.auth.authserv_id.is_empty() || self.auth.authserv_id.contains(|c: char| c.is_whitespace() || c == ';') {
+            return Err(ConfigError::Invalid(format!(
+                "auth.authserv_id {:?} must be a single token (a host name)",
+                self.auth.authserv_id
+            )));
+        }
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_bytes must be at least 1024".into(),
