@@ -226,6 +226,7 @@ pub struct Config {
     pub log: LogConfig,
     pub dns: crate::auth::DnsConfig,
     pub auth: crate::auth::AuthConfig,
+    pub anomalies: crate::anomaly::AnomalyConfig,
     pub admin: AdminConfig,
     pub lists: ListsConfig,
     pub policy: PolicyConfig,
@@ -255,6 +256,7 @@ impl Default for Config {
             log: LogConfig::default(),
             dns: crate::auth::DnsConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            anomalies: crate::anomaly::AnomalyConfig::default(),
             admin: AdminConfig::default(),
             lists: ListsConfig::default(),
             policy: PolicyConfig::default(),
@@ -371,6 +373,7 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.policy.validate().map_err(ConfigError::Invalid)?;
+        self.anomalies.validate().map_err(ConfigError::Invalid)?;
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

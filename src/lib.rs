@@ -8,6 +8,7 @@
 //! command line, loads the config, binds the socket, wires signals and calls
 //! [`daemon::serve`]; integration tests call the same function in-process.
 
+pub mod anomaly;
 pub mod auth;
 pub mod config;
 pub mod daemon;
