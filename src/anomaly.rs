@@ -66,9 +66,34 @@ impl Default for AnomalyConfig {
             settled_messages: 5,
             settled_max_networks: 3,
             suspicious_tlds: [
-                "zip", "mov", "xyz", "top", "click", "country", "kim", "work", "gq", "tk", "ml", "cf", "ga", "loan",
-                "men", "date", "review", "stream", "download", "racing", "win", "bid", "party", "science", "trade",
-                "accountant", "faith", "cricket",
+                "zip",
+                "mov",
+                "xyz",
+                "top",
+                "click",
+                "country",
+                "kim",
+                "work",
+                "gq",
+                "tk",
+                "ml",
+                "cf",
+                "ga",
+                "loan",
+                "men",
+                "date",
+                "review",
+                "stream",
+                "download",
+                "racing",
+                "win",
+                "bid",
+                "party",
+                "science",
+                "trade",
+                "accountant",
+                "faith",
+                "cricket",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -185,7 +210,9 @@ impl Protected {
                 return Some(format!("{p} at edit distance {d}"));
             }
             for sep in ['-', '.'] {
-                if label.starts_with(&format!("{plabel}{sep}")) || label.ends_with(&format!("{sep}{plabel}")) {
+                if label.starts_with(&format!("{plabel}{sep}"))
+                    || label.ends_with(&format!("{sep}{plabel}"))
+                {
                     return Some(format!("{p} with words added"));
                 }
             }
@@ -264,7 +291,9 @@ pub fn distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -294,7 +323,11 @@ pub fn normalize_name(name: &str) -> Option<String> {
 /// Looks random: long hex runs, digits mixed into letters, or long
 /// consonant runs.
 pub fn hash_like(s: &str) -> bool {
-    let t: String = s.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+    let t: String = s
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
     let n = t.chars().count();
     if n < 12 {
         return false;
@@ -318,20 +351,41 @@ pub fn hash_like(s: &str) -> bool {
 }
 
 /// The message-level heuristics that need nothing but the message.
-pub fn heuristics(cfg: &AnomalyConfig, sender: &str, display_name: Option<&str>, reply_to: Option<&str>) -> Vec<Anomaly> {
+pub fn heuristics(
+    cfg: &AnomalyConfig,
+    sender: &str,
+    display_name: Option<&str>,
+    reply_to: Option<&str>,
+) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let (local, domain) = sender.rsplit_once('@').unwrap_or(("", sender));
     if hash_like(local) {
-        out.push(Anomaly::new("hash_like_local_part", cfg.hash_like_local_part, local));
+        out.push(Anomaly::new(
+            "hash_like_local_part",
+            cfg.hash_like_local_part,
+            local,
+        ));
     }
     if let Some(n) = display_name {
         if hash_like(n) {
-            out.push(Anomaly::new("hash_like_display_name", cfg.hash_like_display_name, n));
+            out.push(Anomaly::new(
+                "hash_like_display_name",
+                cfg.hash_like_display_name,
+                n,
+            ));
         }
     }
     let tld = domain.rsplit('.').next().unwrap_or("");
-    if cfg.suspicious_tlds.iter().any(|t| t.trim_start_matches('.').eq_ignore_ascii_case(tld)) {
-        out.push(Anomaly::new("suspicious_tld", cfg.suspicious_tld, format!(".{tld}")));
+    if cfg
+        .suspicious_tlds
+        .iter()
+        .any(|t| t.trim_start_matches('.').eq_ignore_ascii_case(tld))
+    {
+        out.push(Anomaly::new(
+            "suspicious_tld",
+            cfg.suspicious_tld,
+            format!(".{tld}"),
+        ));
     }
     if domain.len() > cfg.max_domain_length || domain.split('.').count() > 5 {
         out.push(Anomaly::new("long_domain", cfg.long_domain, domain));
@@ -339,7 +393,11 @@ pub fn heuristics(cfg: &AnomalyConfig, sender: &str, display_name: Option<&str>,
     if let Some(r) = reply_to {
         let rd = crate::identity::domain_of(r);
         if !rd.is_empty() && org_domain(rd) != org_domain(domain) {
-            out.push(Anomaly::new("reply_to_divergence", cfg.reply_to_divergence, format!("reply-to {r}")));
+            out.push(Anomaly::new(
+                "reply_to_divergence",
+                cfg.reply_to_divergence,
+                format!("reply-to {r}"),
+            ));
         }
     }
     out
@@ -357,24 +415,35 @@ mod tests {
     fn lookalikes_of_enterprise_and_correspondent_domains() {
         let p = protected();
         for d in [
-            "examp1e.com",             // digit for letter
-            "exarnple.com",            // rn for m
-            "exampel.com",             // transposition
-            "example.net",             // swapped suffix
-            "example.co",              // swapped suffix
-            "xn--exmple-4nf.com",      // punycode with Cyrillic а
-            "еxample.com",             // Cyrillic е (unicode form)
-            "example-secure.com",      // words added
-            "example.com.evil.net",    // the real domain as a subdomain
-            "partner-bank.com",        // correspondent's, swapped suffix
-            "partnerbank.co.uk",       // distance 1
+            "examp1e.com",          // digit for letter
+            "exarnple.com",         // rn for m
+            "exampel.com",          // transposition
+            "example.net",          // swapped suffix
+            "example.co",           // swapped suffix
+            "xn--exmple-4nf.com",   // punycode with Cyrillic а
+            "еxample.com",          // Cyrillic е (unicode form)
+            "example-secure.com",   // words added
+            "example.com.evil.net", // the real domain as a subdomain
+            "partner-bank.com",     // correspondent's, swapped suffix
+            "partnerbank.co.uk",    // distance 1
         ] {
             assert!(p.lookalike(d).is_some(), "{d} should be flagged");
         }
-        for d in ["example.com", "mail.example.com", "acme.org", "partner.example", "sample.org", "examples-of-things.net", "google.com"] {
+        for d in [
+            "example.com",
+            "mail.example.com",
+            "acme.org",
+            "partner.example",
+            "sample.org",
+            "examples-of-things.net",
+            "google.com",
+        ] {
             assert_eq!(p.lookalike(d), None, "{d} should not be flagged");
         }
-        assert!(Protected::new(["abc.com"]).lookalike("abd.com").is_none(), "short labels are not compared");
+        assert!(
+            Protected::new(["abc.com"]).lookalike("abd.com").is_none(),
+            "short labels are not compared"
+        );
     }
 
     #[test]
@@ -388,7 +457,10 @@ mod tests {
 
     #[test]
     fn names_and_hash_likeness() {
-        assert_eq!(normalize_name(" \"Jane  Q. Doe\" ").as_deref(), Some("jane q doe"));
+        assert_eq!(
+            normalize_name(" \"Jane  Q. Doe\" ").as_deref(),
+            Some("jane q doe")
+        );
         assert_eq!(normalize_name("Jane"), None);
         assert!(hash_like("a8f3c9d2e1b7"));
         assert!(hash_like("xk7q9z2mw4p8r6t1"));
@@ -404,11 +476,27 @@ mod tests {
         let cfg = AnomalyConfig::default();
         let names = |v: Vec<Anomaly>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
         assert_eq!(
-            names(heuristics(&cfg, "a8f3c9d2e1b7@promo.xyz", Some("zq8x7w6v5t4s3r2p"), Some("pay@other.example"))),
-            ["hash_like_local_part", "hash_like_display_name", "suspicious_tld", "reply_to_divergence"]
+            names(heuristics(
+                &cfg,
+                "a8f3c9d2e1b7@promo.xyz",
+                Some("zq8x7w6v5t4s3r2p"),
+                Some("pay@other.example")
+            )),
+            [
+                "hash_like_local_part",
+                "hash_like_display_name",
+                "suspicious_tld",
+                "reply_to_divergence"
+            ]
         );
         let long = format!("a@{}.example.com", "x".repeat(60));
         assert_eq!(names(heuristics(&cfg, &long, None, None)), ["long_domain"]);
-        assert!(heuristics(&cfg, "jane@partner.example", Some("Jane Doe"), Some("jane@mail.partner.example")).is_empty());
+        assert!(heuristics(
+            &cfg,
+            "jane@partner.example",
+            Some("Jane Doe"),
+            Some("jane@mail.partner.example")
+        )
+        .is_empty());
     }
 }

@@ -19,11 +19,13 @@
 use crate::config::Span;
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dmarc::Policy;
-use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, Parameters, RecordSet,
-    ResolverCache, SpfOutput, SpfResult, Txt, MX,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    Parameters, RecordSet, ResolverCache, SpfOutput, SpfResult, Txt, MX,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
@@ -32,6 +34,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+pub const AR_HEADER: &str = "Authentication-Results";
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -158,7 +162,11 @@ impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for DnsCache<K, V> {
             let now = Instant::now();
             map.retain(|_, (_, exp)| *exp > now);
             if map.len() >= self.cap {
-                if let Some(k) = map.iter().min_by_key(|(_, (_, e))| *e).map(|(k, _)| k.clone()) {
+                if let Some(k) = map
+                    .iter()
+                    .min_by_key(|(_, (_, e))| *e)
+                    .map(|(k, _)| k.clone())
+                {
                     map.remove(&k);
                 }
             }
@@ -288,10 +296,15 @@ impl Authenticator {
             match MessageAuthenticator::new_system_conf() {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!("dns: cannot read the system resolver configuration ({e}); using 127.0.0.1");
+                    tracing::warn!(
+                        "dns: cannot read the system resolver configuration ({e}); using 127.0.0.1"
+                    );
                     let ns = NameServerConfig::udp_and_tcp(IpAddr::from([127, 0, 0, 1]));
-                    MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![ns]), opts.clone())
-                        .map_err(|e| e.to_string())?
+                    MessageAuthenticator::new(
+                        ResolverConfig::from_name_servers(vec![ns]),
+                        opts.clone(),
+                    )
+                    .map_err(|e| e.to_string())?
                 }
             }
         } else {
@@ -331,7 +344,11 @@ impl Authenticator {
     /// Pre-loads a TXT record (tests, and operators pinning records).
     pub fn preload_txt(&self, name: &str, record: impl Into<Txt>) {
         let far = Instant::now() + Duration::from_secs(365 * 86400);
-        self.txt.insert(name.to_fqdn().into_owned().into_boxed_str(), record.into(), far);
+        self.txt.insert(
+            name.to_fqdn().into_owned().into_boxed_str(),
+            record.into(),
+            far,
+        );
     }
 
     /// Pre-loads the absence of a TXT record (NXDOMAIN).
@@ -339,7 +356,9 @@ impl Authenticator {
         let far = Instant::now() + Duration::from_secs(365 * 86400);
         self.txt.insert(
             name.to_fqdn().into_owned().into_boxed_str(),
-            Txt::Error(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType)),
+            Txt::Error(mail_auth::Error::Dns(
+                mail_auth::DnsError::InvalidRecordType,
+            )),
             far,
         );
     }
@@ -356,8 +375,64 @@ impl Authenticator {
         );
     }
 
+    /// Does `domain` have an MX or an A record? `None` on DNS trouble.
+    pub async fn domain_accepts_mail(&self, domain: &str) -> Option<bool> {
+        use mail_auth::{DnsError, Error};
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let not_found = |e: &Error| {
+            matches!(
+                e,
+                Error::Dns(DnsError::RecordNotFound(_)) | Error::Dns(DnsError::InvalidRecordType)
+            )
+        };
+        match tokio::time::timeout_at(deadline, self.inner.mx_lookup(domain, Some(&self.mx))).await
+        {
+            Ok(Ok(mx)) if !mx.rrset.is_empty() => return Some(true),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if not_found(&e) => {}
+            _ => return None,
+        }
+        match tokio::time::timeout_at(deadline, self.inner.ipv4_lookup(domain, Some(&self.ipv4)))
+            .await
+        {
+            Ok(Ok(a)) => Some(!a.rrset.is_empty()),
+            Ok(Err(e)) if not_found(&e) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Is `ip` listed in the DNSBL `zone`? `None` on DNS trouble.
+    pub async fn dnsbl_listed(&self, ip: IpAddr, zone: &str) -> Option<bool> {
+        use mail_auth::{DnsError, Error};
+        let name = match crate::identity::canonical_ip(ip) {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.{}.{zone}", o[3], o[2], o[1], o[0])
+            }
+            IpAddr::V6(v6) => {
+                let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+                let nibbles: Vec<String> = hex.chars().rev().map(|c| c.to_string()).collect();
+                format!("{}.{zone}", nibbles.join("."))
+            }
+        };
+        let fut = self.inner.ipv4_lookup(name.as_str(), Some(&self.ipv4));
+        match tokio::time::timeout(self.timeout, fut).await {
+            // RFC 5782 §2.1: listed entries answer 127.0.0.0/8.
+            Ok(Ok(a)) => Some(a.rrset.iter().any(|ip| ip.octets()[0] == 127)),
+            Ok(Err(Error::Dns(DnsError::RecordNotFound(_))))
+            | Ok(Err(Error::Dns(DnsError::InvalidRecordType))) => Some(false),
+            _ => None,
+        }
+    }
+
     /// SPF for MAIL FROM (or HELO for the null sender) and HELO.
-    pub async fn check_spf(&self, ip: IpAddr, helo: &str, mail_from: Option<&str>, host: &str) -> SpfState {
+    pub async fn check_spf(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: Option<&str>,
+        host: &str,
+    ) -> SpfState {
         let helo_domain = if helo.is_empty() { "unknown" } else { helo };
         let sender_domain = mail_from
             .map(|m| crate::identity::domain_of(m).to_string())
@@ -375,10 +450,17 @@ impl Authenticator {
             Some(m) => {
                 let fut = self
                     .inner
-                    .verify_spf(self.params(SpfParameters::verify_mail_from(ip, helo_domain, host, m)));
+                    .verify_spf(self.params(SpfParameters::verify_mail_from(
+                        ip,
+                        helo_domain,
+                        host,
+                        m,
+                    )));
                 match tokio::time::timeout_at(deadline, fut).await {
                     Ok(o) => o,
-                    Err(_) => SpfOutput::new(sender_domain.clone()).with_result(SpfResult::TempError),
+                    Err(_) => {
+                        SpfOutput::new(sender_domain.clone()).with_result(SpfResult::TempError)
+                    }
                 }
             }
         };
@@ -413,7 +495,12 @@ impl Authenticator {
             return (s, None);
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let dkim = match tokio::time::timeout_at(deadline, self.inner.verify_dkim(self.params(&msg))).await {
+        let dkim = match tokio::time::timeout_at(
+            deadline,
+            self.inner.verify_dkim(self.params(&msg)),
+        )
+        .await
+        {
             Ok(d) => d,
             Err(_) => {
                 s.temperror = true;
@@ -422,7 +509,10 @@ impl Authenticator {
         };
         for d in &dkim {
             s.dkim.push(DkimVerdict {
-                domain: d.signature().map(|sig| sig.d.to_ascii_lowercase()).unwrap_or_default(),
+                domain: d
+                    .signature()
+                    .map(|sig| sig.d.to_ascii_lowercase())
+                    .unwrap_or_default(),
                 result: dkim_str(d.result()).into(),
             });
             s.temperror |= matches!(d.result(), DkimResult::TempError(_));
@@ -439,7 +529,9 @@ impl Authenticator {
             rfc5321_mail_from_domain: &spf.domain,
             spf_output: &spf.mail_from,
         };
-        let dmarc = tokio::time::timeout_at(deadline, self.inner.verify_dmarc(self.params(dmarc_params))).await;
+        let dmarc =
+            tokio::time::timeout_at(deadline, self.inner.verify_dmarc(self.params(dmarc_params)))
+                .await;
         let mut ar = AuthenticationResults::new(authserv_id)
             .with_dkim_results(&dkim, from_domain.unwrap_or(""))
             .with_spf_ehlo_result(&spf.helo, ip, "")
@@ -457,16 +549,19 @@ impl Authenticator {
                 ar = ar.with_dmarc_result(out);
                 let (spf_r, dkim_r) = (out.spf_result(), out.dkim_result());
                 let has_record = out.dmarc_record().is_some();
-                s.dmarc = if matches!(spf_r, DmarcResult::Pass) || matches!(dkim_r, DmarcResult::Pass) {
-                    "pass"
-                } else if matches!(spf_r, DmarcResult::TempError(_)) || matches!(dkim_r, DmarcResult::TempError(_)) {
-                    "temperror"
-                } else if has_record {
-                    "fail"
-                } else {
-                    dmarc_str(spf_r)
-                }
-                .into();
+                s.dmarc =
+                    if matches!(spf_r, DmarcResult::Pass) || matches!(dkim_r, DmarcResult::Pass) {
+                        "pass"
+                    } else if matches!(spf_r, DmarcResult::TempError(_))
+                        || matches!(dkim_r, DmarcResult::TempError(_))
+                    {
+                        "temperror"
+                    } else if has_record {
+                        "fail"
+                    } else {
+                        dmarc_str(spf_r)
+                    }
+                    .into();
                 if has_record {
                     s.dmarc_policy = match out.policy() {
                         Policy::Reject => "reject",
@@ -544,7 +639,12 @@ pub fn parse_authentication_results(value: &str, from_domain: Option<&str>) -> A
         let result = result.to_ascii_lowercase();
         let props: Vec<(String, String)> = words
             .filter_map(|w| w.split_once('='))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim_matches('"').to_ascii_lowercase()))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    v.trim_matches('"').to_ascii_lowercase(),
+                )
+            })
             .collect();
         let prop = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match method.to_ascii_lowercase().as_str() {
@@ -561,7 +661,9 @@ pub fn parse_authentication_results(value: &str, from_domain: Option<&str>) -> A
             }
             "dkim" => {
                 let domain = prop("header.d")
-                    .or_else(|| prop("header.i").map(|i| i.rsplit('@').next().unwrap_or("").to_string()))
+                    .or_else(|| {
+                        prop("header.i").map(|i| i.rsplit('@').next().unwrap_or("").to_string())
+                    })
                     .unwrap_or_default();
                 s.dkim.push(DkimVerdict { domain, result });
             }
@@ -575,7 +677,9 @@ pub fn parse_authentication_results(value: &str, from_domain: Option<&str>) -> A
             _ => {}
         }
     }
-    s.temperror = s.spf == "temperror" || s.dmarc == "temperror" || s.dkim.iter().any(|d| d.result == "temperror");
+    s.temperror = s.spf == "temperror"
+        || s.dmarc == "temperror"
+        || s.dkim.iter().any(|d| d.result == "temperror");
     s.authenticated = decide(&s, from_domain.map(org_domain).as_deref());
     s
 }
@@ -583,13 +687,13 @@ pub fn parse_authentication_results(value: &str, from_domain: Option<&str>) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
     use mail_auth::common::parse::TxtRecordParser;
     use mail_auth::common::verify::DomainKey;
     use mail_auth::dkim::DkimSigner;
     use mail_auth::dmarc::Dmarc;
     use mail_auth::spf::Spf;
-    use mail_auth::common::crypto::Ed25519Key;
-    use mail_auth::common::headers::HeaderWriter;
 
     fn base64(bytes: &[u8]) -> String {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -630,7 +734,13 @@ mod tests {
     }
 
     async fn mail_spf(a: &Authenticator, from: &str) -> SpfState {
-        a.check_spf(IP.parse().unwrap(), "mx.partner.example", Some(from), "mx.example.com").await
+        a.check_spf(
+            IP.parse().unwrap(),
+            "mx.partner.example",
+            Some(from),
+            "mx.example.com",
+        )
+        .await
     }
 
     #[tokio::test]
@@ -650,8 +760,15 @@ mod tests {
         // within the deadline.
         let start = std::time::Instant::now();
         assert_eq!(r(mail_spf(&a, "a@unknown.example").await), "temperror");
-        assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
-        assert_eq!(spf_str(mail_spf(&a, "a@pass.example").await.helo.result()), "pass");
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            spf_str(mail_spf(&a, "a@pass.example").await.helo.result()),
+            "pass"
+        );
     }
 
     #[tokio::test]
@@ -665,21 +782,39 @@ mod tests {
         };
         let a = Authenticator::new(&cfg).unwrap();
         let start = std::time::Instant::now();
-        let st = a.check_spf(IP.parse().unwrap(), "h.example", Some("x@y.example"), "mx").await;
+        let st = a
+            .check_spf(IP.parse().unwrap(), "h.example", Some("x@y.example"), "mx")
+            .await;
         let spf_time = start.elapsed();
         assert_eq!(spf_str(st.mail_from.result()), "temperror");
         let raw = signed_message("y.example", "sel", "x@y.example", None).0;
         let start = std::time::Instant::now();
-        let (s, _) = a.verify(raw.as_bytes(), &st, Some("y.example"), IP.parse().unwrap(), "mx.example.com").await;
+        let (s, _) = a
+            .verify(
+                raw.as_bytes(),
+                &st,
+                Some("y.example"),
+                IP.parse().unwrap(),
+                "mx.example.com",
+            )
+            .await;
         let eom_time = start.elapsed();
         assert_eq!(s.authenticated, None, "{s:?}");
         let limit = Duration::from_millis(400 + 250);
-        assert!(spf_time < limit && eom_time < limit, "spf {spf_time:?} eom {eom_time:?}");
+        assert!(
+            spf_time < limit && eom_time < limit,
+            "spf {spf_time:?} eom {eom_time:?}"
+        );
     }
 
     /// A message signed by a fresh Ed25519 key; returns it and the key's
     /// DNS record.
-    fn signed_message(domain: &str, selector: &str, from: &str, extra: Option<&str>) -> (String, String) {
+    fn signed_message(
+        domain: &str,
+        selector: &str,
+        from: &str,
+        extra: Option<&str>,
+    ) -> (String, String) {
         let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
         let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
         let public = key.public_key();
@@ -693,10 +828,7 @@ mod tests {
             .headers(["From", "To", "Subject", "Message-ID"])
             .sign(body.as_bytes())
             .unwrap();
-        let record = format!(
-            "v=DKIM1; k=ed25519; p={}",
-            base64(&public)
-        );
+        let record = format!("v=DKIM1; k=ed25519; p={}", base64(&public));
         (format!("{}{body}", sig.to_header()), record)
     }
 
@@ -708,10 +840,27 @@ mod tests {
         a.preload_txt_missing("_dmarc.partner.example");
         a.preload_txt_missing("_dmarc.example");
         let (raw, record) = signed_message("partner.example", "s1", "carol@partner.example", None);
-        a.preload_txt("s1._domainkey.partner.example", DomainKey::parse(record.as_bytes()).unwrap());
+        a.preload_txt(
+            "s1._domainkey.partner.example",
+            DomainKey::parse(record.as_bytes()).unwrap(),
+        );
         let st = mail_spf(&a, "carol@partner.example").await;
-        let (s, header) = a.verify(raw.as_bytes(), &st, Some("partner.example"), IP.parse().unwrap(), "mx.example.com").await;
-        assert_eq!(s.dkim, vec![DkimVerdict { domain: "partner.example".into(), result: "pass".into() }]);
+        let (s, header) = a
+            .verify(
+                raw.as_bytes(),
+                &st,
+                Some("partner.example"),
+                IP.parse().unwrap(),
+                "mx.example.com",
+            )
+            .await;
+        assert_eq!(
+            s.dkim,
+            vec![DkimVerdict {
+                domain: "partner.example".into(),
+                result: "pass".into()
+            }]
+        );
         assert_eq!(s.authenticated, Some(true), "aligned DKIM without DMARC");
         let header = header.unwrap();
         assert!(header.starts_with("mx.example.com;"), "{header}");
@@ -721,10 +870,26 @@ mod tests {
         // a changed body fails the body hash (mail-auth reports that as
         // neutral, RFC 6376 §6.3 leaves it to the verifier).
         for (what, altered, expect) in [
-            ("header", raw.replace("Subject: signed", "Subject: urgent invoice"), "fail"),
-            ("body", raw.replace("Hello Alice.", "Hello Alice, wire the money."), "neutral"),
+            (
+                "header",
+                raw.replace("Subject: signed", "Subject: urgent invoice"),
+                "fail",
+            ),
+            (
+                "body",
+                raw.replace("Hello Alice.", "Hello Alice, wire the money."),
+                "neutral",
+            ),
         ] {
-            let (s, _) = a.verify(altered.as_bytes(), &st, Some("partner.example"), IP.parse().unwrap(), "mx").await;
+            let (s, _) = a
+                .verify(
+                    altered.as_bytes(),
+                    &st,
+                    Some("partner.example"),
+                    IP.parse().unwrap(),
+                    "mx",
+                )
+                .await;
             assert_eq!(s.dkim[0].result, expect, "{what}");
             assert_eq!(s.authenticated, Some(false), "{what}");
         }
@@ -736,28 +901,48 @@ mod tests {
         spf(&a, "mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
         spf(&a, "partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
         spf(&a, "bounces.esp.example", "v=spf1 ip4:192.0.2.0/24 -all");
-        a.preload_txt("_dmarc.partner.example", Dmarc::parse(b"v=DMARC1; p=reject").unwrap());
+        a.preload_txt(
+            "_dmarc.partner.example",
+            Dmarc::parse(b"v=DMARC1; p=reject").unwrap(),
+        );
         a.preload_txt_missing("_dmarc.example");
         a.preload_txt_missing("_dmarc.esp.example");
         a.preload_txt_missing("_dmarc.bounces.esp.example");
         let (raw, record) = signed_message("partner.example", "s1", "carol@partner.example", None);
-        a.preload_txt("s1._domainkey.partner.example", DomainKey::parse(record.as_bytes()).unwrap());
+        a.preload_txt(
+            "s1._domainkey.partner.example",
+            DomainKey::parse(record.as_bytes()).unwrap(),
+        );
         let ip: IpAddr = IP.parse().unwrap();
 
         // SPF aligned (envelope at partner.example), signature broken.
         let broken = raw.replace("Hello Alice.", "Hello, changed.");
         let st = mail_spf(&a, "carol@partner.example").await;
-        let (s, _) = a.verify(broken.as_bytes(), &st, Some("partner.example"), ip, "mx").await;
-        assert_eq!((s.dmarc.as_str(), s.authenticated), ("pass", Some(true)), "{s:?}");
+        let (s, _) = a
+            .verify(broken.as_bytes(), &st, Some("partner.example"), ip, "mx")
+            .await;
+        assert_eq!(
+            (s.dmarc.as_str(), s.authenticated),
+            ("pass", Some(true)),
+            "{s:?}"
+        );
 
         // DKIM aligned, SPF for another organisation (an ESP's bounce domain).
         let st = mail_spf(&a, "bounce-123@bounces.esp.example").await;
         assert_eq!(spf_str(st.mail_from.result()), "pass");
-        let (s, _) = a.verify(raw.as_bytes(), &st, Some("partner.example"), ip, "mx").await;
-        assert_eq!((s.dmarc.as_str(), s.authenticated), ("pass", Some(true)), "{s:?}");
+        let (s, _) = a
+            .verify(raw.as_bytes(), &st, Some("partner.example"), ip, "mx")
+            .await;
+        assert_eq!(
+            (s.dmarc.as_str(), s.authenticated),
+            ("pass", Some(true)),
+            "{s:?}"
+        );
 
         // Neither aligned: fail, with the domain's policy.
-        let (s, header) = a.verify(broken.as_bytes(), &st, Some("partner.example"), ip, "mx").await;
+        let (s, header) = a
+            .verify(broken.as_bytes(), &st, Some("partner.example"), ip, "mx")
+            .await;
         assert_eq!(s.dmarc, "fail", "{s:?}");
         assert_eq!(s.dmarc_policy, "reject");
         assert_eq!(s.authenticated, Some(false));
@@ -771,16 +956,29 @@ mod tests {
         assert_eq!(authserv_id_of(v), "mx.upstream.example");
         let s = parse_authentication_results(v, Some("partner.example"));
         assert_eq!(s.source, "authserv:mx.upstream.example");
-        assert_eq!((s.spf.as_str(), s.spf_domain.as_str()), ("pass", "partner.example"));
+        assert_eq!(
+            (s.spf.as_str(), s.spf_domain.as_str()),
+            ("pass", "partner.example")
+        );
         assert_eq!(s.dkim[0].domain, "partner.example");
         assert_eq!(s.authenticated, Some(true));
         let f = parse_authentication_results("mx.up; spf=softfail smtp.mailfrom=x@evil.example; dkim=none; dmarc=fail policy.dmarc=reject", Some("partner.example"));
         assert_eq!(f.authenticated, Some(false));
         assert!(f.dmarc_failed_with("reject"));
-        let t = parse_authentication_results("mx.up; spf=temperror smtp.mailfrom=x@partner.example", Some("partner.example"));
+        let t = parse_authentication_results(
+            "mx.up; spf=temperror smtp.mailfrom=x@partner.example",
+            Some("partner.example"),
+        );
         assert_eq!(t.authenticated, None);
-        let aligned = parse_authentication_results("mx.up; spf=pass smtp.mailfrom=b@mail.partner.example", Some("partner.example"));
-        assert_eq!(aligned.authenticated, Some(true), "relaxed alignment without DMARC");
+        let aligned = parse_authentication_results(
+            "mx.up; spf=pass smtp.mailfrom=b@mail.partner.example",
+            Some("partner.example"),
+        );
+        assert_eq!(
+            aligned.authenticated,
+            Some(true),
+            "relaxed alignment without DMARC"
+        );
     }
 
     #[test]

@@ -336,10 +336,19 @@ impl Config {
         }
         self.socket_mode_bits()?;
         self.dns.server_addrs().map_err(ConfigError::Invalid)?;
-        if self.dns.timeout.0 < Duration::from_millis(50) || self.dns.timeout.0 > Duration::from_secs(60) {
-            return Err(ConfigError::Invalid("dns.timeout must be within 50ms..60s".into()));
+        if self.dns.timeout.0 < Duration::from_millis(50)
+            || self.dns.timeout.0 > Duration::from_secs(60)
+        {
+            return Err(ConfigError::Invalid(
+                "dns.timeout must be within 50ms..60s".into(),
+            ));
         }
-        if self.auth.authserv_id.is_empty() || self.auth.authserv_id.contains(|c: char| c.is_whitespace() || c == ';') {
+        if self.auth.authserv_id.is_empty()
+            || self
+                .auth
+                .authserv_id
+                .contains(|c: char| c.is_whitespace() || c == ';')
+        {
             return Err(ConfigError::Invalid(format!(
                 "auth.authserv_id {:?} must be a single token (a host name)",
                 self.auth.authserv_id

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 pub struct Shared {
     config: RwLock<Arc<Config>>,
     pub engine: Arc<Engine>,
+    pub auth: Arc<crate::auth::Authenticator>,
     active: Arc<AtomicUsize>,
 }
 
@@ -47,10 +48,22 @@ impl Drop for ActiveGuard {
 }
 
 impl Shared {
-    pub fn new(config: Config, engine: Arc<Engine>) -> Arc<Shared> {
+    /// Shared state; fails when the DNS resolver cannot be set up.
+    pub fn new(config: Config, engine: Arc<Engine>) -> Result<Arc<Shared>, String> {
+        let auth = Arc::new(crate::auth::Authenticator::new(&config.dns)?);
+        Ok(Shared::with_authenticator(config, engine, auth))
+    }
+
+    /// Shared state with a given authenticator (tests pre-load its caches).
+    pub fn with_authenticator(
+        config: Config,
+        engine: Arc<Engine>,
+        auth: Arc<crate::auth::Authenticator>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             engine,
+            auth,
             active: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -117,6 +130,10 @@ impl Shared {
         new.admin = old.admin.clone();
         new.log.target = old.log.target;
         new.log.format = old.log.format;
+        if new.dns != old.dns {
+            tracing::warn!("config reload: [dns] changed; it takes effect at the next restart");
+            new.dns = old.dns.clone();
+        }
         if let Err(e) = self.engine.reload_overrides(&new) {
             tracing::error!("config reload: cannot reload overrides: {e}");
         }
@@ -272,7 +289,7 @@ async fn handle_control(stream: UnixStream, shared: Arc<Shared>) -> io::Result<(
             },
             Ok(req) => {
                 let shared = shared.clone();
-                tokio::task::spawn_blocking(move || execute(&shared, req))
+                tokio::task::spawn_blocking(move || execute(&shared.config(), &shared.engine, req))
                     .await
                     .unwrap_or_else(|e| ControlResponse {
                         ok: false,
@@ -289,9 +306,8 @@ async fn handle_control(stream: UnixStream, shared: Arc<Shared>) -> io::Result<(
 
 /// Applies a control request to a store (the daemon's, or one the CLI
 /// opened itself).
-pub fn execute(shared: &Shared, req: ControlRequest) -> ControlResponse {
-    let cfg = shared.config();
-    let store = shared.engine.store();
+pub fn execute(cfg: &Config, engine: &Engine, req: ControlRequest) -> ControlResponse {
+    let store = engine.store();
     let result = match req {
         ControlRequest::Ping => Ok("pong".to_string()),
         ControlRequest::SetOverride {
@@ -320,7 +336,7 @@ pub fn execute(shared: &Shared, req: ControlRequest) -> ControlResponse {
             })
         }
     };
-    let result = result.and_then(|m| shared.engine.reload_overrides(&cfg).map(|_| m));
+    let result = result.and_then(|m| engine.reload_overrides(cfg).map(|_| m));
     match result {
         Ok(message) => {
             tracing::info!("control: {message}");

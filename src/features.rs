@@ -6,10 +6,25 @@ use mail_parser::MessageParser;
 /// The first address of a `From:` header value, lower-cased (RFC 5322
 /// §3.6.2 allows several authors; the first is the one readers see).
 pub fn from_address(value: &str) -> Option<String> {
+    from_parts(value).0
+}
+
+/// The first address and display name of an address header value
+/// (`From:`, `Reply-To:`).
+pub fn from_parts(value: &str) -> (Option<String>, Option<String>) {
     let raw = format!("From: {value}\r\n\r\n");
-    let msg = MessageParser::new().parse_headers(raw.as_bytes())?;
-    let addr = msg.from()?.first()?.address()?;
-    crate::identity::clean_address(addr)
+    let Some(msg) = MessageParser::new().parse_headers(raw.as_bytes()) else {
+        return (None, None);
+    };
+    let Some(first) = msg.from().and_then(|a| a.first()) else {
+        return (None, None);
+    };
+    let addr = first.address().and_then(crate::identity::clean_address);
+    let name = first
+        .name()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    (addr, name)
 }
 
 /// `(has_attachment, has_url)` of a raw message (possibly truncated).
@@ -54,6 +69,10 @@ mod tests {
         );
         assert_eq!(from_address("undisclosed-recipients:;"), None);
         assert_eq!(from_address(""), None);
+        assert_eq!(
+            from_parts("\"Jane Doe\" <jane@example.org>"),
+            (Some("jane@example.org".into()), Some("Jane Doe".into()))
+        );
     }
 
     #[test]

@@ -65,6 +65,23 @@ pub fn mta_key(ip: IpAddr) -> String {
     }
 }
 
+/// The sender's network for `new_mta_for_sender`: IPv4 /24, IPv6 /48.
+pub fn mta_net_key(ip: IpAddr) -> String {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            format!(
+                "{}/48",
+                Ipv6Addr::new(seg[0], seg[1], seg[2], 0, 0, 0, 0, 0)
+            )
+        }
+    }
+}
+
 /// Lower-cases and trims an address; strips angle brackets. Returns `None`
 /// for anything without a local part and a domain.
 pub fn clean_address(addr: &str) -> Option<String> {
@@ -223,6 +240,11 @@ mod tests {
             mta_key("2001:db8:1:2::99".parse().unwrap())
         );
         assert_eq!(mta_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(mta_net_key("192.0.2.7".parse().unwrap()), "192.0.2.0/24");
+        assert_eq!(
+            mta_net_key("2001:db8:1:2::9".parse().unwrap()),
+            "2001:db8:1::/48"
+        );
     }
 
     #[test]

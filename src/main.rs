@@ -246,8 +246,7 @@ fn set_override(cfg: &Config, req: ControlRequest) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let shared = Shared::new(cfg.clone(), engine);
-            let resp = daemon::execute(&shared, req);
+            let resp = daemon::execute(cfg, &engine, req);
             if let Err(e) = store.flush() {
                 eprintln!("sra-milter: flushing the store: {e}");
                 return ExitCode::FAILURE;
@@ -306,7 +305,13 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
             cfg.mode,
             cfg.state_dir.display()
         );
-        let shared = Shared::new(cfg, engine);
+        let shared = match Shared::new(cfg, engine) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot set up the DNS resolver: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let shutdown = signals(shared.clone(), path, ov);
         let result = daemon::serve(listener, shared, shutdown).await;
         let flushed = tokio::task::spawn_blocking(move || store.flush()).await;

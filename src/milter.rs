@@ -30,7 +30,7 @@ pub const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
 async fn negotiate(
     cx: &mut NegotiateContext<Connection>,
     actions: Actions,
-    _opts: ProtoOpts,
+    opts: ProtoOpts,
 ) -> Status {
     if !actions.contains(NEEDED_ACTIONS) {
         tracing::error!(
@@ -39,6 +39,11 @@ async fn negotiate(
         return Status::Reject;
     }
     cx.requested_actions = NEEDED_ACTIONS;
+    // Header values exactly as received (with the space after the colon),
+    // so that DKIM's simple canonicalisation verifies.
+    if opts.contains(ProtoOpts::LEADING_SPACE) {
+        cx.requested_opts |= ProtoOpts::LEADING_SPACE;
+    }
     for (stage, macros) in requested_macros() {
         if let Ok(m) = CString::new(macros) {
             cx.requested_macros.insert(stage, m);

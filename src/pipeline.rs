@@ -19,13 +19,22 @@
 //! - both: the Message-ID goes into the message index.
 //!
 //! `days_known` runs from the first interaction in either direction.
+//!
+//! Authentication (see `auth`): only messages whose identity is
+//! authenticated (or not verified at all) add to the counters that build
+//! trust. Unauthenticated mail claiming a sender counts apart
+//! (`UnauthMessagesReceived`), and the message itself is rated without
+//! the sender's positive history (`unauthenticated` contribution), so a
+//! spoofer can neither inherit nor build the real sender's trust.
 
+use crate::anomaly::{self, Anomaly, Protected};
+use crate::auth::AuthSummary;
 use crate::config::Config;
-use crate::identity::{domain_of, mta_key, Direction};
+use crate::identity::{domain_of, mta_key, mta_net_key, Direction};
 use crate::overrides::OverrideTable;
-use crate::rating::{self, Rating};
+use crate::rating::{self, Class, Rating};
 use crate::record::{Counter, Record, SetKind};
-use crate::store::{pair_key, IndexEntry, Kind, ReputationStore, StoreError, Update};
+use crate::store::{pair_key, IndexEntry, Kind, NameEntry, ReputationStore, StoreError, Update};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -34,6 +43,44 @@ use std::sync::{Arc, RwLock};
 const MAX_INDEXED_RECIPIENTS: usize = 64;
 /// References looked up per message (long threads carry dozens).
 const MAX_REFERENCES: usize = 20;
+
+/// Whether a message's `From:` identity was authenticated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthState {
+    /// Not verified (verification switched off and no trusted upstream):
+    /// the identity is taken as given.
+    #[default]
+    Unverified,
+    Pass,
+    Fail,
+    /// DNS trouble: builds no trust, is not held against the sender.
+    TempError,
+}
+
+impl AuthState {
+    pub fn from_summary(s: &AuthSummary) -> AuthState {
+        match s.authenticated {
+            Some(true) => AuthState::Pass,
+            Some(false) => AuthState::Fail,
+            None => AuthState::TempError,
+        }
+    }
+
+    /// May this message add to the history that builds trust?
+    pub fn builds_trust(self) -> bool {
+        matches!(self, AuthState::Pass | AuthState::Unverified)
+    }
+
+    /// The verdict record's `authenticated`: true, false or null.
+    pub fn as_json(self) -> Option<bool> {
+        match self {
+            AuthState::Pass => Some(true),
+            AuthState::Fail => Some(false),
+            _ => None,
+        }
+    }
+}
 
 /// What is known of one message when it is rated.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -47,6 +94,10 @@ pub struct Message {
     pub envelope_from: Option<String>,
     /// `From:` address, lower-cased.
     pub header_from: Option<String>,
+    /// `From:` display name, as written.
+    pub display_name: Option<String>,
+    /// First `Reply-To:` address.
+    pub reply_to: Option<String>,
     /// Normalised envelope recipients.
     pub recipients: Vec<String>,
     pub message_id: Option<String>,
@@ -54,6 +105,10 @@ pub struct Message {
     pub references: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    pub auth_state: AuthState,
+    pub auth: Option<AuthSummary>,
+    /// Anomalies found before the store is consulted (DNS checks).
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl Message {
@@ -74,25 +129,33 @@ impl Message {
 pub struct Assessment {
     pub sender: Option<Rating>,
     pub mta: Option<Rating>,
+    pub anomalies: Vec<Anomaly>,
     /// Inbound: the outbound message this one answers.
     pub answers_outbound: Option<IndexEntry>,
     /// Outbound: the senders of the inbound messages this one answers.
     pub answers_inbound: Vec<String>,
+    /// The display name's normalised key and its current owner.
+    pub name: Option<(String, Option<NameEntry>)>,
 }
 
 /// Ratings and learning over one store, with the overrides in force.
 pub struct Engine {
     store: Arc<dyn ReputationStore>,
     overrides: RwLock<Arc<OverrideTable>>,
+    protected: RwLock<Arc<Protected>>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn ReputationStore>, cfg: &Config) -> Result<Engine, StoreError> {
         let table = OverrideTable::new(store.overrides()?, &cfg.lists);
-        Ok(Engine {
+        let engine = Engine {
             store,
             overrides: RwLock::new(Arc::new(table)),
-        })
+            protected: RwLock::new(Arc::new(Protected::new(
+                cfg.enterprise_domains.iter().map(String::as_str),
+            ))),
+        };
+        Ok(engine)
     }
 
     pub fn store(&self) -> &Arc<dyn ReputationStore> {
@@ -112,6 +175,29 @@ impl Engine {
         self.overrides.read().map(|g| g.clone()).unwrap_or_default()
     }
 
+    /// Rebuilds the set of domains lookalikes are checked against: the
+    /// enterprise's and every correspondent domain rated trusted. A scan of
+    /// the sender-domain family; the daemon runs it at start and
+    /// periodically.
+    pub fn refresh_protected(&self, cfg: &Config, now: u64) -> Result<usize, StoreError> {
+        let mut domains: Vec<String> = cfg.enterprise_domains.clone();
+        self.store.scan(Kind::Domain, &mut |key, rec| {
+            if rating::rate_domain(key, rec, now, &cfg.scoring).class == Class::Trusted {
+                domains.push(key.to_string());
+            }
+        })?;
+        let p = Protected::new(domains.iter().map(String::as_str));
+        let n = p.len();
+        if let Ok(mut g) = self.protected.write() {
+            *g = Arc::new(p);
+        }
+        Ok(n)
+    }
+
+    pub fn protected(&self) -> Arc<Protected> {
+        self.protected.read().map(|g| g.clone()).unwrap_or_default()
+    }
+
     pub fn rate_mta(&self, cfg: &Config, ip: IpAddr, now: u64) -> Result<Rating, StoreError> {
         let key = mta_key(ip);
         let rec = self.store.record(Kind::Mta, &key)?;
@@ -120,12 +206,22 @@ impl Engine {
         Ok(r)
     }
 
-    pub fn rate_sender(&self, cfg: &Config, addr: &str, now: u64) -> Result<Rating, StoreError> {
-        let rec = self.store.record(Kind::Sender, addr)?;
+    fn rate_sender_record(
+        &self,
+        cfg: &Config,
+        addr: &str,
+        rec: &Record,
+        now: u64,
+    ) -> Result<Rating, StoreError> {
         let dom = self.store.record(Kind::Domain, domain_of(addr))?;
-        let mut r = rating::rate_sender(addr, &rec, &dom, now, &cfg.scoring);
+        let mut r = rating::rate_sender(addr, rec, &dom, now, &cfg.scoring);
         r.apply_override(self.overrides().for_sender(addr), &cfg.scoring);
         Ok(r)
+    }
+
+    pub fn rate_sender(&self, cfg: &Config, addr: &str, now: u64) -> Result<Rating, StoreError> {
+        let rec = self.store.record(Kind::Sender, addr)?;
+        self.rate_sender_record(cfg, addr, &rec, now)
     }
 
     pub fn rate_domain(&self, cfg: &Config, domain: &str, now: u64) -> Result<Rating, StoreError> {
@@ -135,24 +231,139 @@ impl Engine {
         Ok(r)
     }
 
+    /// The anomalies of an inbound message that need the store.
+    fn anomalies(
+        &self,
+        cfg: &Config,
+        msg: &Message,
+        sender: &str,
+        rec: &Record,
+        name: &Option<(String, Option<NameEntry>)>,
+    ) -> Result<Vec<Anomaly>, StoreError> {
+        let ac = &cfg.anomalies;
+        let mut out = Vec::new();
+        let domain = domain_of(sender);
+        let own_domain = cfg.is_enterprise_domain(domain);
+        let authenticated_history = rec.count(Counter::MessagesReceived) >= cfg.scoring.min_history;
+        if msg.auth_state == AuthState::Fail && (authenticated_history || own_domain) {
+            let detail = if own_domain {
+                "the enterprise's own domain, unauthenticated".to_string()
+            } else {
+                format!(
+                    "{} authenticated messages before",
+                    rec.count(Counter::MessagesReceived)
+                )
+            };
+            out.push(Anomaly::new("auth_regression", ac.auth_regression, detail));
+        }
+        if let Some(ip) = msg.client_ip {
+            let networks = rec.distinct(SetKind::MtaNetworks);
+            let settled = rec.count(Counter::MessagesReceived) >= ac.settled_messages
+                && networks > 0
+                && networks <= ac.settled_max_networks;
+            if settled {
+                let (m, net) = (mta_key(ip), mta_net_key(ip));
+                let seen_host = self.store.record(Kind::Pair, &pair_key(sender, &m))?;
+                let seen_net = self
+                    .store
+                    .record(Kind::Pair, &pair_key(sender, &format!("net:{net}")))?;
+                if seen_host.count(Counter::MessagesReceived) == 0
+                    && seen_net.count(Counter::MessagesReceived) == 0
+                {
+                    out.push(Anomaly::new(
+                        "new_mta_for_sender",
+                        ac.new_mta_for_sender,
+                        format!("first mail from {net}"),
+                    ));
+                }
+            }
+        }
+        if let Some(why) = self.protected().lookalike(domain) {
+            out.push(Anomaly::new("lookalike_domain", ac.lookalike_domain, why));
+        }
+        if let Some(dn) = &msg.display_name {
+            let shown = crate::identity::clean_address(
+                dn.trim_matches(|c| c == '"' || c == '\'' || c == ' '),
+            );
+            if let Some(a) = shown.filter(|a| a != sender && cfg.is_enterprise_domain(domain_of(a)))
+            {
+                out.push(Anomaly::new(
+                    "display_name_impersonation",
+                    ac.display_name_impersonation,
+                    format!("shows {a}"),
+                ));
+            } else if let Some((_, Some(owner))) = name {
+                if owner.address != sender {
+                    let impersonated = owner.enterprise
+                        || self.rate_sender(cfg, &owner.address, msg.time)?.class == Class::Trusted;
+                    if impersonated {
+                        out.push(Anomaly::new(
+                            "display_name_impersonation",
+                            ac.display_name_impersonation,
+                            format!("name of {}", owner.address),
+                        ));
+                    }
+                }
+            }
+        }
+        out.extend(anomaly::heuristics(
+            ac,
+            sender,
+            msg.display_name.as_deref(),
+            msg.reply_to.as_deref(),
+        ));
+        out.extend(msg.anomalies.iter().cloned());
+        Ok(out)
+    }
+
     /// Rates a complete message as it stands before it is learned.
     pub fn assess(&self, cfg: &Config, msg: &Message) -> Result<Assessment, StoreError> {
         let mut a = Assessment::default();
         let refs = msg.references.iter().take(MAX_REFERENCES);
+        if let Some(key) = msg
+            .display_name
+            .as_deref()
+            .and_then(anomaly::normalize_name)
+        {
+            let owner = self.store.name(&key)?;
+            a.name = Some((key, owner));
+        }
         match msg.direction() {
             Direction::Inbound => {
                 if let Some(s) = msg.sender_key() {
-                    a.sender = Some(self.rate_sender(cfg, s, msg.time)?);
-                    let sender_domain = domain_of(s);
-                    for id in refs {
-                        if let Some(e) = self.store.message(id)? {
-                            let addressed = e
-                                .recipients
-                                .iter()
-                                .any(|r| r == s || domain_of(r) == sender_domain);
-                            if e.direction == Direction::Outbound && addressed {
-                                a.answers_outbound = Some(e);
-                                break;
+                    let rec = self.store.record(Kind::Sender, s)?;
+                    let mut r = self.rate_sender_record(cfg, s, &rec, msg.time)?;
+                    if !msg.auth_state.builds_trust() {
+                        // The history belongs to the authenticated sender;
+                        // an unproven claim to the address gets none of it.
+                        let positive: f64 = r
+                            .factors
+                            .iter()
+                            .map(|f| f.contribution)
+                            .chain(r.extra.iter().map(|c| c.points))
+                            .filter(|p| *p > 0.0)
+                            .sum();
+                        if positive > 0.0 {
+                            r.add("unauthenticated", -positive, &cfg.scoring);
+                        }
+                    }
+                    a.anomalies = self.anomalies(cfg, msg, s, &rec, &a.name)?;
+                    for an in &a.anomalies {
+                        r.add(an.name, an.points, &cfg.scoring);
+                    }
+                    a.sender = Some(r);
+                    if msg.auth_state.builds_trust() {
+                        let sender_domain = domain_of(s);
+                        for id in refs {
+                            if let Some(e) = self.store.message(id)? {
+                                let addressed = e
+                                    .recipients
+                                    .iter()
+                                    .any(|r| r == s || domain_of(r) == sender_domain);
+                                if e.direction == Direction::Outbound && addressed {
+                                    a.answers_outbound = Some(e);
+                                    break;
+                                }
                             }
                         }
                     }
@@ -185,6 +396,7 @@ impl Engine {
                 let Some(sender) = msg.sender_key() else {
                     return u;
                 };
+                let trusted = msg.auth_state.builds_trust();
                 let domain = domain_of(sender).to_string();
                 let ent: Vec<&String> = msg
                     .recipients
@@ -193,21 +405,35 @@ impl Engine {
                         cfg.enterprise_domains.is_empty() || cfg.is_enterprise_domain(domain_of(r))
                     })
                     .collect();
-                let replied = a.answers_outbound.is_some();
-                let mut delta = Record::seen_at(t);
-                delta.add(Counter::MessagesReceived, 1);
-                if replied {
-                    delta.add(Counter::RepliesReceived, 1);
-                }
-                for r in &ent {
-                    delta.insert(SetKind::EnterpriseRecipients, r);
-                }
+                let replied = trusted && a.answers_outbound.is_some();
+                let delta = if trusted {
+                    let mut d = Record::seen_at(t);
+                    d.add(Counter::MessagesReceived, 1);
+                    if replied {
+                        d.add(Counter::RepliesReceived, 1);
+                    }
+                    for r in &ent {
+                        d.insert(SetKind::EnterpriseRecipients, r);
+                    }
+                    d
+                } else {
+                    let mut d = Record::touched_at(t);
+                    d.add(Counter::UnauthMessagesReceived, 1);
+                    d
+                };
                 let mut dom_delta = delta.clone();
                 dom_delta.insert(SetKind::Senders, sender);
-                u.records.push((Kind::Sender, sender.to_string(), delta));
-                u.records.push((Kind::Domain, domain.clone(), dom_delta));
+                let mut sender_delta = delta;
                 let mta = msg.client_ip.map(mta_key);
-                if let Some(m) = &mta {
+                if let (Some(ip), true) = (msg.client_ip, trusted) {
+                    sender_delta.insert(SetKind::MtaNetworks, &mta_net_key(ip));
+                }
+                u.records
+                    .push((Kind::Sender, sender.to_string(), sender_delta));
+                u.records.push((Kind::Domain, domain.clone(), dom_delta));
+                if let (Some(m), Some(ip)) = (&mta, msg.client_ip) {
+                    // The MTA is identified by its IP address, which TCP
+                    // authenticates: it learns from every message.
                     let mut md = Record::seen_at(t);
                     md.label = msg.helo.chars().take(255).collect();
                     md.add(Counter::MessagesReceived, 1)
@@ -219,9 +445,25 @@ impl Engine {
                         md.insert(SetKind::EnterpriseRecipients, r);
                     }
                     u.records.push((Kind::Mta, m.clone(), md));
-                    let mut pd = Record::seen_at(t);
-                    pd.add(Counter::MessagesReceived, 1);
-                    u.records.push((Kind::Pair, pair_key(sender, m), pd));
+                    if trusted {
+                        for key in [
+                            pair_key(sender, m),
+                            pair_key(sender, &format!("net:{}", mta_net_key(ip))),
+                        ] {
+                            let mut pd = Record::seen_at(t);
+                            pd.add(Counter::MessagesReceived, 1);
+                            u.records.push((Kind::Pair, key, pd));
+                        }
+                    }
+                }
+                if let (true, Some((key, None))) = (trusted, &a.name) {
+                    u.names.push((
+                        key.clone(),
+                        NameEntry {
+                            address: sender.to_string(),
+                            enterprise: false,
+                        },
+                    ));
                 }
                 if let Some(id) = &msg.message_id {
                     u.messages.push((
@@ -273,6 +515,16 @@ impl Engine {
                         u.records.push((Kind::Domain, dom.to_string(), d.clone()));
                     }
                     u.records.push((Kind::Sender, s.clone(), d));
+                }
+                // The enterprise's people, by the names they sign with.
+                if let (Some((key, owner)), false) = (&a.name, author.is_empty()) {
+                    let entry = NameEntry {
+                        address: author.to_string(),
+                        enterprise: true,
+                    };
+                    if owner.as_ref() != Some(&entry) {
+                        u.names.push((key.clone(), entry));
+                    }
                 }
                 if let (Some(id), false) = (&msg.message_id, outside.is_empty()) {
                     u.messages.push((

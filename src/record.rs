@@ -42,6 +42,9 @@ pub enum Counter {
     NotOpenedWithUrl = 8,
     /// Junk reports from recipients (engagement source).
     Junk = 9,
+    /// Inbound messages claiming this sender that were not authenticated:
+    /// kept apart, they never build trust.
+    UnauthMessagesReceived = 10,
 }
 
 impl Counter {
@@ -57,6 +60,7 @@ impl Counter {
             7 => NotOpenedWithAttachment,
             8 => NotOpenedWithUrl,
             9 => Junk,
+            10 => UnauthMessagesReceived,
             _ => return None,
         })
     }
@@ -69,6 +73,8 @@ pub enum SetKind {
     EnterpriseRecipients = 1,
     SenderDomains = 2,
     Senders = 3,
+    /// /24 (IPv4) or /48 (IPv6) networks a sender's mail came from.
+    MtaNetworks = 4,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +114,15 @@ impl Record {
     pub fn seen_at(time: u64) -> Record {
         Record {
             first_seen: time,
+            last_seen: time,
+            ..Record::default()
+        }
+    }
+
+    /// A delta that moves `last_seen` only (unauthenticated mail must not
+    /// start the `days_known` clock).
+    pub fn touched_at(time: u64) -> Record {
+        Record {
             last_seen: time,
             ..Record::default()
         }

@@ -38,6 +38,12 @@ pub struct Connection {
 
 #[derive(Default)]
 struct MessageState {
+    spf: Option<crate::auth::SpfState>,
+    reply_to: Option<String>,
+    /// Authentication-Results values in order (index + 1 is the header's
+    /// occurrence number for removal).
+    auth_results: Vec<String>,
+    truncated: bool,
     queue_id: String,
     direction: Option<Direction>,
     envelope_from: Option<String>,
@@ -193,6 +199,10 @@ impl Connection {
 
     fn message_facts(&self) -> Message {
         let m = self.msg.as_ref();
+        let from_parts = m
+            .and_then(|m| m.from.as_deref())
+            .map(crate::features::from_parts)
+            .unwrap_or((None, None));
         Message {
             time: crate::now(),
             queue_id: m.map(|m| m.queue_id.clone()).unwrap_or_default(),
@@ -204,7 +214,11 @@ impl Connection {
             client_ip: self.client_ip,
             helo: self.helo.clone(),
             envelope_from: m.and_then(|m| m.envelope_from.clone()),
-            header_from: m.and_then(|m| m.from.as_deref().and_then(crate::features::from_address)),
+            header_from: from_parts.0,
+            display_name: from_parts.1,
+            reply_to: m
+                .and_then(|m| m.reply_to.as_deref())
+                .and_then(crate::features::from_address),
             recipients: m.map(|m| m.recipients.clone()).unwrap_or_default(),
             message_id: m.and_then(|m| {
                 m.message_id
@@ -223,8 +237,7 @@ impl Connection {
                     ids
                 })
                 .unwrap_or_default(),
-            has_attachment: false,
-            has_url: false,
+            ..Message::default()
         }
     }
 
@@ -257,6 +270,17 @@ impl Connection {
             carried: self.carried,
             ..MessageState::default()
         });
+        if let (Direction::Inbound, true, Some(ip)) = (direction, cfg.auth.verify, self.client_ip) {
+            let host = macro_str(macros, "j").unwrap_or_else(|| cfg.auth.authserv_id.clone());
+            let spf = self
+                .shared
+                .auth
+                .check_spf(ip, &self.helo, envelope_from.as_deref(), &host)
+                .await;
+            if let Some(m) = self.msg.as_mut() {
+                m.spf = Some(spf);
+            }
+        }
         let (Direction::Inbound, Some(sender)) = (direction, envelope_from) else {
             return Status::Continue;
         };
@@ -337,12 +361,30 @@ impl Connection {
             m.references = keep(value);
         } else if name_s.eq_ignore_ascii_case(VERDICT_HEADER) {
             m.verdict_headers += 1;
+        } else if name_s.eq_ignore_ascii_case("reply-to") && m.reply_to.is_none() {
+            m.reply_to = Some(keep(value));
+        } else if name_s.eq_ignore_ascii_case(crate::auth::AR_HEADER) {
+            m.auth_results.push(keep(value));
         }
+        // The header as it was sent, for DKIM: "Name:" + value, where the
+        // value keeps its leading space (negotiated) and folds with CRLF.
         if m.raw.len() + name.len() + value.len() + 4 <= max {
             m.raw.extend_from_slice(name);
-            m.raw.extend_from_slice(b": ");
-            m.raw.extend_from_slice(value);
+            m.raw.push(b':');
+            if !value.starts_with(b" ") && !value.starts_with(b"\t") {
+                m.raw.push(b' ');
+            }
+            let mut prev = 0u8;
+            for &b in value {
+                if b == b'\n' && prev != b'\r' {
+                    m.raw.push(b'\r');
+                }
+                m.raw.push(b);
+                prev = b;
+            }
             m.raw.extend_from_slice(b"\r\n");
+        } else {
+            m.truncated = true;
         }
     }
 
@@ -356,9 +398,90 @@ impl Connection {
         let max = self.cfg.max_message_bytes;
         if let Some(m) = self.msg.as_mut() {
             let room = max.saturating_sub(m.raw.len());
+            m.truncated |= chunk.len() > room;
             m.raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
         Status::Continue
+    }
+
+    /// The message's authentication: a trusted upstream's results, else
+    /// verification here; `None` when neither applies. Also the
+    /// Authentication-Results value to add.
+    async fn authenticate(
+        &self,
+        cfg: &Config,
+        state: &MessageState,
+        facts: &Message,
+    ) -> (Option<crate::auth::AuthSummary>, Option<String>) {
+        let from_domain = facts.header_from.as_deref().map(identity::domain_of);
+        // The topmost trusted header is the one the nearest upstream added.
+        if let Some(v) = state.auth_results.iter().find(|v| {
+            let id = crate::auth::authserv_id_of(v);
+            cfg.auth
+                .trusted_authserv_ids
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(id))
+        }) {
+            return (
+                Some(crate::auth::parse_authentication_results(v, from_domain)),
+                None,
+            );
+        }
+        let (true, Some(spf), Some(ip)) = (cfg.auth.verify, &state.spf, facts.client_ip) else {
+            return (None, None);
+        };
+        if state.truncated {
+            // DKIM cannot be verified on a cut message: undecided.
+            let s = crate::auth::AuthSummary {
+                source: "verified".into(),
+                spf: crate::auth::spf_str(spf.mail_from.result()).into(),
+                spf_domain: spf.domain.clone(),
+                dmarc: "temperror".into(),
+                temperror: true,
+                ..Default::default()
+            };
+            tracing::info!(
+                "{}: message larger than max_message_bytes, DKIM/DMARC not verified",
+                facts.queue_id
+            );
+            return (Some(s), None);
+        }
+        let (s, h) = self
+            .shared
+            .auth
+            .verify(&state.raw, spf, from_domain, ip, &cfg.auth.authserv_id)
+            .await;
+        (Some(s), h)
+    }
+
+    /// The optional DNS checks of `[anomalies]`.
+    async fn dns_anomalies(&self, cfg: &Config, facts: &Message) -> Vec<crate::anomaly::Anomaly> {
+        let ac = &cfg.anomalies;
+        let mut out = Vec::new();
+        if ac.check_sender_domain {
+            if let Some(d) = facts.sender_key().map(identity::domain_of) {
+                if self.shared.auth.domain_accepts_mail(d).await == Some(false) {
+                    out.push(crate::anomaly::Anomaly::new(
+                        "sender_domain_without_mx",
+                        ac.sender_domain_without_mx,
+                        format!("{d} has no MX or A record"),
+                    ));
+                }
+            }
+        }
+        if let Some(ip) = facts.client_ip {
+            for zone in &ac.dnsbl_zones {
+                if self.shared.auth.dnsbl_listed(ip, zone).await == Some(true) {
+                    out.push(crate::anomaly::Anomaly::new(
+                        "dnsbl_listed",
+                        ac.dnsbl_listed,
+                        zone.clone(),
+                    ));
+                    break;
+                }
+            }
+        }
+        out
     }
 
     pub fn abort(&mut self) {
@@ -386,7 +509,22 @@ impl Connection {
         } else {
             facts.queue_id.clone()
         };
-        let carried = state.carried;
+        let mut carried = state.carried;
+        let mut ar_header = None;
+        if facts.direction() == Direction::Inbound {
+            let (summary, header) = self.authenticate(&cfg, &state, &facts).await;
+            if let Some(s) = &summary {
+                facts.auth_state = crate::pipeline::AuthState::from_summary(s);
+                if s.dmarc_failed_with("reject") {
+                    carried = carried.max(cfg.auth.dmarc_reject_action);
+                } else if s.dmarc_failed_with("quarantine") {
+                    carried = carried.max(cfg.auth.dmarc_quarantine_action);
+                }
+            }
+            facts.auth = summary;
+            ar_header = header;
+            facts.anomalies = self.dns_anomalies(&cfg, &facts).await;
+        }
         let raw = state.raw;
         let engine = self.shared.engine.clone();
         let c = cfg.clone();
@@ -428,6 +566,36 @@ impl Connection {
         crate::logging::emit_verdict(&cfg, &rec, &facts);
 
         if facts.direction() == Direction::Inbound {
+            // Authentication-Results claiming our authserv-id arrived with
+            // the message: forged (RFC 8601 §5); remove them.
+            let ours: Vec<i32> = state
+                .auth_results
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| {
+                    crate::auth::authserv_id_of(v).eq_ignore_ascii_case(&cfg.auth.authserv_id)
+                })
+                .map(|(i, _)| i as i32 + 1)
+                .collect();
+            for i in ours.into_iter().rev() {
+                if let Err(e) = actions
+                    .change_header(crate::auth::AR_HEADER, i, None::<CString>)
+                    .await
+                {
+                    tracing::warn!(
+                        "{qid}: cannot remove a forged {}: {e}",
+                        crate::auth::AR_HEADER
+                    );
+                }
+            }
+            if let (Some(h), true) = (&ar_header, cfg.auth.add_header) {
+                if let Err(e) = actions
+                    .insert_header(0, crate::auth::AR_HEADER, h.as_str())
+                    .await
+                {
+                    tracing::error!("{qid}: cannot add {}: {e}", crate::auth::AR_HEADER);
+                }
+            }
             // Headers claiming our verdict that arrived with the message are
             // forged or stale: remove them (last first, indexes shift).
             for i in (1..=state.verdict_headers).rev() {

@@ -10,6 +10,7 @@
 //! | `pairs`          | `sender \0 mta`              | [`Record`] (merge operator)   |
 //! | `messages`       | Message-ID without `<>`      | time (u64 LE) + JSON [`IndexEntry`] |
 //! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`crate::overrides::Override`] |
+//! | `names`          | normalised display name      | JSON [`NameEntry`]            |
 //! | `meta`           | `schema_version`             | decimal text                  |
 //!
 //! All counters of one message are written in one `WriteBatch` of merge
@@ -40,7 +41,8 @@ pub const CF_PAIRS: &str = "pairs";
 pub const CF_MESSAGES: &str = "messages";
 pub const CF_OVERRIDES: &str = "overrides";
 pub const CF_META: &str = "meta";
-pub const CFS: [&str; 7] = [
+pub const CF_NAMES: &str = "names";
+pub const CFS: [&str; 8] = [
     CF_SENDERS,
     CF_DOMAINS,
     CF_MTAS,
@@ -48,6 +50,7 @@ pub const CFS: [&str; 7] = [
     CF_MESSAGES,
     CF_OVERRIDES,
     CF_META,
+    CF_NAMES,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -108,16 +111,25 @@ pub struct IndexEntry {
     pub has_url: bool,
 }
 
+/// Who a display name belongs to (impersonation checks).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NameEntry {
+    pub address: String,
+    /// Learned from the enterprise's own outbound mail.
+    pub enterprise: bool,
+}
+
 /// Everything one message changes, written atomically.
 #[derive(Clone, Debug, Default)]
 pub struct Update {
     pub records: Vec<(Kind, String, Record)>,
     pub messages: Vec<(String, IndexEntry)>,
+    pub names: Vec<(String, NameEntry)>,
 }
 
 impl Update {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.messages.is_empty()
+        self.records.is_empty() && self.messages.is_empty() && self.names.is_empty()
     }
 }
 
@@ -131,6 +143,9 @@ pub trait ReputationStore: Send + Sync + 'static {
     fn set_override(&self, o: &Override) -> Result<(), StoreError>;
     fn remove_override(&self, target: &Target) -> Result<bool, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
+    fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError>;
+    /// Calls `f` for every record of `kind` (background scans only).
+    fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
 }
 
 pub struct RocksStore {
@@ -356,6 +371,11 @@ impl ReputationStore for RocksStore {
             batch.merge_cf(self.cf(kind.cf())?, key.as_bytes(), delta.encode());
             newest = newest.max(delta.last_seen);
         }
+        let ncf = self.cf(CF_NAMES)?;
+        for (name, entry) in &update.names {
+            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            batch.put_cf(ncf, name.as_bytes(), v);
+        }
         let mcf = self.cf(CF_MESSAGES)?;
         for (id, entry) in &update.messages {
             let mut v = entry.time.to_le_bytes().to_vec();
@@ -401,6 +421,27 @@ impl ReputationStore for RocksStore {
         Ok(existed)
     }
 
+    fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError> {
+        let cf = self.cf(CF_NAMES)?;
+        match self.db.get_pinned_cf(cf, normalized.as_bytes())? {
+            Some(v) => Ok(serde_json::from_slice(&v).ok()),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
+        let cf = self.cf(kind.cf())?;
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            // A corrupt record is reported where it is read for a message;
+            // a scan skips it.
+            if let (Ok(key), Ok(rec)) = (std::str::from_utf8(&k), Record::decode(&v)) {
+                f(key, &rec);
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         if self.read_only {
             return Ok(());
@@ -441,6 +482,7 @@ mod tests {
                 s.apply(&Update {
                     records: vec![(Kind::Sender, "bob@example.org".into(), d)],
                     messages: vec![],
+                    names: vec![],
                 })
                 .unwrap();
             }
@@ -463,6 +505,7 @@ mod tests {
         w.apply(&Update {
             records: vec![(Kind::Sender, "x@example.org".into(), d)],
             messages: vec![("id@h".into(), entry(now_unix()))],
+            names: vec![],
         })
         .unwrap();
         let r = RocksStore::open_read_only(dir.path(), 86400).unwrap();
@@ -497,6 +540,7 @@ mod tests {
                 ("old@h".into(), entry(t)),
                 ("new@h".into(), entry(t + 7200)),
             ],
+            names: vec![],
         })
         .unwrap();
         assert!(s.message("old@h").unwrap().is_none(), "older than the ttl");
@@ -528,6 +572,7 @@ mod tests {
         s.apply(&Update {
             records: vec![(Kind::Sender, "bad@example.org".into(), d)],
             messages: vec![],
+            names: vec![],
         })
         .unwrap();
         s.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);

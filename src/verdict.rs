@@ -68,6 +68,10 @@ pub fn header_value(a: &Assessment, outcome: &Outcome, monitor: bool) -> String 
     parts.push(part("mta", &a.mta));
     parts.push(format!("action={}", action_label(outcome)));
     parts.push(format!("monitor={}", if monitor { "yes" } else { "no" }));
+    if !a.anomalies.is_empty() {
+        let names: Vec<&str> = a.anomalies.iter().map(|x| x.name).collect();
+        parts.push(format!("anomalies={}", names.join(",")));
+    }
     let mut top: Vec<(String, f64)> = a
         .sender
         .iter()
@@ -131,11 +135,13 @@ pub struct VerdictRecord {
     pub envelope_from: Option<String>,
     pub header_from: Option<String>,
     pub recipients: Vec<String>,
-    /// `null` until authentication results are verified.
+    /// true, false, or null (not verified, or DNS trouble).
     pub authenticated: Option<bool>,
+    /// SPF, DKIM, DMARC and ARC results, when known.
+    pub auth: Option<crate::auth::AuthSummary>,
     pub sender: Option<Value>,
     pub mta: Option<Value>,
-    pub anomalies: Vec<String>,
+    pub anomalies: Vec<crate::anomaly::Anomaly>,
     pub stage: Stage,
     pub action: String,
     pub monitor: bool,
@@ -161,10 +167,11 @@ impl VerdictRecord {
             envelope_from: msg.envelope_from.clone(),
             header_from: msg.header_from.clone(),
             recipients: msg.recipients.clone(),
-            authenticated: None,
+            authenticated: msg.auth_state.as_json(),
+            auth: msg.auth.clone(),
             sender: a.sender.as_ref().map(rating_json),
             mta: a.mta.as_ref().map(rating_json),
-            anomalies: Vec::new(),
+            anomalies: a.anomalies.clone(),
             stage,
             action: action_label(outcome),
             monitor,

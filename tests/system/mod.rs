@@ -519,8 +519,15 @@ enterprise_domains = [\"example.com\"]
 internal_networks = [\"127.0.0.0/8\", \"10.0.0.0/8\"]
 shutdown_timeout = \"10s\"
 {extra}
-",
-                dir.join("state").display()
+{auth}",
+                dir.join("state").display(),
+                // No DNS here: only the tests that bring their own DNS
+                // server verify authentication.
+                auth = if extra.contains("[auth]") {
+                    ""
+                } else {
+                    "[auth]\nverify = false\n"
+                },
             ),
         )
         .unwrap();
