@@ -43,12 +43,22 @@ pub fn config(dir: &std::path::Path) -> Config {
 }
 
 pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> Milter {
+    let auth = Arc::new(sra_milter::auth::Authenticator::new(&cfg.dns).unwrap());
+    start_with_auth(dir, cfg, auth).await
+}
+
+/// With a given authenticator (its caches pre-loaded with the test's DNS).
+pub async fn start_with_auth(
+    dir: tempfile::TempDir,
+    cfg: Config,
+    auth: Arc<sra_milter::auth::Authenticator>,
+) -> Milter {
     let store =
         Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
     let engine = Arc::new(Engine::new(store.clone(), &cfg).unwrap());
     let listener = MilterListener::bind(&cfg.socket, 0o660).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let shared = Shared::new(cfg, engine).unwrap();
+    let shared = Shared::with_authenticator(cfg, engine, auth);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(daemon::serve(listener, shared.clone(), async move {
         let _ = rx.await;
