@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_postfix
+# A real DNS server for the authentication system tests.
+need_packages dnsmasq-base
 cargo test --all-targets "$@"

@@ -511,14 +511,22 @@ impl Connection {
         };
         let mut carried = state.carried;
         let mut ar_header = None;
+        let mut dmarc_reason: Option<(Action, String)> = None;
         if facts.direction() == Direction::Inbound {
             let (summary, header) = self.authenticate(&cfg, &state, &facts).await;
             if let Some(s) = &summary {
                 facts.auth_state = crate::pipeline::AuthState::from_summary(s);
-                if s.dmarc_failed_with("reject") {
-                    carried = carried.max(cfg.auth.dmarc_reject_action);
+                // The domain owner's DMARC policy (RFC 7489 §6.3).
+                let dmarc = if s.dmarc_failed_with("reject") {
+                    Some(cfg.auth.dmarc_reject_action)
                 } else if s.dmarc_failed_with("quarantine") {
-                    carried = carried.max(cfg.auth.dmarc_quarantine_action);
+                    Some(cfg.auth.dmarc_quarantine_action)
+                } else {
+                    None
+                };
+                if let Some(act) = dmarc {
+                    carried = carried.max(act);
+                    dmarc_reason = Some((act, format!("dmarc fail, p={}", s.dmarc_policy)));
                 }
             }
             facts.auth = summary;
@@ -633,7 +641,9 @@ impl Connection {
             }
             Action::Accept | Action::Tag => Status::Continue,
             other => {
-                let reason = if a
+                let reason = if let Some((_, why)) = dmarc_reason.filter(|(act, _)| *act == other) {
+                    why
+                } else if a
                     .sender
                     .as_ref()
                     .is_some_and(|s| s.class >= crate::rating::Class::Suspicious)

@@ -2,13 +2,11 @@
 //! mail-auth's caches (there is no network), messages really signed.
 
 mod common;
+mod dkim;
 
 use common::{send, Mail};
-use mail_auth::common::crypto::Ed25519Key;
-use mail_auth::common::headers::HeaderWriter;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
-use mail_auth::dkim::{Canonicalization, DkimSigner};
 use mail_auth::dmarc::Dmarc;
 use mail_auth::spf::Spf;
 use sra_milter::auth::{Authenticator, DnsConfig};
@@ -21,28 +19,10 @@ use std::time::Duration;
 
 const DAY: u64 = 86400;
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                A[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 /// partner.example's DNS: SPF for 192.0.2.0/24, DMARC p=none, a DKIM key.
 struct World {
     auth: Arc<Authenticator>,
-    pkcs8: Vec<u8>,
+    key: dkim::TestKey,
 }
 
 fn world() -> World {
@@ -55,8 +35,7 @@ fn world() -> World {
         cache_size: 1000,
     })
     .unwrap();
-    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
-    let public = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap().public_key();
+    let key = dkim::TestKey::new();
     let spf = |d: &str, r: &str| auth.preload_txt(d, Spf::parse(r.as_bytes()).unwrap());
     spf("partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
     spf("mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
@@ -65,10 +44,9 @@ fn world() -> World {
         "_dmarc.partner.example",
         Dmarc::parse(b"v=DMARC1; p=none").unwrap(),
     );
-    let dk = format!("v=DKIM1; k=ed25519; p={}", base64(&public));
     auth.preload_txt(
         "s1._domainkey.partner.example",
-        DomainKey::parse(dk.as_bytes()).unwrap(),
+        DomainKey::parse(key.dns_record().as_bytes()).unwrap(),
     );
     for missing in [
         "_dmarc.example",
@@ -85,7 +63,7 @@ fn world() -> World {
     }
     World {
         auth: Arc::new(auth),
-        pkcs8,
+        key,
     }
 }
 
@@ -100,18 +78,8 @@ impl World {
         }
         text.push_str("\r\n");
         text.push_str(&m.body);
-        let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(&self.pkcs8).unwrap())
-            .domain("partner.example")
-            .selector("s1")
-            .headers(["From", "To", "Subject", "Message-ID"])
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .sign(text.as_bytes())
-            .unwrap();
-        let h = sig.to_header();
-        let (name, value) = h.trim_end().split_once(':').unwrap();
-        m.headers
-            .insert(0, (name.to_string(), value.trim_start().to_string()));
+        let (name, value) = self.key.sign(&text, "partner.example", "s1");
+        m.headers.insert(0, (name, value));
         m
     }
 }

@@ -1,6 +1,7 @@
 //! System tests: sra-milter in a real Postfix (Debian's package), real SMTP
 //! in, delivered mail read back from a sink, Postfix's own log and queue.
 
+mod dkim;
 mod system;
 
 use std::time::Duration;
@@ -350,4 +351,65 @@ fn postfix_talks_to_the_milter_over_a_unix_socket_in_the_chroot() {
     assert!(out.success());
     let d = sink.wait_for("local1@example.com");
     assert!(d.header("X-SRA-Verdict").is_none());
+}
+
+#[test]
+fn postfix_authenticates_signed_mail_against_a_real_dns_server() {
+    let _g = serial();
+    let key = dkim::TestKey::new();
+    let dns = system::Dns::start(&[
+        ("partner.example", "v=spf1 ip4:192.0.2.0/24 -all".into()),
+        ("mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all".into()),
+        ("_dmarc.partner.example", "v=DMARC1; p=reject".into()),
+        ("s1._domainkey.partner.example", key.dns_record()),
+    ]);
+    let extra = format!(
+        "[dns]\nservers = [\"127.0.0.1:{}\"]\ntimeout = \"2s\"\n[auth]\nverify = true\nauthserv_id = \"mx.example.com\"\n",
+        dns.port
+    );
+    let rig = Rig::tcp("enforce", &extra);
+
+    let signed = |id: &str, body: &str| {
+        let mut m = Msg::new("carol@partner.example", "alice@example.com", id);
+        m.body = body.into();
+        let mut text = String::new();
+        for (n, v) in &m.headers {
+            text.push_str(&format!("{n}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        text.push_str(&m.body);
+        let (n, v) = key.sign(&text, "partner.example", "s1");
+        m.headers.insert(0, (n, v));
+        m
+    };
+
+    // Signed and sent from partner.example's network: SPF, DKIM and DMARC pass.
+    let (r, t) = rig.inbound(
+        "192.0.2.10",
+        &signed("auth1@partner.example", "Hello Alice.\r\n"),
+    );
+    assert!(r.is_ok(), "{t:#?}");
+    let d = rig.sink.wait_for("auth1@partner.example");
+    let ar = d
+        .header("Authentication-Results")
+        .expect("Authentication-Results");
+    assert!(ar.starts_with("mx.example.com;"), "{ar}");
+    for want in ["spf=pass", "dkim=pass", "dmarc=pass"] {
+        assert!(ar.contains(want), "{want} in {ar}");
+    }
+
+    // The same message altered in transit and relayed from elsewhere: DKIM
+    // breaks, SPF fails, DMARC fails under p=reject, and it is refused.
+    let mut altered = signed("auth2@partner.example", "Hello Alice.\r\n");
+    altered.body = "Hello Alice. Please pay the attached invoice.\r\n".into();
+    let (r, t) = rig.inbound("203.0.113.66", &altered);
+    let err = r.expect_err("refused");
+    assert!(err.contains("5.7.1"), "{err}: {t:#?}");
+    let log = rig.postfix.wait_for_log("milter-reject: END-OF-MESSAGE");
+    assert!(
+        log.contains("5.7.1 rejected by sender reputation policy (dmarc fail, p=reject)"),
+        "{log}"
+    );
+    let record = rig.milter.log_text();
+    assert!(record.contains("action=reject"), "{record}");
 }
