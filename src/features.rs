@@ -29,9 +29,14 @@ pub fn from_parts(value: &str) -> (Option<String>, Option<String>) {
 
 /// `(has_attachment, has_url)` of a raw message (possibly truncated).
 pub fn body_features(raw: &[u8]) -> (bool, bool) {
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return (false, contains_url(&String::from_utf8_lossy(raw)));
-    };
+    match MessageParser::default().parse(raw) {
+        Some(msg) => message_features(&msg),
+        None => (false, contains_url(&String::from_utf8_lossy(raw))),
+    }
+}
+
+/// `(has_attachment, has_url)` of a parsed message.
+pub fn message_features(msg: &mail_parser::Message<'_>) -> (bool, bool) {
     let has_attachment = msg.attachment_count() > 0;
     let has_url = msg
         .text_bodies()

@@ -138,6 +138,76 @@ pub struct Assessment {
     pub name: Option<(String, Option<NameEntry>)>,
 }
 
+/// The end-of-message decision: what is done, and the short reason given
+/// with a refusal.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub outcome: crate::policy::Outcome,
+    pub reason: String,
+}
+
+impl Decision {
+    /// Refused mail is not history: only what is delivered (or held) is
+    /// learned.
+    pub fn learns(&self) -> bool {
+        use crate::policy::Action;
+        !matches!(
+            self.outcome.applied,
+            Action::Reject | Action::Discard | Action::Tempfail
+        )
+    }
+}
+
+fn class_reason(what: &str, r: &Option<Rating>) -> String {
+    match r {
+        Some(r) => format!("{what} {}", r.class),
+        None => what.to_string(),
+    }
+}
+
+/// The policy at end of message: the `[policy.eom]` tables over the
+/// sender's and the MTA's classes, what earlier stages carried (`tag`,
+/// `quarantine`), and the From domain's DMARC policy (RFC 7489 §6.3).
+pub fn decide_eom(
+    cfg: &Config,
+    msg: &Message,
+    a: &Assessment,
+    carried: crate::policy::Action,
+) -> Decision {
+    use crate::policy::{outcome, Action, Stage};
+    if msg.direction() == Direction::Outbound {
+        return Decision {
+            outcome: outcome(Action::Accept, cfg.mode),
+            reason: String::new(),
+        };
+    }
+    let sender = a.sender.as_ref().map(|r| r.class);
+    let rated = cfg
+        .policy
+        .decide(Stage::Eom, sender, a.mta.as_ref().map(|r| r.class))
+        .max(carried);
+    let dmarc = msg.auth.as_ref().and_then(|s| {
+        let act = if s.dmarc_failed_with("reject") {
+            cfg.auth.dmarc_reject_action
+        } else if s.dmarc_failed_with("quarantine") {
+            cfg.auth.dmarc_quarantine_action
+        } else {
+            return None;
+        };
+        Some((act, format!("dmarc fail, p={}", s.dmarc_policy)))
+    });
+    let action = dmarc.as_ref().map_or(rated, |(d, _)| rated.max(*d));
+    let reason = match dmarc {
+        Some((d, why)) if d == action && d > rated => why,
+        _ if sender.is_some_and(|c| c >= Class::Suspicious) => class_reason("sender", &a.sender),
+        _ => class_reason("mta", &a.mta),
+    };
+    Decision {
+        outcome: outcome(action, cfg.mode),
+        reason,
+    }
+}
+
 /// Ratings and learning over one store, with the overrides in force.
 pub struct Engine {
     store: Arc<dyn ReputationStore>,
@@ -551,6 +621,23 @@ impl Engine {
 
     pub fn learn(&self, cfg: &Config, msg: &Message, a: &Assessment) -> Result<(), StoreError> {
         self.store.apply(&self.update_for(cfg, msg, a))
+    }
+
+    /// One complete message, as the milter and replay both run it: rate,
+    /// decide, then learn (unless refused, or `learn` is false).
+    pub fn process(
+        &self,
+        cfg: &Config,
+        msg: &Message,
+        carried: crate::policy::Action,
+        learn: bool,
+    ) -> Result<(Assessment, Decision), StoreError> {
+        let a = self.assess(cfg, msg)?;
+        let d = decide_eom(cfg, msg, &a, carried);
+        if learn && d.learns() {
+            self.learn(cfg, msg, &a)?;
+        }
+        Ok((a, d))
     }
 }
 

@@ -509,25 +509,12 @@ impl Connection {
         } else {
             facts.queue_id.clone()
         };
-        let mut carried = state.carried;
+        let carried = state.carried;
         let mut ar_header = None;
-        let mut dmarc_reason: Option<(Action, String)> = None;
         if facts.direction() == Direction::Inbound {
             let (summary, header) = self.authenticate(&cfg, &state, &facts).await;
             if let Some(s) = &summary {
                 facts.auth_state = crate::pipeline::AuthState::from_summary(s);
-                // The domain owner's DMARC policy (RFC 7489 §6.3).
-                let dmarc = if s.dmarc_failed_with("reject") {
-                    Some(cfg.auth.dmarc_reject_action)
-                } else if s.dmarc_failed_with("quarantine") {
-                    Some(cfg.auth.dmarc_quarantine_action)
-                } else {
-                    None
-                };
-                if let Some(act) = dmarc {
-                    carried = carried.max(act);
-                    dmarc_reason = Some((act, format!("dmarc fail, p={}", s.dmarc_policy)));
-                }
             }
             facts.auth = summary;
             ar_header = header;
@@ -540,36 +527,17 @@ impl Connection {
             let (att, url) = crate::features::body_features(&raw);
             facts.has_attachment = att;
             facts.has_url = url;
-            let a = engine.assess(&c, &facts)?;
-            let action = match facts.direction() {
-                Direction::Inbound => c
-                    .policy
-                    .decide(
-                        Stage::Eom,
-                        a.sender.as_ref().map(|r| r.class),
-                        a.mta.as_ref().map(|r| r.class),
-                    )
-                    .max(carried),
-                Direction::Outbound => Action::Accept,
-            };
-            let o = policy::outcome(action, c.mode);
-            // Mail that is refused is not history: only what is delivered
-            // (or held) is learned.
-            if !matches!(
-                o.applied,
-                Action::Reject | Action::Discard | Action::Tempfail
-            ) {
-                engine.learn(&c, &facts, &a)?;
-            }
-            Ok::<_, crate::store::StoreError>((facts, a, o))
+            let (a, d) = engine.process(&c, &facts, carried, true)?;
+            Ok::<_, crate::store::StoreError>((facts, a, d))
         })
         .await;
-        let (facts, a, o) = match job {
+        let (facts, a, d) = match job {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return self.shared.on_error(&qid, &e.to_string(), reply),
             Err(e) => return self.shared.on_error(&qid, &e.to_string(), reply),
         };
         let monitor = cfg.mode == Mode::Monitor;
+        let o = d.outcome;
         let rec = VerdictRecord::new(&facts, &a, Stage::Eom, &o, monitor);
         crate::logging::emit_verdict(&cfg, &rec, &facts);
 
@@ -640,20 +608,7 @@ impl Connection {
                 Status::Continue
             }
             Action::Accept | Action::Tag => Status::Continue,
-            other => {
-                let reason = if let Some((_, why)) = dmarc_reason.filter(|(act, _)| *act == other) {
-                    why
-                } else if a
-                    .sender
-                    .as_ref()
-                    .is_some_and(|s| s.class >= crate::rating::Class::Suspicious)
-                {
-                    class_reason("sender", &a.sender)
-                } else {
-                    class_reason("mta", &a.mta)
-                };
-                early_status(&cfg, other, &reason, reply)
-            }
+            other => early_status(&cfg, other, &d.reason, reply),
         }
     }
 }
