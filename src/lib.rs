@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod rating;
 pub mod record;
+pub mod replay;
 pub mod session;
 pub mod socket;
 pub mod store;

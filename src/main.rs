@@ -78,6 +78,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Feed .eml files, Maildir folders and mbox files through the pipeline in date order
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// Write one JSON verdict record per message here ("-": stdout)
+        #[arg(long, value_name = "OUT")]
+        jsonl: Option<PathBuf>,
+        /// Rate without learning
+        #[arg(long)]
+        dry_run: bool,
+        /// A relay of the organisation whose Received: headers are trusted (repeatable; adds to trusted_relays)
+        #[arg(long = "trusted-relay", value_name = "CIDR")]
+        trusted_relays: Vec<ipnet::IpNet>,
+        /// Believe this authserv-id's Authentication-Results (repeatable; adds to auth.trusted_authserv_ids)
+        #[arg(long = "trusted-authserv", value_name = "ID")]
+        trusted_authserv: Vec<String>,
+        /// Verify SPF/DKIM/DMARC again with live DNS instead of reading Authentication-Results
+        #[arg(long)]
+        verify_dns: bool,
+        /// Messages per store write batch
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Files, directories, Maildir folders, mbox files
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Fix the class of a sender, domain, MTA or network (or --remove it)
     Override {
         #[command(flatten)]
@@ -138,6 +164,53 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             run(cfg, common.config.clone(), ov)
+        }
+        Command::Replay {
+            common,
+            jsonl,
+            dry_run,
+            trusted_relays,
+            trusted_authserv,
+            verify_dns,
+            batch,
+            paths,
+        } => {
+            let cfg = match load(&common, Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = sra_milter::replay::ReplayOptions {
+                paths,
+                dry_run,
+                trusted_relays,
+                trusted_authserv_ids: trusted_authserv,
+                verify_dns,
+                batch,
+                progress: true,
+            };
+            let mut out: Box<dyn std::io::Write> = match jsonl.as_deref() {
+                None => Box::new(std::io::sink()),
+                Some(p) if p.as_os_str() == "-" => {
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+                }
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => {
+                        eprintln!("sra-milter: {}: {e}", p.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            match sra_milter::replay::replay(&cfg, &opts, &mut out) {
+                Ok(summary) => {
+                    eprint!("{}", summary.to_text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sra-milter: replay: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Explain { common, who, json } => {
             let cfg = match load(&common, Overrides::default()) {

@@ -361,10 +361,10 @@ impl ReputationStore for RocksStore {
     }
 
     fn apply(&self, update: &Update) -> Result<(), StoreError> {
-        self.writable()?;
         if update.is_empty() {
             return Ok(());
         }
+        self.writable()?;
         let mut batch = WriteBatch::default();
         let mut newest = 0;
         for (kind, key, delta) in &update.records {

@@ -147,6 +147,9 @@ pub struct VerdictRecord {
     pub monitor: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Replay: where the message came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl VerdictRecord {
@@ -176,6 +179,7 @@ impl VerdictRecord {
             action: action_label(outcome),
             monitor,
             error: None,
+            source: None,
         }
     }
 
