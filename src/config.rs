@@ -227,6 +227,7 @@ pub struct Config {
     pub dns: crate::auth::DnsConfig,
     pub auth: crate::auth::AuthConfig,
     pub anomalies: crate::anomaly::AnomalyConfig,
+    pub events: crate::events::EventsConfig,
     pub admin: AdminConfig,
     pub lists: ListsConfig,
     pub policy: PolicyConfig,
@@ -257,6 +258,7 @@ impl Default for Config {
             dns: crate::auth::DnsConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             anomalies: crate::anomaly::AnomalyConfig::default(),
+            events: crate::events::EventsConfig::default(),
             admin: AdminConfig::default(),
             lists: ListsConfig::default(),
             policy: PolicyConfig::default(),
@@ -383,6 +385,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level)))?;
         self.policy.validate().map_err(ConfigError::Invalid)?;
         self.anomalies.validate().map_err(ConfigError::Invalid)?;
+        self.events.validate().map_err(ConfigError::Invalid)?;
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

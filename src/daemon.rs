@@ -33,6 +33,8 @@ use tokio::sync::watch;
 
 pub struct Shared {
     config: RwLock<Arc<Config>>,
+    /// The engagement listener's bearer token (re-read on SIGHUP).
+    events_token: RwLock<Option<String>>,
     pub engine: Arc<Engine>,
     pub auth: Arc<crate::auth::Authenticator>,
     active: Arc<AtomicUsize>,
@@ -60,7 +62,13 @@ impl Shared {
         engine: Arc<Engine>,
         auth: Arc<crate::auth::Authenticator>,
     ) -> Arc<Shared> {
+        let token = if config.events.listen.is_empty() {
+            None
+        } else {
+            config.events.token().ok()
+        };
         Arc::new(Shared {
+            events_token: RwLock::new(token),
             config: RwLock::new(Arc::new(config)),
             engine,
             auth,
@@ -138,6 +146,22 @@ impl Shared {
             tracing::error!("config reload: cannot reload overrides: {e}");
         }
         crate::logging::set_level(&new.log.level);
+        if !new.events.listen.is_empty() {
+            match new.events.token() {
+                Ok(t) => {
+                    if let Ok(mut g) = self.events_token.write() {
+                        *g = Some(t);
+                    }
+                }
+                Err(e) => tracing::error!("config reload: {e}; keeping the running token"),
+            }
+        }
+        if new.events.listen != old.events.listen {
+            tracing::warn!(
+                "config reload: events.listen changed; it takes effect at the next restart"
+            );
+            new.events.listen = old.events.listen.clone();
+        }
         self.set_config(new);
         tracing::info!("configuration reloaded");
         Ok(())
@@ -175,6 +199,64 @@ pub async fn serve(
                 _ = stop_rx2.wait_for(|v| *v) => {}
             }
         })
+    });
+
+    // The engagement listener, when configured: its token must be readable.
+    let mut events_stop = stop_tx.subscribe();
+    if !cfg.events.listen.is_empty() {
+        if let Err(e) = cfg.events.token() {
+            return Err(io::Error::other(e));
+        }
+        let l = tokio::net::TcpListener::bind(cfg.events.listen.as_str())
+            .await
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("events.listen {}: {e}", cfg.events.listen),
+                )
+            })?;
+        tracing::info!(
+            "engagement events on http://{}/v1/events",
+            cfg.events.listen
+        );
+        let handler = Arc::new(events_handler(shared.clone()));
+        tokio::spawn(crate::http::serve(
+            l,
+            cfg.events.max_body_bytes,
+            handler,
+            async move {
+                let _ = events_stop.wait_for(|v| *v).await;
+            },
+        ));
+    }
+    // Not-opened mail is derived from the message index every few minutes.
+    let sweep_shared = shared.clone();
+    let mut sweep_stop = stop_tx.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(SWEEP_SECONDS));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sweep_stop.wait_for(|v| *v) => return,
+            }
+            let s = sweep_shared.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let cfg = s.config();
+                let now = crate::now();
+                let n = s.engine.sweep_not_opened(&cfg, now)?;
+                s.engine.refresh_protected(&cfg, now)?;
+                Ok::<usize, crate::store::StoreError>(n)
+            })
+            .await;
+            match res {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!("engagement: {n} message(s) counted not opened")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("engagement sweep: {e}"),
+                Err(e) => tracing::error!("engagement sweep: {e}"),
+            }
+        }
     });
 
     let drain_shared = shared.clone();
@@ -216,6 +298,84 @@ pub async fn serve(
     result
 }
 
+/// How often unopened mail past its grace period is counted, and trusted
+/// correspondents (lookalike targets) are re-read.
+const SWEEP_SECONDS: u64 = 300;
+
+/// `POST /v1/events`: bearer token, validate the whole batch, apply it.
+fn events_handler(
+    shared: Arc<Shared>,
+) -> impl Fn(
+    crate::http::Request,
+) -> std::pin::Pin<Box<dyn Future<Output = crate::http::Response> + Send>>
+       + Send
+       + Sync {
+    use crate::http::Response;
+    use serde_json::json;
+    move |req| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            if req.path != "/v1/events" {
+                return Response::json(404, json!({ "error": "not found; POST /v1/events" }));
+            }
+            if req.method != "POST" {
+                return Response::json(405, json!({ "error": "use POST" }));
+            }
+            let token = shared.events_token.read().ok().and_then(|g| g.clone());
+            let given = req
+                .header("authorization")
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            let authorized = matches!((&token, given), (Some(t), Some(g)) if crate::http::constant_time_eq(t.as_bytes(), g.as_bytes()));
+            if !authorized {
+                tracing::warn!("events: request without the right bearer token refused");
+                return Response::json(401, json!({ "error": "missing or wrong bearer token" }));
+            }
+            let Ok(body) = String::from_utf8(req.body) else {
+                return Response::json(
+                    400,
+                    json!({ "error": "line 1: body is not UTF-8", "line": 1 }),
+                );
+            };
+            let events = match crate::events::parse_batch(&body) {
+                Ok(e) => e,
+                Err(bad) => {
+                    tracing::warn!("events: batch refused, {bad}");
+                    return Response::json(
+                        400,
+                        json!({ "error": bad.to_string(), "line": bad.line }),
+                    );
+                }
+            };
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || s.engine.apply_events(&events, crate::now()))
+                .await
+            {
+                Ok(Ok(r)) => {
+                    tracing::info!(
+                        "events: {} accepted, {} unknown, {} duplicate",
+                        r.accepted,
+                        r.unknown,
+                        r.duplicate
+                    );
+                    Response::json(
+                        202,
+                        json!({ "accepted": r.accepted, "unknown": r.unknown, "duplicate": r.duplicate }),
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("events: {e}");
+                    Response::json(503, json!({ "error": format!("store: {e}") }))
+                }
+                Err(e) => Response::json(500, json!({ "error": e.to_string() })),
+            }
+        })
+    }
+}
+
 /// A request on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -227,6 +387,10 @@ pub enum ControlRequest {
     },
     RemoveOverride {
         target: Target,
+    },
+    /// JSON lines of engagement events (`sra-milter import-events`).
+    Events {
+        body: String,
     },
     Ping,
 }
@@ -280,7 +444,8 @@ impl ControlServer {
 
 async fn handle_control(stream: UnixStream, shared: Arc<Shared>) -> io::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r.take(64 * 1024)).lines();
+    // Requests are small, but `import-events` sends batches of lines.
+    let mut lines = BufReader::new(r.take(16 * 1024 * 1024)).lines();
     while let Some(line) = lines.next_line().await? {
         let resp = match serde_json::from_str::<ControlRequest>(&line) {
             Err(e) => ControlResponse {
@@ -310,6 +475,23 @@ pub fn execute(cfg: &Config, engine: &Engine, req: ControlRequest) -> ControlRes
     let store = engine.store();
     let result = match req {
         ControlRequest::Ping => Ok("pong".to_string()),
+        ControlRequest::Events { body } => match crate::events::parse_batch(&body) {
+            Err(bad) => {
+                return ControlResponse {
+                    ok: false,
+                    message: format!("no event imported: {bad}"),
+                }
+            }
+            Ok(events) => engine.apply_events(&events, crate::now()).map(|r| {
+                format!(
+                    "{} events: {} accepted, {} unknown, {} duplicate",
+                    events.len(),
+                    r.accepted,
+                    r.unknown,
+                    r.duplicate
+                )
+            }),
+        },
         ControlRequest::SetOverride {
             target,
             class,

@@ -100,9 +100,20 @@ enum Command {
         /// Messages per store write batch
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Engagement events (JSON lines, each with a time) replayed in time order with the mail
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
         /// Files, directories, Maildir folders, mbox files
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+    },
+    /// Apply engagement events (JSON lines: opened, junk, not_junk) from another system's log
+    ImportEvents {
+        #[command(flatten)]
+        common: Common,
+        /// JSON lines, as POST /v1/events takes them
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Fix the class of a sender, domain, MTA or network (or --remove it)
     Override {
@@ -173,11 +184,19 @@ fn main() -> ExitCode {
             trusted_authserv,
             verify_dns,
             batch,
+            events,
             paths,
         } => {
             let cfg = match load(&common, Overrides::default()) {
                 Ok(c) => c,
                 Err(code) => return code,
+            };
+            let events = match events.as_deref().map(read_events).transpose() {
+                Ok(e) => e.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("sra-milter: {e}");
+                    return ExitCode::from(65);
+                }
             };
             let opts = sra_milter::replay::ReplayOptions {
                 paths,
@@ -187,6 +206,7 @@ fn main() -> ExitCode {
                 verify_dns,
                 batch,
                 progress: true,
+                events,
             };
             let mut out: Box<dyn std::io::Write> = match jsonl.as_deref() {
                 None => Box::new(std::io::sink()),
@@ -211,6 +231,35 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::ImportEvents { common, file } => {
+            let cfg = match load(&common, Overrides::default()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("sra-milter: {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Validate everything first: a bad line imports nothing.
+            if let Err(bad) = sra_milter::events::parse_batch(&text) {
+                eprintln!("sra-milter: {}: {bad}; nothing imported", file.display());
+                return ExitCode::from(65);
+            }
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let mut code = ExitCode::SUCCESS;
+            for chunk in lines.chunks(1000) {
+                let req = ControlRequest::Events {
+                    body: chunk.join("\n"),
+                };
+                if control(&cfg, req) != ExitCode::SUCCESS {
+                    code = ExitCode::FAILURE;
+                }
+            }
+            code
         }
         Command::Explain { common, who, json } => {
             let cfg = match load(&common, Overrides::default()) {
@@ -280,14 +329,29 @@ fn main() -> ExitCode {
                 },
                 (false, None) => return ExitCode::from(64),
             };
-            set_override(&cfg, req)
+            control(&cfg, req)
         }
     }
 }
 
-/// Through the running daemon's control socket when it answers, else on
-/// the store directly.
-fn set_override(cfg: &Config, req: ControlRequest) -> ExitCode {
+/// Events for replay: each needs its time.
+fn read_events(path: &std::path::Path) -> Result<Vec<sra_milter::events::Event>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let events = sra_milter::events::parse_batch(&text)
+        .map_err(|bad| format!("{}: {bad}", path.display()))?;
+    if let Some(i) = events.iter().position(|e| e.time.is_none()) {
+        return Err(format!(
+            "{}: event {} has no time; replay needs one",
+            path.display(),
+            i + 1
+        ));
+    }
+    Ok(events)
+}
+
+/// A control request through the running daemon's control socket when it
+/// answers, else applied to the store directly.
+fn control(cfg: &Config, req: ControlRequest) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -211,6 +211,9 @@ pub fn decide_eom(
 /// Ratings and learning over one store, with the overrides in force.
 pub struct Engine {
     store: Arc<dyn ReputationStore>,
+    /// Serialises engagement batches and sweeps (their index entries are
+    /// read, changed and written back).
+    events: std::sync::Mutex<()>,
     overrides: RwLock<Arc<OverrideTable>>,
     protected: RwLock<Arc<Protected>>,
 }
@@ -220,6 +223,7 @@ impl Engine {
         let table = OverrideTable::new(store.overrides()?, &cfg.lists);
         let engine = Engine {
             store,
+            events: std::sync::Mutex::new(()),
             overrides: RwLock::new(Arc::new(table)),
             protected: RwLock::new(Arc::new(Protected::new(
                 cfg.enterprise_domains.iter().map(String::as_str),
@@ -230,6 +234,10 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn ReputationStore> {
         &self.store
+    }
+
+    pub(crate) fn events_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Re-reads the overrides (after `override` or a config reload).
@@ -536,6 +544,8 @@ impl Engine {
                     ));
                 }
                 if let Some(id) = &msg.message_id {
+                    // Awaits an open, or the grace period (engagement).
+                    u.engagement_add.push(crate::store::engagement_key(t, id));
                     u.messages.push((
                         id.clone(),
                         IndexEntry {
@@ -550,6 +560,9 @@ impl Engine {
                                 .collect(),
                             has_attachment: msg.has_attachment,
                             has_url: msg.has_url,
+                            opened: false,
+                            junk: false,
+                            not_opened_counted: false,
                         },
                     ));
                 }
@@ -611,6 +624,9 @@ impl Engine {
                                 .collect(),
                             has_attachment: msg.has_attachment,
                             has_url: msg.has_url,
+                            opened: false,
+                            junk: false,
+                            not_opened_counted: false,
                         },
                     ));
                 }

@@ -176,6 +176,9 @@ pub struct ScoringConfig {
     pub malicious: f64,
     /// Share of a domain's score difference that backs a new address.
     pub domain_backing: f64,
+    /// Junk reports from recipients (net of `not_junk`), for senders and
+    /// MTAs alike: the `junk` contribution.
+    pub junk: Weight,
     pub sender: SenderWeights,
     pub mta: MtaWeights,
 }
@@ -189,6 +192,7 @@ impl Default for ScoringConfig {
             suspicious: 35.0,
             malicious: 15.0,
             domain_backing: 0.5,
+            junk: w(-25.0, 5.0),
             sender: SenderWeights::default(),
             mta: MtaWeights::default(),
         }
@@ -231,6 +235,7 @@ impl ScoringConfig {
             ("mta.enterprise_recipients", m.enterprise_recipients),
             ("mta.messages_received", m.messages_received),
             ("mta.replies_received", m.replies_received),
+            ("junk", self.junk),
         ];
         for (name, wt) in all {
             if !(wt.weight.is_finite() && wt.cap.is_finite() && wt.cap > 0.0) {
@@ -365,7 +370,7 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
     let received = c(Counter::MessagesReceived);
     let sent = c(Counter::MessagesSent);
     let opened = c(Counter::Opened);
-    let not_opened = c(Counter::NotOpened);
+    let not_opened = r.net(Counter::NotOpened, Counter::LateOpened) as f64;
     let days = days_known(r, now);
     let recipients = r.distinct(SetKind::EnterpriseRecipients) as f64;
 
@@ -395,8 +400,11 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
     // "No data is not not-opened": the not-opened counts only exist once an
     // engagement source has measured something for this sender.
     let engaged = |x: f64| (measured > 0.0).then_some(x);
-    let n_att = c(Counter::NotOpenedWithAttachment);
-    let n_url = c(Counter::NotOpenedWithUrl);
+    let n_att = r.net(
+        Counter::NotOpenedWithAttachment,
+        Counter::LateOpenedWithAttachment,
+    ) as f64;
+    let n_url = r.net(Counter::NotOpenedWithUrl, Counter::LateOpenedWithUrl) as f64;
     vec![
         factor(
             "days_known",
@@ -488,6 +496,15 @@ fn sender_bidirectional(r: &Record) -> bool {
     r.count(Counter::MessagesSent) > 0 || r.count(Counter::RepliesSent) > 0
 }
 
+/// The `junk` contribution, when recipients reported any.
+fn with_junk(mut r: Rating, rec: &Record, cfg: &ScoringConfig) -> Rating {
+    let junk = rec.net(Counter::Junk, Counter::NotJunk) as f64;
+    if junk > 0.0 {
+        r.add("junk", cfg.junk.points(junk), cfg);
+    }
+    r
+}
+
 fn build(
     subject: Subject,
     key: &str,
@@ -514,14 +531,15 @@ fn build(
 
 /// Rates a sender-domain record with the sender factors.
 pub fn rate_domain(domain: &str, rec: &Record, now: u64, cfg: &ScoringConfig) -> Rating {
-    build(
+    let r = build(
         Subject::Domain,
         domain,
         sender_factors(rec, now, &cfg.sender),
         sender_history(rec),
         sender_bidirectional(rec),
         cfg,
-    )
+    );
+    with_junk(r, rec, cfg)
 }
 
 /// Rates a sender, backed by its domain when the address itself is new.
@@ -532,12 +550,16 @@ pub fn rate_sender(
     now: u64,
     cfg: &ScoringConfig,
 ) -> Rating {
-    let mut r = build(
-        Subject::Sender,
-        addr,
-        sender_factors(rec, now, &cfg.sender),
-        sender_history(rec),
-        sender_bidirectional(rec),
+    let mut r = with_junk(
+        build(
+            Subject::Sender,
+            addr,
+            sender_factors(rec, now, &cfg.sender),
+            sender_history(rec),
+            sender_bidirectional(rec),
+            cfg,
+        ),
+        rec,
         cfg,
     );
     if r.history < cfg.min_history && sender_history(domain_rec) >= cfg.min_history {
@@ -555,14 +577,15 @@ pub fn rate_sender(
 }
 
 pub fn rate_mta(key: &str, rec: &Record, now: u64, cfg: &ScoringConfig) -> Rating {
-    build(
+    let r = build(
         Subject::Mta,
         key,
         mta_factors(rec, now, &cfg.mta),
         rec.count(Counter::MessagesReceived),
         rec.count(Counter::RepliesReceived) > 0,
         cfg,
-    )
+    );
+    with_junk(r, rec, cfg)
 }
 
 #[cfg(test)]

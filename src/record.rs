@@ -45,6 +45,13 @@ pub enum Counter {
     /// Inbound messages claiming this sender that were not authenticated:
     /// kept apart, they never build trust.
     UnauthMessagesReceived = 10,
+    /// Opened after the grace period had counted them not opened (the
+    /// not-opened counts are read net of these: merges only add).
+    LateOpened = 11,
+    LateOpenedWithAttachment = 12,
+    LateOpenedWithUrl = 13,
+    /// Junk reports withdrawn (`not_junk`).
+    NotJunk = 14,
 }
 
 impl Counter {
@@ -61,6 +68,10 @@ impl Counter {
             8 => NotOpenedWithUrl,
             9 => Junk,
             10 => UnauthMessagesReceived,
+            11 => LateOpened,
+            12 => LateOpenedWithAttachment,
+            13 => LateOpenedWithUrl,
+            14 => NotJunk,
             _ => return None,
         })
     }
@@ -130,6 +141,11 @@ impl Record {
 
     pub fn count(&self, c: Counter) -> u64 {
         self.counts.get(&(c as u8)).copied().unwrap_or(0)
+    }
+
+    /// `a - b`, for counters read net of their withdrawals.
+    pub fn net(&self, a: Counter, b: Counter) -> u64 {
+        self.count(a).saturating_sub(self.count(b))
     }
 
     pub fn add(&mut self, c: Counter, n: u64) -> &mut Self {

@@ -68,6 +68,8 @@ pub struct ReplayOptions {
     pub batch: usize,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Engagement events, applied in time order with the mail.
+    pub events: Vec<crate::events::Event>,
 }
 
 /// Where one message is.
@@ -498,6 +500,9 @@ struct Pending {
     records: HashMap<(u8, String), (Kind, Record)>,
     messages: HashMap<String, IndexEntry>,
     names: HashMap<String, NameEntry>,
+    engagement_add: Vec<Vec<u8>>,
+    engagement_del: Vec<Vec<u8>>,
+    engagement_since: Option<u64>,
     updates: usize,
 }
 
@@ -534,6 +539,9 @@ impl BatchingStore {
                 .collect(),
             messages: p.messages.into_iter().collect(),
             names: p.names.into_iter().collect(),
+            engagement_add: p.engagement_add,
+            engagement_del: p.engagement_del,
+            engagement_since: p.engagement_since,
         };
         self.inner.apply(&update)
     }
@@ -569,6 +577,13 @@ impl ReputationStore for BatchingStore {
             }
             for (n, e) in &update.names {
                 p.names.insert(n.clone(), e.clone());
+            }
+            p.engagement_add
+                .extend(update.engagement_add.iter().cloned());
+            p.engagement_del
+                .extend(update.engagement_del.iter().cloned());
+            if p.engagement_since.is_none() {
+                p.engagement_since = update.engagement_since;
             }
             self.inner.observe_time(
                 update
@@ -614,6 +629,20 @@ impl ReputationStore for BatchingStore {
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
         self.write_pending()?;
         self.inner.scan(kind, f)
+    }
+
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
+        self.write_pending()?;
+        self.inner.engagement_due(until, limit)
+    }
+
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError> {
+        self.write_pending()?;
+        self.inner.engagement_since()
     }
 }
 
@@ -695,8 +724,30 @@ pub fn replay(
     let mut last_progress = Instant::now();
     let monitor = cfg.mode == crate::config::Mode::Monitor;
     let mut last_time = timed.first().map_or(0, |(t, _)| *t);
+    let mut events = opts.events.clone();
+    events.sort_by_key(|e| e.time.unwrap_or(0));
+    let mut next_event = 0;
+    // Events up to `t`, then the not-opened count as of `t`.
+    let catch_up = |t: u64, next_event: &mut usize| -> Result<(), ReplayError> {
+        if opts.dry_run {
+            return Ok(());
+        }
+        let end = events[*next_event..]
+            .iter()
+            .position(|e| e.time.unwrap_or(0) > t)
+            .map_or(events.len(), |p| *next_event + p);
+        if end > *next_event {
+            engine.apply_events(&events[*next_event..end], t)?;
+            *next_event = end;
+        }
+        if !events.is_empty() {
+            engine.sweep_not_opened(cfg, t)?;
+        }
+        Ok(())
+    };
     for (n, (t, i)) in timed.into_iter().enumerate() {
         let loc = &locs[i];
+        catch_up(t, &mut next_event)?;
         if n % 2000 == 0 {
             // Trusted correspondents are re-read every 2000 messages; the
             // store's own clock (the replayed mail's) dates them.
@@ -782,6 +833,9 @@ pub fn replay(
                 eta
             );
         }
+    }
+    if let Some(t) = events.last().and_then(|e| e.time) {
+        catch_up(t.max(last_time), &mut next_event)?;
     }
     if !opts.dry_run {
         store.flush()?;

@@ -11,6 +11,7 @@
 //! | `messages`       | Message-ID without `<>`      | time (u64 LE) + JSON [`IndexEntry`] |
 //! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`crate::overrides::Override`] |
 //! | `names`          | normalised display name      | JSON [`NameEntry`]            |
+//! | `engagement`     | time (u64 BE) + Message-ID   | empty: inbound mail awaiting an open or the grace period |
 //! | `meta`           | `schema_version`             | decimal text                  |
 //!
 //! All counters of one message are written in one `WriteBatch` of merge
@@ -42,7 +43,8 @@ pub const CF_MESSAGES: &str = "messages";
 pub const CF_OVERRIDES: &str = "overrides";
 pub const CF_META: &str = "meta";
 pub const CF_NAMES: &str = "names";
-pub const CFS: [&str; 8] = [
+pub const CF_ENGAGEMENT: &str = "engagement";
+pub const CFS: [&str; 9] = [
     CF_SENDERS,
     CF_DOMAINS,
     CF_MTAS,
@@ -51,6 +53,7 @@ pub const CFS: [&str; 8] = [
     CF_OVERRIDES,
     CF_META,
     CF_NAMES,
+    CF_ENGAGEMENT,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,26 @@ pub struct IndexEntry {
     pub recipients: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    /// An enterprise recipient opened it (counted once).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub opened: bool,
+    /// Reported as junk (and not withdrawn).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub junk: bool,
+    /// The grace period passed without an open and it was counted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub not_opened_counted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The engagement queue key: time first, so due entries are a prefix scan.
+pub fn engagement_key(time: u64, message_id: &str) -> Vec<u8> {
+    let mut k = time.to_be_bytes().to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    k
 }
 
 /// Who a display name belongs to (impersonation checks).
@@ -125,11 +148,21 @@ pub struct Update {
     pub records: Vec<(Kind, String, Record)>,
     pub messages: Vec<(String, IndexEntry)>,
     pub names: Vec<(String, NameEntry)>,
+    /// Engagement queue keys to add / remove.
+    pub engagement_add: Vec<Vec<u8>>,
+    pub engagement_del: Vec<Vec<u8>>,
+    /// The first engagement event: from then on, unopened mail counts.
+    pub engagement_since: Option<u64>,
 }
 
 impl Update {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.messages.is_empty() && self.names.is_empty()
+        self.records.is_empty()
+            && self.messages.is_empty()
+            && self.names.is_empty()
+            && self.engagement_add.is_empty()
+            && self.engagement_del.is_empty()
+            && self.engagement_since.is_none()
     }
 }
 
@@ -144,6 +177,15 @@ pub trait ReputationStore: Send + Sync + 'static {
     fn remove_override(&self, target: &Target) -> Result<bool, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
     fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError>;
+    /// Engagement queue entries due at `until` (time ≤ until), oldest
+    /// first, at most `limit`: (key, time, Message-ID).
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError>;
+    /// When the first engagement event arrived, if one has.
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError>;
     /// Calls `f` for every record of `kind` (background scans only).
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
 }
@@ -371,6 +413,18 @@ impl ReputationStore for RocksStore {
             batch.merge_cf(self.cf(kind.cf())?, key.as_bytes(), delta.encode());
             newest = newest.max(delta.last_seen);
         }
+        let ecf = self.cf(CF_ENGAGEMENT)?;
+        for k in &update.engagement_add {
+            batch.put_cf(ecf, k, b"");
+        }
+        for k in &update.engagement_del {
+            batch.delete_cf(ecf, k);
+        }
+        if let Some(t) = update.engagement_since {
+            if self.engagement_since()?.is_none() {
+                batch.put_cf(self.cf(CF_META)?, b"engagement_since", t.to_string());
+            }
+        }
         let ncf = self.cf(CF_NAMES)?;
         for (name, entry) in &update.names {
             let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
@@ -429,6 +483,37 @@ impl ReputationStore for RocksStore {
         }
     }
 
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
+        let cf = self.cf(CF_ENGAGEMENT)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            let Some(t) = k
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if t > until || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), t, String::from_utf8_lossy(&k[8..]).into_owned()));
+        }
+        Ok(out)
+    }
+
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, b"engagement_since")?
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
         let cf = self.cf(kind.cf())?;
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
@@ -467,6 +552,9 @@ mod tests {
             recipients: vec!["bob@example.org".into()],
             has_attachment: false,
             has_url: true,
+            opened: false,
+            junk: false,
+            not_opened_counted: false,
         }
     }
 
@@ -482,7 +570,7 @@ mod tests {
                 s.apply(&Update {
                     records: vec![(Kind::Sender, "bob@example.org".into(), d)],
                     messages: vec![],
-                    names: vec![],
+                    ..Update::default()
                 })
                 .unwrap();
             }
@@ -505,7 +593,7 @@ mod tests {
         w.apply(&Update {
             records: vec![(Kind::Sender, "x@example.org".into(), d)],
             messages: vec![("id@h".into(), entry(now_unix()))],
-            names: vec![],
+            ..Update::default()
         })
         .unwrap();
         let r = RocksStore::open_read_only(dir.path(), 86400).unwrap();
@@ -519,10 +607,11 @@ mod tests {
             r.message("id@h").unwrap(),
             Some(entry(r.message("id@h").unwrap().unwrap().time))
         );
-        assert!(matches!(
-            r.apply(&Update::default()),
-            Err(StoreError::ReadOnly)
-        ));
+        let write = Update {
+            engagement_since: Some(1),
+            ..Update::default()
+        };
+        assert!(matches!(r.apply(&write), Err(StoreError::ReadOnly)));
         assert!(
             RocksStore::open(dir.path(), 86400).is_err(),
             "second writer must fail"
@@ -540,7 +629,7 @@ mod tests {
                 ("old@h".into(), entry(t)),
                 ("new@h".into(), entry(t + 7200)),
             ],
-            names: vec![],
+            ..Update::default()
         })
         .unwrap();
         assert!(s.message("old@h").unwrap().is_none(), "older than the ttl");
@@ -572,7 +661,7 @@ mod tests {
         s.apply(&Update {
             records: vec![(Kind::Sender, "bad@example.org".into(), d)],
             messages: vec![],
-            names: vec![],
+            ..Update::default()
         })
         .unwrap();
         s.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);

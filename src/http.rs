@@ -1,0 +1,199 @@
+//! A small HTTP/1.1 server for the loopback listeners (engagement events,
+//! metrics): one request per connection, `Content-Length` bodies only,
+//! bounded header and body sizes, a read deadline. Enough for a mailbox
+//! server's push script and a Prometheus scraper, and nothing a stranger can
+//! use to hold resources.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MAX_HEAD: usize = 16 * 1024;
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, v: serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: (v.to_string() + "\n").into_bytes(),
+        }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response {
+            status,
+            content_type,
+            body: body.into_bytes(),
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+async fn write_response(stream: &mut TcpStream, r: &Response) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    if r.status == 401 {
+        head.push_str("WWW-Authenticate: Bearer\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&r.body).await?;
+    stream.shutdown().await
+}
+
+/// Reads one request; `Err(response)` for a request that cannot be served.
+async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request, Response> {
+    let err = |status: u16, msg: &str| Response::json(status, serde_json::json!({ "error": msg }));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(err(413, "request head too large"));
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(err(400, "incomplete request")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let (Some(method), Some(path)) = (first.next(), first.next()) else {
+        return Err(err(400, "malformed request line"));
+    };
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut req = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|t| !t.eq_ignore_ascii_case("identity"))
+    {
+        return Err(err(411, "send a Content-Length body"));
+    }
+    let len: usize = match req.header("content-length") {
+        Some(v) => v.parse().map_err(|_| err(400, "bad Content-Length"))?,
+        None if req.method == "POST" => return Err(err(411, "Content-Length required")),
+        None => 0,
+    };
+    if len > max_body {
+        return Err(err(413, &format!("body larger than {max_body} bytes")));
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(err(400, "incomplete body")),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(len);
+    req.body = body;
+    Ok(req)
+}
+
+/// Serves `handler` on `listener` until `shutdown` completes.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    max_body: usize,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => return,
+        };
+        let (mut stream, _peer): (TcpStream, SocketAddr) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("http listener: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let resp = match tokio::time::timeout(
+                READ_DEADLINE,
+                read_request(&mut stream, max_body),
+            )
+            .await
+            {
+                Ok(Ok(req)) => handler(req).await,
+                Ok(Err(resp)) => resp,
+                Err(_) => Response::json(408, serde_json::json!({ "error": "request timed out" })),
+            };
+            let _ = write_response(&mut stream, &resp).await;
+        });
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
