@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_postfix
-# A real DNS server for the authentication system tests.
-need_packages dnsmasq-base
+# A real DNS server for the authentication system tests; Dovecot with the
+# Lua push driver and lua-socket for the engagement system test.
+need_packages dnsmasq-base dovecot-core dovecot-imapd dovecot-lmtpd lua-socket
 cargo test --all-targets "$@"

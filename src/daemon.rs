@@ -233,7 +233,9 @@ pub async fn serve(
     let sweep_shared = shared.clone();
     let mut sweep_stop = stop_tx.subscribe();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(SWEEP_SECONDS));
+        let grace = sweep_shared.config().events.open_grace.0;
+        let period = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(SWEEP_SECONDS));
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -298,8 +300,9 @@ pub async fn serve(
     result
 }
 
-/// How often unopened mail past its grace period is counted, and trusted
-/// correspondents (lookalike targets) are re-read.
+/// At most how often unopened mail past its grace period is counted, and
+/// trusted correspondents (lookalike targets) are re-read (more often when
+/// `open_grace` is short).
 const SWEEP_SECONDS: u64 = 300;
 
 /// `POST /v1/events`: bearer token, validate the whole batch, apply it.

@@ -61,8 +61,8 @@ impl EventsConfig {
                 self.listen
             ));
         }
-        if self.open_grace.0 < Duration::from_secs(60) {
-            return Err("events.open_grace must be at least 1m".into());
+        if self.open_grace.0 < Duration::from_secs(1) {
+            return Err("events.open_grace must be at least 1s".into());
         }
         Ok(())
     }
@@ -282,8 +282,7 @@ impl Engine {
                 report.unknown += 1;
                 continue;
             };
-            let addressed =
-                entry.recipients.is_empty() || entry.recipients.contains(&ev.mailbox);
+            let addressed = entry.recipients.is_empty() || entry.recipients.contains(&ev.mailbox);
             if entry.direction != identity::Direction::Inbound || !addressed {
                 report.unknown += 1;
                 continue;

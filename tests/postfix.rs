@@ -413,3 +413,124 @@ fn postfix_authenticates_signed_mail_against_a_real_dns_server() {
     let record = rig.milter.log_text();
     assert!(record.contains("action=reject"), "{record}");
 }
+
+#[test]
+fn dovecot_reports_opens_and_junk_through_the_shipped_lua_script() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("events.token");
+    std::fs::write(&token, "dovecot-test-token-0123456789\n").unwrap();
+    let events_port = system::free_port();
+    let milter_port = system::free_port();
+    let extra = format!(
+        "[events]\nlisten = \"127.0.0.1:{events_port}\"\ntoken_file = \"{}\"\nopen_grace = \"2s\"\n",
+        token.display()
+    );
+    let config = Milter::write_config(
+        dir.path(),
+        &format!("inet:127.0.0.1:{milter_port}"),
+        "enforce",
+        &extra,
+    );
+    let milter = Milter::start(config, move || {
+        std::net::TcpStream::connect(("127.0.0.1", events_port)).is_ok()
+    });
+    let dovecot =
+        system::Dovecot::start(&format!("http://127.0.0.1:{events_port}/v1/events"), &token);
+    let sink = Sink::start();
+    // Postfix delivers to Dovecot over LMTP.
+    let postfix = Postfix::start_with(
+        &sink,
+        &system::readme_milter_lines(&format!("inet:127.0.0.1:{milter_port}")),
+        &format!(
+            "relayhost =\nrelay_transport = lmtp:inet:127.0.0.1:{}\n",
+            dovecot.lmtp_port
+        ),
+    );
+    let deliver = |id: &str| {
+        let mut c = postfix.client();
+        c.xclient(
+            "192.0.2.10",
+            "mx.partner.example",
+            "mx.partner.example",
+            None,
+        );
+        let mut m = Msg::new("carol@partner.example", "alice@example.com", id);
+        if id.starts_with("att") {
+            m.headers.push(("MIME-Version".into(), "1.0".into()));
+            m.headers.push((
+                "Content-Type".into(),
+                "multipart/mixed; boundary=\"B\"".into(),
+            ));
+            m.body = "--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\nJVBERi0=\r\n--B--\r\n".into();
+        }
+        c.send(&m).unwrap();
+        c.quit();
+    };
+    let imap_port = dovecot.imap_port;
+    let explain = || milter.explain(&["--sender", "carol@partner.example"]);
+
+    // The engagement source reports for the first time: a read.
+    deliver("warmup@partner.example");
+    system::wait_until("delivery to Dovecot", Duration::from_secs(30), || {
+        dovecot.inbox_count("alice@example.com") == 1
+    });
+    let mut imap = system::Imap::login(imap_port, "alice@example.com", "secret");
+    imap.cmd("SELECT INBOX");
+    let uid = imap.uid_of("warmup@partner.example");
+    imap.cmd(&format!("UID FETCH {uid} (BODY[])"));
+    system::wait_until("the first open", Duration::from_secs(20), || {
+        explain()["factors"]["open_ratio"] == 1.0
+    });
+
+    // Three more: one read, one moved unread to Junk, one left alone.
+    for id in [
+        "read@partner.example",
+        "att-junk@partner.example",
+        "ignored@partner.example",
+    ] {
+        deliver(id);
+    }
+    system::wait_until("delivery to Dovecot", Duration::from_secs(30), || {
+        dovecot.inbox_count("alice@example.com") == 4
+    });
+    imap.cmd("NOOP");
+    let uid = imap.uid_of("read@partner.example");
+    imap.cmd(&format!("UID STORE {uid} +FLAGS (\\Seen)"));
+    let uid = imap.uid_of("att-junk@partner.example");
+    let r = imap.cmd(&format!("UID MOVE {uid} Junk"));
+    assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    imap.cmd("LOGOUT");
+
+    // After the grace period, the two unopened ones count as not opened,
+    // the one with an attachment apart; the junk report weighs on Carol.
+    let mut v = serde_json::Value::Null;
+    system::wait_until(
+        "not-opened counts and the junk report",
+        Duration::from_secs(30),
+        || {
+            v = explain();
+            v["factors"]["not_opened"] == 2.0 && v["contributions"].get("junk").is_some()
+        },
+    );
+    assert_eq!(v["factors"]["open_ratio"], 0.5, "{v}");
+    assert_eq!(v["factors"]["not_opened_with_attachment"], 1.0, "{v}");
+    assert_eq!(v["factors"]["not_opened_with_url"], 0.0, "{v}");
+    assert!(v["contributions"]["junk"].as_f64().unwrap() < 0.0, "{v}");
+    assert!(
+        v["contributions"]["open_ratio"].as_f64().unwrap() == 0.0,
+        "balanced opens weigh nothing: {v}"
+    );
+    let m = milter.explain(&["--mta", "192.0.2.10"]);
+    assert!(m["contributions"]["junk"].as_f64().unwrap() < 0.0, "{m}");
+    assert!(
+        !dovecot.log().contains("sra-milter: "),
+        "script errors: {}",
+        dovecot.log()
+    );
+    assert!(
+        milter.log_text().contains("events: 1 accepted"),
+        "{}",
+        milter.log_text()
+    );
+}
