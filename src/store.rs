@@ -229,13 +229,6 @@ fn merge_records(key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Op
     Some(acc.encode())
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn index_time(value: &[u8]) -> Option<u64> {
     let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
     Some(u64::from_le_bytes(b))
@@ -287,7 +280,9 @@ impl RocksStore {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
         opts.increase_parallelism(2);
-        let newest = Arc::new(AtomicU64::new(now_unix()));
+        // The expiry clock is the mail's: it advances with what the store
+        // learns (live mail: now; a replayed archive: its own dates).
+        let newest = Arc::new(AtomicU64::new(0));
         let db =
             DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))?;
         let store = RocksStore {
@@ -304,7 +299,7 @@ impl RocksStore {
     /// Opens an existing store read-only, beside a running daemon.
     pub fn open_read_only(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
         let opts = Options::default();
-        let newest = Arc::new(AtomicU64::new(now_unix()));
+        let newest = Arc::new(AtomicU64::new(0));
         let db = DB::open_cf_descriptors_read_only(
             &opts,
             path,
@@ -592,7 +587,7 @@ mod tests {
         d.add(Counter::MessagesSent, 2);
         w.apply(&Update {
             records: vec![(Kind::Sender, "x@example.org".into(), d)],
-            messages: vec![("id@h".into(), entry(now_unix()))],
+            messages: vec![("id@h".into(), entry(crate::now()))],
             ..Update::default()
         })
         .unwrap();
@@ -622,7 +617,7 @@ mod tests {
     fn message_index_entries_expire_by_the_store_clock() {
         let dir = tempfile::tempdir().unwrap();
         let s = RocksStore::open(dir.path(), 3600).unwrap();
-        let t = now_unix();
+        let t = crate::now();
         s.apply(&Update {
             records: vec![],
             messages: vec![

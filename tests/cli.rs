@@ -439,3 +439,55 @@ async fn unix_socket_serves_and_a_stale_socket_is_replaced() {
     assert_eq!(std::fs::read(&sock).unwrap(), b"not a socket");
     d.port = 0;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_events_applies_a_log_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sra.toml");
+    let port = free_port();
+    write_config(&cfg, port, &dir.path().join("state"), "monitor", "");
+    let c = cfg.to_str().unwrap();
+    let d = Daemon::start(&cfg, port, dir.path().join("log"));
+    send(
+        d.addr(),
+        &Mail::inbound("carol@partner.example", "i1@partner.example"),
+    )
+    .await;
+    let ok = dir.path().join("ok.jsonl");
+    std::fs::write(
+        &ok,
+        "{\"event\":\"opened\",\"message_id\":\"<i1@partner.example>\",\"mailbox\":\"alice@example.com\"}\n{\"event\":\"opened\",\"message_id\":\"<nope@x>\",\"mailbox\":\"alice@example.com\"}\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"event\":\"junk\",\"message_id\":\"<i1@partner.example>\",\"mailbox\":\"alice@example.com\"}\nnot json\n",
+    )
+    .unwrap();
+    let out = cli(&["import-events", "-c", c, bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let out = cli(&["import-events", "-c", c, ok.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 accepted, 1 unknown"));
+    let out = cli(&[
+        "explain",
+        "-c",
+        c,
+        "--sender",
+        "carol@partner.example",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["factors"]["open_ratio"], 1.0);
+    assert!(
+        v["contributions"].get("junk").is_none(),
+        "the bad file imported nothing"
+    );
+    assert!(d.stop().success());
+}

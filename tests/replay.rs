@@ -304,3 +304,60 @@ async fn a_replayed_thread_yields_the_same_factors_as_the_milter() {
         Some(1.0)
     );
 }
+
+#[test]
+fn replayed_events_warm_the_engagement_factors() {
+    let base = tempfile::tempdir().unwrap();
+    let days = [
+        "Mon, 09 Apr 2007 10:00:00 +0000",
+        "Tue, 10 Apr 2007 10:00:00 +0000",
+        "Wed, 11 Apr 2007 10:00:00 +0000",
+    ];
+    for (i, d) in days.iter().enumerate() {
+        std::fs::write(
+            base.path().join(format!("{i}.eml")),
+            archived(
+                "carol@partner.example",
+                "alice@example.com",
+                &format!("e{i}@p"),
+                d,
+                "",
+            ),
+        )
+        .unwrap();
+    }
+    // The source's first report precedes the mail; e0 is read on the day;
+    // e1 and e2 never are.
+    let events = sra_milter::events::parse_batch(
+        "{\"event\":\"opened\",\"message_id\":\"<none@x>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-01T00:00:00Z\"}\n\
+         {\"event\":\"opened\",\"message_id\":\"<e0@p>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-09T12:00:00Z\"}\n\
+         {\"event\":\"junk\",\"message_id\":\"<e2@p>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-20T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let c = cfg(d.path());
+    let opts = ReplayOptions {
+        paths: vec![base.path().to_path_buf()],
+        batch: 2,
+        events,
+        ..ReplayOptions::default()
+    };
+    let mut out = Vec::new();
+    replay(&c, &opts, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // e2 (Apr 11) met the open of e0 and e1 still within its grace (72 h).
+    assert_eq!(recs[2]["sender"]["factors"]["open_ratio"], 1.0);
+    let store =
+        std::sync::Arc::new(sra_milter::store::RocksStore::open(&c.state_dir, 86400 * 90).unwrap());
+    let engine = sra_milter::pipeline::Engine::new(store, &c).unwrap();
+    let r = engine
+        .rate_sender(&c, "carol@partner.example", 1177000000)
+        .unwrap();
+    assert_eq!(r.factor("not_opened").unwrap().value, Some(2.0));
+    assert_eq!(r.factor("open_ratio").unwrap().value, Some(0.333));
+    assert!(r.extra.iter().any(|x| x.name == "junk"));
+}
