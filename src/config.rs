@@ -170,6 +170,9 @@ pub struct AdminConfig {
     /// daemon (the store has a single writer). Empty: `<state_dir>/control.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_socket: Option<PathBuf>,
+    /// `HOST:PORT` for `GET /metrics` and `GET /health`; empty: off. Keep it
+    /// on loopback.
+    pub listen: String,
 }
 
 #[allow(clippy::derivable_impls)]
@@ -177,6 +180,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             control_socket: None,
+            listen: String::new(),
         }
     }
 }
@@ -386,6 +390,14 @@ impl Config {
         self.policy.validate().map_err(ConfigError::Invalid)?;
         self.anomalies.validate().map_err(ConfigError::Invalid)?;
         self.events.validate().map_err(ConfigError::Invalid)?;
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "admin.listen {:?} is not HOST:PORT (an IP address and a port)",
+                self.admin.listen
+            )));
+        }
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

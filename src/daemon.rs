@@ -37,6 +37,7 @@ pub struct Shared {
     events_token: RwLock<Option<String>>,
     pub engine: Arc<Engine>,
     pub auth: Arc<crate::auth::Authenticator>,
+    pub metrics: crate::metrics::Metrics,
     active: Arc<AtomicUsize>,
 }
 
@@ -72,6 +73,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             engine,
             auth,
+            metrics: crate::metrics::Metrics::default(),
             active: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -110,6 +112,11 @@ impl Shared {
 
     /// Logs an error with its queue id and answers per `on_error`.
     pub fn on_error(&self, qid: &str, error: &str, reply: &mut SmtpReply) -> Status {
+        self.metrics.error(if error.starts_with("store task") {
+            "internal"
+        } else {
+            "store"
+        });
         let policy = self.config().on_error;
         tracing::error!("{qid}: {error}; answering per on_error={policy:?}");
         let (code, xcode, text) = match policy {
@@ -229,6 +236,20 @@ pub async fn serve(
             },
         ));
     }
+    // Metrics and health, when configured.
+    let mut admin_stop = stop_tx.subscribe();
+    if !cfg.admin.listen.is_empty() {
+        let l = tokio::net::TcpListener::bind(cfg.admin.listen.as_str())
+            .await
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("admin.listen {}: {e}", cfg.admin.listen))
+            })?;
+        tracing::info!("metrics on http://{}/metrics", cfg.admin.listen);
+        let handler = Arc::new(admin_handler(shared.clone()));
+        tokio::spawn(crate::http::serve(l, 0, handler, async move {
+            let _ = admin_stop.wait_for(|v| *v).await;
+        }));
+    }
     // Not-opened mail is derived from the message index every few minutes.
     let sweep_shared = shared.clone();
     let mut sweep_stop = stop_tx.subscribe();
@@ -305,6 +326,40 @@ pub async fn serve(
 /// `open_grace` is short).
 const SWEEP_SECONDS: u64 = 300;
 
+/// `GET /metrics` and `GET /health`.
+fn admin_handler(
+    shared: Arc<Shared>,
+) -> impl Fn(
+    crate::http::Request,
+) -> std::pin::Pin<Box<dyn Future<Output = crate::http::Response> + Send>>
+       + Send
+       + Sync {
+    use crate::http::Response;
+    move |req| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            if req.method != "GET" {
+                return Response::json(405, serde_json::json!({ "error": "use GET" }));
+            }
+            match req.path.as_str() {
+                "/metrics" => {
+                    let s = shared.clone();
+                    let stats = tokio::task::spawn_blocking(move || s.engine.store().stats())
+                        .await
+                        .unwrap_or_default();
+                    let body = shared.metrics.render(shared.active_sessions(), &stats);
+                    Response::text(200, "text/plain; version=0.0.4; charset=utf-8", body)
+                }
+                "/health" => Response::text(200, "text/plain", "ok\n".into()),
+                _ => Response::json(
+                    404,
+                    serde_json::json!({ "error": "not found; GET /metrics or /health" }),
+                ),
+            }
+        })
+    }
+}
+
 /// `POST /v1/events`: bearer token, validate the whole batch, apply it.
 fn events_handler(
     shared: Arc<Shared>,
@@ -334,6 +389,7 @@ fn events_handler(
                 .map(str::trim);
             let authorized = matches!((&token, given), (Some(t), Some(g)) if crate::http::constant_time_eq(t.as_bytes(), g.as_bytes()));
             if !authorized {
+                shared.metrics.events("unauthorized", 1);
                 tracing::warn!("events: request without the right bearer token refused");
                 return Response::json(401, json!({ "error": "missing or wrong bearer token" }));
             }
@@ -346,6 +402,7 @@ fn events_handler(
             let events = match crate::events::parse_batch(&body) {
                 Ok(e) => e,
                 Err(bad) => {
+                    shared.metrics.events("bad_request", 1);
                     tracing::warn!("events: batch refused, {bad}");
                     return Response::json(
                         400,
@@ -358,6 +415,9 @@ fn events_handler(
                 .await
             {
                 Ok(Ok(r)) => {
+                    shared.metrics.events("accepted", r.accepted as u64);
+                    shared.metrics.events("unknown", r.unknown as u64);
+                    shared.metrics.events("duplicate", r.duplicate as u64);
                     tracing::info!(
                         "events: {} accepted, {} unknown, {} duplicate",
                         r.accepted,

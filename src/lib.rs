@@ -18,6 +18,7 @@ pub mod features;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod milter;
 pub mod overrides;
 pub mod pipeline;

@@ -84,10 +84,16 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     SocketInfo::Inet(addr) => Some(addr.ip()),
                     _ => None,
                 };
-                let (conn, status) =
-                    Connection::connect(shared, hostname.to_string_lossy().into_owned(), ip, cx)
-                        .await;
+                let started = std::time::Instant::now();
+                let (conn, status) = Connection::connect(
+                    shared.clone(),
+                    hostname.to_string_lossy().into_owned(),
+                    ip,
+                    cx,
+                )
+                .await;
                 cx.data = Some(conn);
+                shared.metrics.stage_latency("connect", started.elapsed());
                 status
             })
         })
@@ -111,10 +117,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     macros,
                     reply,
                 } = cx;
-                match with_session(&shared, data, "mail") {
+                let started = std::time::Instant::now();
+                let status = match with_session(&shared, data, "mail") {
                     Ok(c) => c.mail(&args, macros, reply).await,
                     Err(s) => s,
-                }
+                };
+                shared.metrics.stage_latency("mail", started.elapsed());
+                status
             })
         })
         .on_rcpt(move |cx, args| {
@@ -125,10 +134,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     macros,
                     reply,
                 } = cx;
-                match with_session(&shared, data, "rcpt") {
+                let started = std::time::Instant::now();
+                let status = match with_session(&shared, data, "rcpt") {
                     Ok(c) => c.rcpt(&args, macros, reply),
                     Err(s) => s,
-                }
+                };
+                shared.metrics.stage_latency("rcpt", started.elapsed());
+                status
             })
         })
         // Registered so that Postfix sends its DATA-stage macros together
@@ -177,10 +189,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     reply,
                     actions,
                 } = cx;
-                match with_session(&shared, data, "eom") {
+                let started = std::time::Instant::now();
+                let status = match with_session(&shared, data, "eom") {
                     Ok(c) => c.eom(macros, reply, actions).await,
                     Err(s) => s,
-                }
+                };
+                shared.metrics.stage_latency("eom", started.elapsed());
+                status
             })
         })
         .on_abort(|cx| {

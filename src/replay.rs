@@ -644,6 +644,10 @@ impl ReputationStore for BatchingStore {
         self.write_pending()?;
         self.inner.engagement_since()
     }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        self.inner.stats()
+    }
 }
 
 /// Replays `opts.paths` into the store of `cfg`, writing one JSON verdict

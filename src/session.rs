@@ -166,6 +166,14 @@ impl Connection {
         reason: &str,
         reply: &mut SmtpReply,
     ) -> Status {
+        // The reason names what decided: "mta malicious", "sender neutral".
+        let class = reason.split_once(' ').map_or("none", |(_, c)| c);
+        self.shared.metrics.verdict(
+            stage.as_str(),
+            class,
+            o.applied.as_str(),
+            o.would.map(|w| w.as_str()),
+        );
         if let Some(would) = o.would {
             tracing::info!("{who}: would_{would} at {stage} ({reason}) [monitor only, not done]");
         } else if o.applied != Action::Accept {
@@ -538,6 +546,18 @@ impl Connection {
         };
         let monitor = cfg.mode == Mode::Monitor;
         let o = d.outcome;
+        let class = match (facts.direction(), &a.sender, &a.mta) {
+            (Direction::Outbound, _, _) => "outbound".to_string(),
+            (_, Some(s), _) => s.class.to_string(),
+            (_, None, Some(m)) => m.class.to_string(),
+            _ => "none".to_string(),
+        };
+        self.shared.metrics.verdict(
+            "eom",
+            &class,
+            o.applied.as_str(),
+            o.would.map(|w| w.as_str()),
+        );
         let rec = VerdictRecord::new(&facts, &a, Stage::Eom, &o, monitor);
         crate::logging::emit_verdict(&cfg, &rec, &facts);
 

@@ -186,6 +186,10 @@ pub trait ReputationStore: Send + Sync + 'static {
     ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError>;
     /// When the first engagement event arrived, if one has.
     fn engagement_since(&self) -> Result<Option<u64>, StoreError>;
+    /// Size figures for metrics: `keys:<family>` and `bytes:<kind>`.
+    fn stats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// Calls `f` for every record of `kind` (background scans only).
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
 }
@@ -507,6 +511,32 @@ impl ReputationStore for RocksStore {
             .db
             .get_cf(self.cf(CF_META)?, b"engagement_since")?
             .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .key_estimates()
+            .into_iter()
+            .map(|(n, v)| (format!("keys:{n}"), v))
+            .collect();
+        let mut sst = 0;
+        let mut mem = 0;
+        for n in CFS {
+            if let Some(cf) = self.db.cf_handle(n) {
+                let p = |name: &str| {
+                    self.db
+                        .property_int_value_cf(cf, name)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                };
+                sst += p("rocksdb.total-sst-files-size");
+                mem += p("rocksdb.cur-size-all-mem-tables");
+            }
+        }
+        out.push(("bytes:sst".into(), sst));
+        out.push(("bytes:memtables".into(), mem));
+        out
     }
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
