@@ -9,3 +9,5 @@ need_postfix
 # Lua push driver and lua-socket for the engagement system test.
 need_packages dnsmasq-base dovecot-core dovecot-imapd dovecot-lmtpd lua-socket
 cargo test --all-targets "$@"
+# The packages: build, install with dpkg, check, remove, purge; rpm contents.
+./scripts/package-test.sh

@@ -448,6 +448,9 @@ impl Config {
         if self.max_connections != new.max_connections {
             v.push("max_connections");
         }
+        if self.message_index_ttl != new.message_index_ttl {
+            v.push("message_index_ttl");
+        }
         if self.admin != new.admin {
             v.push("admin");
         }
@@ -555,6 +558,28 @@ mod example_tests {
         }
     }
 
+    fn all_key_paths() -> Vec<String> {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        key_paths(&defaults, "", &mut paths);
+        paths.push("admin.control_socket".into());
+        paths
+    }
+
+    /// The man page documents every key under its section.
+    #[test]
+    fn man_page_documents_every_key() {
+        let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/man/sra-milter.toml.5")).unwrap();
+        for p in all_key_paths() {
+            let (section, leaf) = p.rsplit_once('.').unwrap_or(("", &p));
+            let heading = if section.is_empty() { ".SH TOP-LEVEL KEYS".to_string() } else { format!(".SH [{section}]") };
+            let start = man.find(&heading).unwrap_or_else(|| panic!("man page lacks {heading}"));
+            let end = man[start + heading.len()..].find(".SH ").map_or(man.len(), |e| start + heading.len() + e);
+            let entry = format!("\\fB{}\\fR", leaf.replace('-', "\\-"));
+            assert!(man[start..end].contains(&entry), "man page lacks {p}");
+        }
+    }
+
     /// The commented example documents every key, with the default values
     /// (the organisation's own domains aside).
     #[test]
@@ -572,11 +597,7 @@ mod example_tests {
         };
         assert_eq!(example, expected);
 
-        let defaults = toml::Value::try_from(Config::default()).unwrap();
-        let mut paths = Vec::new();
-        key_paths(&defaults, "", &mut paths);
-        paths.push("admin.control_socket".into());
-        for p in paths {
+        for p in all_key_paths() {
             let leaf = p.rsplit('.').next().unwrap();
             let section = p.rsplit_once('.').map(|(s, _)| s);
             let section_ok = section.is_none_or(|s| {

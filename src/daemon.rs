@@ -142,6 +142,7 @@ impl Shared {
         new.socket_mode = old.socket_mode.clone();
         new.state_dir = old.state_dir.clone();
         new.max_connections = old.max_connections;
+        new.message_index_ttl = old.message_index_ttl;
         new.admin = old.admin.clone();
         new.log.target = old.log.target;
         new.log.format = old.log.format;
