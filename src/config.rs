@@ -569,12 +569,24 @@ mod example_tests {
     /// The man page documents every key under its section.
     #[test]
     fn man_page_documents_every_key() {
-        let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/man/sra-milter.toml.5")).unwrap();
+        let man = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/man/sra-milter.toml.5"
+        ))
+        .unwrap();
         for p in all_key_paths() {
             let (section, leaf) = p.rsplit_once('.').unwrap_or(("", &p));
-            let heading = if section.is_empty() { ".SH TOP-LEVEL KEYS".to_string() } else { format!(".SH [{section}]") };
-            let start = man.find(&heading).unwrap_or_else(|| panic!("man page lacks {heading}"));
-            let end = man[start + heading.len()..].find(".SH ").map_or(man.len(), |e| start + heading.len() + e);
+            let heading = if section.is_empty() {
+                ".SH TOP-LEVEL KEYS".to_string()
+            } else {
+                format!(".SH [{section}]")
+            };
+            let start = man
+                .find(&heading)
+                .unwrap_or_else(|| panic!("man page lacks {heading}"));
+            let end = man[start + heading.len()..]
+                .find(".SH ")
+                .map_or(man.len(), |e| start + heading.len() + e);
             let entry = format!("\\fB{}\\fR", leaf.replace('-', "\\-"));
             assert!(man[start..end].contains(&entry), "man page lacks {p}");
         }
