@@ -420,3 +420,43 @@ async fn shutdown_lets_open_sessions_finish() {
         1
     );
 }
+
+#[tokio::test]
+async fn malformed_mail_and_broken_packets_never_stop_the_milter() {
+    use std::io::Write;
+    let m = start(|_| {}).await;
+    // Garbage where headers and bodies should be.
+    let mut mail = Mail::inbound("carol@partner.example", "bad1@p");
+    mail.headers = vec![
+        ("From".into(), "\"unterminated <<@@>>".into()),
+        ("Message-ID".into(), "<<<>>>".into()),
+        ("References".into(), "<".repeat(5000)),
+        ("Content-Type".into(), "multipart/mixed; boundary=".into()),
+        ("Subject".into(), "=?utf-8?b?////?= \u{fffd}".into()),
+    ];
+    mail.body = "--\r\n--\r\nContent-Type: application/octet-stream\r\n\r\n".repeat(200);
+    let t = send(m.addr, &mail).await;
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+    assert!(t.header("X-SRA-Verdict").is_some());
+    // A message with no headers at all, and a null sender.
+    let mut empty = Mail::inbound("", "x@y");
+    empty.headers.clear();
+    empty.from = String::new();
+    let t = send(m.addr, &empty).await;
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+
+    // Broken milter packets: a huge length, then random bytes, then an
+    // unknown command; each connection is dropped, the daemon goes on.
+    for junk in [
+        &b"\xff\xff\xff\xffO"[..],
+        b"\x00\x00\x00\x05Xabcd",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(m.addr).unwrap();
+        let _ = s.write_all(junk);
+        drop(s);
+    }
+    let t = send(m.addr, &Mail::inbound("carol@partner.example", "good@p")).await;
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+    m.stop().await;
+}
