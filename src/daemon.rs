@@ -330,11 +330,7 @@ const SWEEP_SECONDS: u64 = 300;
 /// `GET /metrics` and `GET /health`.
 fn admin_handler(
     shared: Arc<Shared>,
-) -> impl Fn(
-    crate::http::Request,
-) -> std::pin::Pin<Box<dyn Future<Output = crate::http::Response> + Send>>
-       + Send
-       + Sync {
+) -> impl Fn(crate::http::Request) -> crate::http::ResponseFuture + Send + Sync {
     use crate::http::Response;
     move |req| {
         let shared = shared.clone();
@@ -364,11 +360,7 @@ fn admin_handler(
 /// `POST /v1/events`: bearer token, validate the whole batch, apply it.
 fn events_handler(
     shared: Arc<Shared>,
-) -> impl Fn(
-    crate::http::Request,
-) -> std::pin::Pin<Box<dyn Future<Output = crate::http::Response> + Send>>
-       + Send
-       + Sync {
+) -> impl Fn(crate::http::Request) -> crate::http::ResponseFuture + Send + Sync {
     use crate::http::Response;
     use serde_json::json;
     move |req| {

@@ -23,7 +23,7 @@ use crate::config::{Config, Span};
 use crate::identity;
 use crate::pipeline::Engine;
 use crate::record::{Counter, Record};
-use crate::store::{engagement_key, IndexEntry, Kind, StoreError, Update};
+use crate::store::{engagement_key, Deltas, IndexEntry, Kind, StoreError, Update};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -236,29 +236,12 @@ fn delta(time: u64) -> Record {
     Record::touched_at(time)
 }
 
-fn kind_tag(k: Kind) -> u8 {
-    match k {
-        Kind::Sender => 0,
-        Kind::Domain => 1,
-        Kind::Mta => 2,
-        Kind::Pair => 3,
-    }
-}
-
-fn bump(
-    u: &mut HashMap<(u8, String), (Kind, Record)>,
-    kind: Kind,
-    key: &str,
-    time: u64,
-    counters: &[Counter],
-) {
-    let tag = kind_tag(kind);
-    let e = u
-        .entry((tag, key.to_string()))
-        .or_insert_with(|| (kind, delta(time)));
+fn bump(d: &mut Deltas, kind: Kind, key: &str, time: u64, counters: &[Counter]) {
+    let mut r = delta(time);
     for c in counters {
-        e.1.add(*c, 1);
+        r.add(*c, 1);
     }
+    d.merge(kind, key, &r);
 }
 
 impl Engine {
@@ -269,7 +252,7 @@ impl Engine {
         let store = self.store();
         let mut report = Report::default();
         let mut entries: HashMap<String, Option<IndexEntry>> = HashMap::new();
-        let mut records: HashMap<(u8, String), (Kind, Record)> = HashMap::new();
+        let mut records = Deltas::default();
         let mut first_time = u64::MAX;
         let mut changed: std::collections::HashSet<String> = std::collections::HashSet::new();
         for ev in events {
@@ -329,9 +312,7 @@ impl Engine {
             }
         }
         let mut u = Update::default();
-        for ((_, key), (kind, rec)) in records {
-            u.records.push((kind, key, rec));
-        }
+        u.records.extend(records.into_records());
         for (id, entry) in entries {
             let Some(e) = entry else { continue };
             if changed.contains(&id) {
@@ -363,7 +344,7 @@ impl Engine {
                 return Ok(counted);
             }
             let mut u = Update::default();
-            let mut records: HashMap<(u8, String), (Kind, Record)> = HashMap::new();
+            let mut records = Deltas::default();
             for (key, time, id) in due {
                 u.engagement_del.push(key);
                 let Some(mut e) = store.message(&id)? else {
@@ -393,9 +374,7 @@ impl Engine {
                 u.messages.push((id, e));
                 counted += 1;
             }
-            for ((_, key), (kind, rec)) in records {
-                u.records.push((kind, key, rec));
-            }
+            u.records.extend(records.into_records());
             store.apply(&u)?;
         }
     }

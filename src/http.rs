@@ -32,6 +32,9 @@ impl Request {
     }
 }
 
+/// What a handler returns.
+pub type ResponseFuture = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
+
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,

@@ -66,6 +66,18 @@ fn with_session<'a>(
     }
 }
 
+/// Runs one stage's work and records its latency.
+async fn timed(
+    shared: &Shared,
+    stage: &str,
+    work: impl std::future::Future<Output = Status>,
+) -> Status {
+    let started = std::time::Instant::now();
+    let status = work.await;
+    shared.metrics.stage_latency(stage, started.elapsed());
+    status
+}
+
 pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
     let s_connect = shared.clone();
     let s_helo = shared.clone();
@@ -117,13 +129,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     macros,
                     reply,
                 } = cx;
-                let started = std::time::Instant::now();
-                let status = match with_session(&shared, data, "mail") {
-                    Ok(c) => c.mail(&args, macros, reply).await,
-                    Err(s) => s,
-                };
-                shared.metrics.stage_latency("mail", started.elapsed());
-                status
+                timed(&shared, "mail", async {
+                    match with_session(&shared, data, "mail") {
+                        Ok(c) => c.mail(&args, macros, reply).await,
+                        Err(s) => s,
+                    }
+                })
+                .await
             })
         })
         .on_rcpt(move |cx, args| {
@@ -134,13 +146,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     macros,
                     reply,
                 } = cx;
-                let started = std::time::Instant::now();
-                let status = match with_session(&shared, data, "rcpt") {
-                    Ok(c) => c.rcpt(&args, macros, reply),
-                    Err(s) => s,
-                };
-                shared.metrics.stage_latency("rcpt", started.elapsed());
-                status
+                timed(&shared, "rcpt", async {
+                    match with_session(&shared, data, "rcpt") {
+                        Ok(c) => c.rcpt(&args, macros, reply),
+                        Err(s) => s,
+                    }
+                })
+                .await
             })
         })
         // Registered so that Postfix sends its DATA-stage macros together
@@ -189,13 +201,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     reply,
                     actions,
                 } = cx;
-                let started = std::time::Instant::now();
-                let status = match with_session(&shared, data, "eom") {
-                    Ok(c) => c.eom(macros, reply, actions).await,
-                    Err(s) => s,
-                };
-                shared.metrics.stage_latency("eom", started.elapsed());
-                status
+                timed(&shared, "eom", async {
+                    match with_session(&shared, data, "eom") {
+                        Ok(c) => c.eom(macros, reply, actions).await,
+                        Err(s) => s,
+                    }
+                })
+                .await
             })
         })
         .on_abort(|cx| {

@@ -32,7 +32,9 @@ use crate::identity::{self, Direction};
 use crate::pipeline::{AuthState, Engine, Message};
 use crate::policy::Action;
 use crate::record::Record;
-use crate::store::{IndexEntry, Kind, NameEntry, ReputationStore, RocksStore, StoreError, Update};
+use crate::store::{
+    Deltas, IndexEntry, Kind, NameEntry, ReputationStore, RocksStore, StoreError, Update,
+};
 use crate::verdict::VerdictRecord;
 use ipnet::IpNet;
 use mail_parser::{HeaderValue, MessageParser};
@@ -497,22 +499,13 @@ pub struct BatchingStore {
 
 #[derive(Default)]
 struct Pending {
-    records: HashMap<(u8, String), (Kind, Record)>,
+    records: Deltas,
     messages: HashMap<String, IndexEntry>,
     names: HashMap<String, NameEntry>,
     engagement_add: Vec<Vec<u8>>,
     engagement_del: Vec<Vec<u8>>,
     engagement_since: Option<u64>,
     updates: usize,
-}
-
-fn kind_tag(k: Kind) -> u8 {
-    match k {
-        Kind::Sender => 0,
-        Kind::Domain => 1,
-        Kind::Mta => 2,
-        Kind::Pair => 3,
-    }
 }
 
 impl BatchingStore {
@@ -532,11 +525,7 @@ impl BatchingStore {
     pub fn write_pending(&self) -> Result<(), StoreError> {
         let p = std::mem::take(&mut *self.lock());
         let update = Update {
-            records: p
-                .records
-                .into_iter()
-                .map(|((_, key), (kind, rec))| (kind, key, rec))
-                .collect(),
+            records: p.records.into_records(),
             messages: p.messages.into_iter().collect(),
             names: p.names.into_iter().collect(),
             engagement_add: p.engagement_add,
@@ -550,7 +539,7 @@ impl BatchingStore {
 impl ReputationStore for BatchingStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
         let mut r = self.inner.record(kind, key)?;
-        if let Some((_, delta)) = self.lock().records.get(&(kind_tag(kind), key.to_string())) {
+        if let Some(delta) = self.lock().records.get(kind, key) {
             r.merge(delta);
         }
         Ok(r)
@@ -567,10 +556,7 @@ impl ReputationStore for BatchingStore {
         let full = {
             let mut p = self.lock();
             for (kind, key, delta) in &update.records {
-                p.records
-                    .entry((kind_tag(*kind), key.clone()))
-                    .and_modify(|(_, r)| r.merge(delta))
-                    .or_insert_with(|| (*kind, delta.clone()));
+                p.records.merge(*kind, key, delta);
             }
             for (id, e) in &update.messages {
                 p.messages.insert(id.clone(), e.clone());

@@ -75,7 +75,7 @@ pub enum StoreError {
 }
 
 /// Which record family a key belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Sender,
     Domain,
@@ -140,6 +140,33 @@ pub struct NameEntry {
     pub address: String,
     /// Learned from the enterprise's own outbound mail.
     pub enterprise: bool,
+}
+
+/// Record deltas gathered before a write, one per (family, key), merged as
+/// they come (events of one batch, the pending messages of a replay batch).
+#[derive(Clone, Debug, Default)]
+pub struct Deltas(std::collections::HashMap<(Kind, String), Record>);
+
+impl Deltas {
+    pub fn merge(&mut self, kind: Kind, key: &str, delta: &Record) {
+        match self.0.get_mut(&(kind, key.to_string())) {
+            Some(r) => r.merge(delta),
+            None => {
+                self.0.insert((kind, key.to_string()), delta.clone());
+            }
+        }
+    }
+
+    pub fn get(&self, kind: Kind, key: &str) -> Option<&Record> {
+        self.0.get(&(kind, key.to_string()))
+    }
+
+    pub fn into_records(self) -> Vec<(Kind, String, Record)> {
+        self.0
+            .into_iter()
+            .map(|((k, key), r)| (k, key, r))
+            .collect()
+    }
 }
 
 /// Everything one message changes, written atomically.
