@@ -950,6 +950,57 @@ mod tests {
         assert!(header.unwrap().contains("dmarc=fail"));
     }
 
+    #[tokio::test]
+    async fn optional_dns_checks_read_mx_a_and_dnsbl_answers() {
+        let a = offline();
+        let far = Instant::now() + Duration::from_secs(3600);
+        // mail.example has an MX; a.example only an A.
+        a.mx.insert(
+            "mail.example.".into(),
+            RecordSet {
+                rrset: vec![MX {
+                    exchanges: vec!["mx.mail.example".into()].into_boxed_slice(),
+                    preference: 10,
+                }]
+                .into(),
+                dnssec_status: mail_auth::DnssecStatus::Indeterminate,
+            },
+            far,
+        );
+        a.mx.insert(
+            "a.example.".into(),
+            RecordSet {
+                rrset: Vec::new().into(),
+                dnssec_status: mail_auth::DnssecStatus::Indeterminate,
+            },
+            far,
+        );
+        a.preload_a("a.example", &["192.0.2.80".parse().unwrap()]);
+        assert_eq!(a.domain_accepts_mail("mail.example").await, Some(true));
+        assert_eq!(a.domain_accepts_mail("a.example").await, Some(true));
+        // Nothing cached and no resolver: undecided, not "no MX".
+        assert_eq!(a.domain_accepts_mail("unknown.example").await, None);
+        // DNSBL: 10.2.0.192.zen.test listed (127.0.0.2).
+        a.preload_a("10.2.0.192.zen.test", &["127.0.0.2".parse().unwrap()]);
+        a.preload_a("11.2.0.192.zen.test", &["192.0.2.1".parse().unwrap()]);
+        assert_eq!(
+            a.dnsbl_listed("192.0.2.10".parse().unwrap(), "zen.test")
+                .await,
+            Some(true)
+        );
+        assert_eq!(
+            a.dnsbl_listed("192.0.2.11".parse().unwrap(), "zen.test")
+                .await,
+            Some(false),
+            "answers outside 127/8 are not listings (RFC 5782)"
+        );
+        assert_eq!(
+            a.dnsbl_listed("192.0.2.12".parse().unwrap(), "zen.test")
+                .await,
+            None
+        );
+    }
+
     #[test]
     fn trusted_authentication_results_are_read() {
         let v = "mx.upstream.example; spf=pass (sender ok) smtp.mailfrom=carol@partner.example; dkim=pass header.d=partner.example header.s=s1; dmarc=pass (p=reject) header.from=partner.example";

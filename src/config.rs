@@ -151,6 +151,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Level filter, in `RUST_LOG` syntax (`info`, `debug`, `sra_milter=debug`).
     pub level: String,
+    /// The syslog socket (`target = "syslog"`).
+    pub syslog_socket: PathBuf,
 }
 
 impl Default for LogConfig {
@@ -159,6 +161,7 @@ impl Default for LogConfig {
             target: LogTarget::Stderr,
             format: LogFormat::Text,
             level: "info".into(),
+            syslog_socket: PathBuf::from("/dev/log"),
         }
     }
 }
@@ -454,7 +457,10 @@ impl Config {
         if self.admin != new.admin {
             v.push("admin");
         }
-        if self.log.target != new.log.target || self.log.format != new.log.format {
+        if self.log.target != new.log.target
+            || self.log.format != new.log.format
+            || self.log.syslog_socket != new.log.syslog_socket
+        {
             v.push("log.target/log.format");
         }
         v

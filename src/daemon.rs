@@ -146,6 +146,7 @@ impl Shared {
         new.admin = old.admin.clone();
         new.log.target = old.log.target;
         new.log.format = old.log.format;
+        new.log.syslog_socket = old.log.syslog_socket.clone();
         if new.dns != old.dns {
             tracing::warn!("config reload: [dns] changed; it takes effect at the next restart");
             new.dns = old.dns.clone();

@@ -106,7 +106,12 @@ pub fn init(cfg: &Config) -> io::Result<()> {
     let syslog = match cfg.log.target {
         LogTarget::Syslog => {
             let s = UnixDatagram::unbound()?;
-            s.connect("/dev/log")?;
+            s.connect(&cfg.log.syslog_socket).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("syslog socket {}: {e}", cfg.log.syslog_socket.display()),
+                )
+            })?;
             Some(Mutex::new(s))
         }
         LogTarget::Stderr => None,

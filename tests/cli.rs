@@ -491,3 +491,47 @@ async fn import_events_applies_a_log_or_nothing() {
     );
     assert!(d.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_target_sends_facility_mail_datagrams_with_the_queue_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("log.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let cfg = dir.path().join("sra.toml");
+    let port = free_port();
+    write_config(
+        &cfg,
+        port,
+        &dir.path().join("state"),
+        "monitor",
+        &format!(
+            "[log]\ntarget = \"syslog\"\nsyslog_socket = \"{}\"\n",
+            sock_path.display()
+        ),
+    );
+    let d = Daemon::start(&cfg, port, dir.path().join("log"));
+    send(
+        d.addr(),
+        &Mail::inbound("carol@partner.example", "sys1@partner.example"),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = sock.recv(&mut buf) {
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = line.contains("4XyZ1A2B3C: verdict");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let verdict = seen
+        .iter()
+        .find(|l| l.contains("4XyZ1A2B3C: verdict"))
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+    // <22> = facility mail (2) * 8 + severity info (6).
+    assert!(verdict.starts_with("<22>sra-milter["), "{verdict}");
+    assert!(d.stop().success());
+}
