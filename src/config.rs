@@ -215,6 +215,10 @@ pub struct Config {
     pub enterprise_domains: Vec<String>,
     /// Clients connecting from these networks send outbound mail.
     pub internal_networks: Vec<IpNet>,
+    /// Postfix `{daemon_name}` values of services that only take the
+    /// organisation's own mail (submission with
+    /// `-o milter_macro_daemon_name=ORIGINATING`): outbound from connect on.
+    pub originating_daemon_names: Vec<String>,
     /// Relays whose `Received:` headers are trusted by `replay`.
     pub trusted_relays: Vec<IpNet>,
     /// Sub-address delimiters removed from envelope addresses (`user+tag`).
@@ -254,6 +258,7 @@ impl Default for Config {
                 "127.0.0.0/8".parse().expect("literal network"),
                 "::1/128".parse().expect("literal network"),
             ],
+            originating_daemon_names: vec!["ORIGINATING".into()],
             trusted_relays: Vec::new(),
             recipient_delimiter: "+".into(),
             message_index_ttl: Span(Duration::from_secs(90 * 86400)),
@@ -393,6 +398,10 @@ impl Config {
         self.policy.validate().map_err(ConfigError::Invalid)?;
         self.anomalies.validate().map_err(ConfigError::Invalid)?;
         self.events.validate().map_err(ConfigError::Invalid)?;
+        if !self.events.listen.is_empty() {
+            // The listener refuses to run without its token: say so now.
+            self.events.token().map_err(ConfigError::Invalid)?;
+        }
         if !self.admin.listen.is_empty()
             && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
         {

@@ -26,6 +26,8 @@ pub struct Connection {
     cfg: Arc<Config>,
     hostname: String,
     client_ip: Option<IpAddr>,
+    /// The Postfix service is one of `originating_daemon_names`.
+    originating: bool,
     pub helo: String,
     mta: Option<Rating>,
     /// The envelope sender's rating, from MAIL to end of message.
@@ -116,6 +118,8 @@ impl Connection {
             cfg: cfg.clone(),
             hostname,
             client_ip: ip.map(identity::canonical_ip),
+            originating: macro_str(&cx.macros, "{daemon_name}")
+                .is_some_and(|d| cfg.originating_daemon_names.contains(&d)),
             helo: String::new(),
             mta: None,
             mail_rating: None,
@@ -125,7 +129,7 @@ impl Connection {
         let Some(ip) = conn.client_ip else {
             return (conn, Status::Continue);
         };
-        if cfg.is_internal_ip(ip) {
+        if conn.originating || cfg.is_internal_ip(ip) {
             return (conn, Status::Continue);
         }
         let engine = shared.engine.clone();
@@ -269,7 +273,11 @@ impl Connection {
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
         let auth = macro_str(macros, "{auth_authen}");
-        let direction = identity::direction(&cfg, self.client_ip, auth.as_deref());
+        let direction = if self.originating {
+            Direction::Outbound
+        } else {
+            identity::direction(&cfg, self.client_ip, auth.as_deref())
+        };
         let envelope_from = identity::normalize_envelope(&raw_from, &cfg.recipient_delimiter);
         self.msg = Some(MessageState {
             queue_id: macro_str(macros, "i").unwrap_or_default(),

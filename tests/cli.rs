@@ -135,6 +135,16 @@ fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
             .code(),
         Some(78)
     );
+    // An events listener without a readable token is a configuration error.
+    let no_token = dir.path().join("no-token.toml");
+    std::fs::write(
+        &no_token,
+        "[events]\nlisten = \"127.0.0.1:8895\"\ntoken_file = \"/nonexistent/token\"\n",
+    )
+    .unwrap();
+    let out = cli(&["check-config", "-c", no_token.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token_file"));
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml");
     let out = cli(&["check-config", "-c", example]);

@@ -460,3 +460,63 @@ async fn malformed_mail_and_broken_packets_never_stop_the_milter() {
     assert_eq!(t.eom_status(), Some(&Status::Continue));
     m.stop().await;
 }
+
+#[tokio::test]
+async fn an_originating_service_is_outbound_from_connect_on() {
+    use indymilter_test::{MacroStage, TestConnection};
+    let m = start(|c| c.lists.block = vec!["198.51.100.0/24".into()]).await;
+    // A user at home, blocked as an MTA, submits through the ORIGINATING
+    // service: no connect verdict, and the mail is outbound.
+    let mut conn = TestConnection::open(m.addr).await.unwrap();
+    conn.macros(MacroStage::Connect, [("{daemon_name}", "ORIGINATING")])
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.connect("home.isp.example", [198, 51, 100, 7])
+            .await
+            .unwrap(),
+        Status::Continue
+    );
+    conn.macros(MacroStage::Mail, [("i", "SUB1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.mail(["<alice@example.com>"]).await.unwrap(),
+        Status::Continue
+    );
+    assert_eq!(
+        conn.rcpt(["<carol@partner.example>"]).await.unwrap(),
+        Status::Continue
+    );
+    conn.data().await.unwrap();
+    conn.header("From", "Alice <alice@example.com>")
+        .await
+        .unwrap();
+    conn.header("Message-ID", "<sub1@example.com>")
+        .await
+        .unwrap();
+    conn.eoh().await.unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert_eq!(status, Status::Continue);
+    assert!(!actions.has_insert_header(
+        indymilter_test::any(),
+        "X-SRA-Verdict",
+        indymilter_test::any()
+    ));
+    conn.close().await.unwrap();
+    assert_eq!(
+        m.store
+            .record(Kind::Sender, "carol@partner.example")
+            .unwrap()
+            .count(Counter::MessagesSent),
+        1
+    );
+    // The same address on the public port is an MTA, and blocked.
+    let mut mail = Mail::inbound("x@y.example", "z@y");
+    mail.ip = "198.51.100.7".parse().unwrap();
+    assert!(matches!(
+        send(m.addr, &mail).await.connect,
+        Status::Reject { .. }
+    ));
+    m.stop().await;
+}
