@@ -45,6 +45,15 @@ pub enum Mode {
     Enforce,
 }
 
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Monitor => "monitor",
+            Mode::Enforce => "enforce",
+        })
+    }
+}
+
 /// What the milter answers when it cannot rate a message (store or internal
 /// error).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -118,7 +118,10 @@ impl Shared {
             "store"
         });
         let policy = self.config().on_error;
-        tracing::error!("{qid}: {error}; answering per on_error={policy:?}");
+        tracing::error!(
+            "{qid}: {error}; answering per on_error={}",
+            format!("{policy:?}").to_lowercase()
+        );
         let (code, xcode, text) = match policy {
             OnError::Accept => return Status::Continue,
             OnError::Tempfail => ("451", "4.3.0", "temporary local problem, try again later"),

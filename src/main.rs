@@ -436,7 +436,7 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
             }
         };
         tracing::info!(
-            "sra-milter {} listening on {} (mode {:?}, store {})",
+            "sra-milter {} listening on {} (mode {}, store {})",
             env!("CARGO_PKG_VERSION"),
             cfg.socket,
             cfg.mode,
