@@ -33,6 +33,9 @@ pub struct Explained {
     pub label: String,
     /// The sender's domain rating (sender subject only).
     pub domain: Option<Rating>,
+    /// The MTAs and networks the sender's authenticated mail came through,
+    /// most used first: (key, messages, last seen).
+    pub mtas: Vec<(String, u64, u64)>,
 }
 
 pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, ExplainError> {
@@ -48,6 +51,7 @@ pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, E
         source,
     };
     let engine = Engine::new(store.clone(), cfg).map_err(err)?;
+    let mut mtas = Vec::new();
     let (rating, rec, domain) = match subject {
         Subject::Sender(a) => {
             let a = clean_address(a)
@@ -57,6 +61,20 @@ pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, E
             let d = engine
                 .rate_domain(cfg, crate::identity::domain_of(&a), now)
                 .map_err(err)?;
+            mtas = store
+                .pairs_of(&a, 1000)
+                .map_err(err)?
+                .into_iter()
+                .map(|(k, r)| {
+                    (
+                        k,
+                        r.count(crate::record::Counter::MessagesReceived),
+                        r.last_seen,
+                    )
+                })
+                .collect();
+            mtas.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            mtas.truncate(20);
             (r, rec, Some(d))
         }
         Subject::Domain(d) => {
@@ -77,6 +95,7 @@ pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, E
         last_seen: rec.last_seen,
         label: rec.label,
         domain,
+        mtas,
     })
 }
 
@@ -98,6 +117,11 @@ pub fn to_json(e: &Explained) -> serde_json::Value {
     }
     if let Some(d) = &e.domain {
         v["domain"] = rating_json(d);
+        v["mtas"] = e
+            .mtas
+            .iter()
+            .map(|(k, n, t)| json!({ "mta": k, "messages": n, "last_seen": rfc3339(*t) }))
+            .collect();
     }
     v
 }
@@ -162,6 +186,9 @@ pub fn to_text(e: &Explained) -> String {
     }
     if let Some(d) = &e.domain {
         let _ = writeln!(s, "  domain {}: {} (score {:.1})", d.key, d.class, d.score);
+    }
+    for (k, n, t) in &e.mtas {
+        let _ = writeln!(s, "  via {k}: {n} message(s), last {}", rfc3339(*t));
     }
     s
 }

@@ -213,6 +213,11 @@ pub trait ReputationStore: Send + Sync + 'static {
     ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError>;
     /// When the first engagement event arrived, if one has.
     fn engagement_since(&self) -> Result<Option<u64>, StoreError>;
+    /// The sender×MTA pair records of a sender (MTA keys and `net:` keys),
+    /// at most `limit`.
+    fn pairs_of(&self, _sender: &str, _limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Size figures for metrics: `keys:<family>` and `bytes:<kind>`.
     fn stats(&self) -> Vec<(String, u64)> {
         Vec::new()
@@ -538,6 +543,27 @@ impl ReputationStore for RocksStore {
             .db
             .get_cf(self.cf(CF_META)?, b"engagement_since")?
             .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
+    fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
+        let cf = self.cf(CF_PAIRS)?;
+        let prefix = format!("{sender}\0");
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(prefix.as_bytes()) else {
+                break;
+            };
+            if out.len() >= limit {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(rest).into_owned(),
+                Record::decode(&v)?,
+            ));
+        }
+        Ok(out)
     }
 
     fn stats(&self) -> Vec<(String, u64)> {

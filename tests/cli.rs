@@ -259,6 +259,18 @@ async fn explain_and_override_work_while_the_daemon_runs() {
     assert_eq!(v["factors"]["messages_sent"], 1.0);
     assert_eq!(v["factors"]["replies_received"], 1.0);
     assert_eq!(v["factors"]["open_ratio"], serde_json::Value::Null);
+    // The MTA (and its /24) the sender came through.
+    assert_eq!(v["mtas"][0]["messages"], 1);
+    let via: Vec<&str> = v["mtas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mta"].as_str().unwrap())
+        .collect();
+    assert!(
+        via.contains(&"192.0.2.10") && via.contains(&"net:192.0.2.0/24"),
+        "{via:?}"
+    );
 
     let out = cli(&["explain", "-c", c, "--mta", "192.0.2.10", "--json"]);
     assert!(out.status.success());
