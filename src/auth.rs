@@ -951,6 +951,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_arc_sealed_message_verifies_and_a_broken_seal_fails() {
+        use mail_auth::arc::ArcSealer;
+        let a = offline();
+        spf(&a, "mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
+        spf(&a, "partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
+        a.preload_txt_missing("_dmarc.partner.example");
+        a.preload_txt_missing("_dmarc.example");
+        let (raw, record) = signed_message("partner.example", "s1", "carol@partner.example", None);
+        a.preload_txt(
+            "s1._domainkey.partner.example",
+            DomainKey::parse(record.as_bytes()).unwrap(),
+        );
+        // A forwarder (list.example) seals the message with its own key.
+        let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+        let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+        let arc_record = format!("v=DKIM1; k=ed25519; p={}", base64(&key.public_key()));
+        a.preload_txt(
+            "arc._domainkey.list.example",
+            DomainKey::parse(arc_record.as_bytes()).unwrap(),
+        );
+        let msg = AuthenticatedMessage::parse(raw.as_bytes()).unwrap();
+        let arc_out = a.inner.verify_arc(a.params(&msg)).await;
+        let dkim_out = a.inner.verify_dkim(a.params(&msg)).await;
+        let results = AuthenticationResults::new("mx.list.example")
+            .with_dkim_results(&dkim_out, "partner.example");
+        let set = ArcSealer::from_key(key)
+            .domain("list.example")
+            .selector("arc")
+            .headers(["From", "To", "Subject", "DKIM-Signature"])
+            .seal(&msg, &results, &arc_out)
+            .unwrap();
+        let sealed = format!("{}{raw}", set.to_header());
+        let st = mail_spf(&a, "carol@partner.example").await;
+        let (s, header) = a
+            .verify(
+                sealed.as_bytes(),
+                &st,
+                Some("partner.example"),
+                IP.parse().unwrap(),
+                "mx",
+            )
+            .await;
+        assert_eq!(s.arc, "pass", "{s:?}");
+        assert!(header.unwrap().contains("arc=pass"));
+        // The seal's instance broken (a header it covers changed).
+        let broken = sealed.replace("Subject: signed", "Subject: changed");
+        let (s, _) = a
+            .verify(
+                broken.as_bytes(),
+                &st,
+                Some("partner.example"),
+                IP.parse().unwrap(),
+                "mx",
+            )
+            .await;
+        assert_eq!(s.arc, "fail", "{s:?}");
+    }
+
+    #[tokio::test]
     async fn optional_dns_checks_read_mx_a_and_dnsbl_answers() {
         let a = offline();
         let far = Instant::now() + Duration::from_secs(3600);
