@@ -70,6 +70,8 @@ pub enum StoreError {
     Io(String),
     #[error("the store is open read-only")]
     ReadOnly,
+    #[error("the store at {0} is in use by another process (a running sra-milter?): stop it, or use another --state-dir")]
+    Locked(PathBuf),
     #[error("store task failed: {0}")]
     Task(String),
 }
@@ -319,8 +321,14 @@ impl RocksStore {
         // The expiry clock is the mail's: it advances with what the store
         // learns (live mail: now; a replayed archive: its own dates).
         let newest = Arc::new(AtomicU64::new(0));
-        let db =
-            DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))?;
+        let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))
+            .map_err(|e| {
+                if e.as_ref().contains("lock") {
+                    StoreError::Locked(path.to_owned())
+                } else {
+                    StoreError::Db(e)
+                }
+            })?;
         let store = RocksStore {
             db,
             path: path.to_owned(),
@@ -691,7 +699,10 @@ mod tests {
         };
         assert!(matches!(r.apply(&write), Err(StoreError::ReadOnly)));
         assert!(
-            RocksStore::open(dir.path(), 86400).is_err(),
+            matches!(
+                RocksStore::open(dir.path(), 86400),
+                Err(StoreError::Locked(_))
+            ),
             "second writer must fail"
         );
     }
