@@ -557,3 +557,63 @@ async fn syslog_target_sends_facility_mail_datagrams_with_the_queue_id() {
     assert!(verdict.starts_with("<22>sra-milter["), "{verdict}");
     assert!(d.stop().success());
 }
+
+#[test]
+fn replay_command_writes_records_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sra.toml");
+    write_config(
+        &cfg,
+        free_port(),
+        &dir.path().join("state"),
+        "monitor",
+        "trusted_relays = [\"10.0.0.0/8\"]\n",
+    );
+    let mail = dir.path().join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    std::fs::write(
+        mail.join("1.eml"),
+        "Received: from mx.partner.example (mx.partner.example [192.0.2.10])\r\n\tby mx.example.com; Tue, 10 Apr 2007 10:00:00 +0000\r\nFrom: carol@partner.example\r\nTo: alice@example.com\r\nMessage-ID: <r1@p>\r\nDate: Tue, 10 Apr 2007 10:00:00 +0000\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    std::fs::write(mail.join("2.eml"), "garbage without headers or a date").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let o = cli(&[
+        "replay",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--jsonl",
+        out.to_str().unwrap(),
+        mail.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        summary.contains("replay: 1 messages") && summary.contains("1 unreadable"),
+        "{summary}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines
+        .iter()
+        .any(|l| l["message_id"] == "r1@p" && l["client_ip"] == "192.0.2.10"));
+    assert!(lines.iter().any(|l| l["error"].is_string()));
+    // The store learned it.
+    let v: serde_json::Value = serde_json::from_slice(
+        &cli(&[
+            "explain",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--sender",
+            "carol@partner.example",
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["factors"]["messages_received"], 1.0);
+}
