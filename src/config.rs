@@ -457,37 +457,60 @@ impl Config {
         self.internal_networks.iter().any(|n| n.contains(&ip))
     }
 
-    /// Keys whose change needs a restart; SIGHUP logs and keeps the old value.
-    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.socket != new.socket || self.socket_mode != new.socket_mode {
-            v.push("socket");
+    /// For a reload: puts back the running value of every key that needs a
+    /// restart, and names the ones the new file changed.
+    pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($name:literal, $($field:ident).+) => {
+                if self.$($field).+ != running.$($field).+ {
+                    changed.push($name);
+                    self.$($field).+ = running.$($field).+.clone();
+                }
+            };
         }
-        if self.state_dir != new.state_dir {
-            v.push("state_dir");
-        }
-        if self.max_connections != new.max_connections {
-            v.push("max_connections");
-        }
-        if self.message_index_ttl != new.message_index_ttl {
-            v.push("message_index_ttl");
-        }
-        if self.admin != new.admin {
-            v.push("admin");
-        }
-        if self.log.target != new.log.target
-            || self.log.format != new.log.format
-            || self.log.syslog_socket != new.log.syslog_socket
-        {
-            v.push("log.target/log.format");
-        }
-        v
+        keep!("socket", socket);
+        keep!("socket_mode", socket_mode);
+        keep!("state_dir", state_dir);
+        keep!("max_connections", max_connections);
+        keep!("message_index_ttl", message_index_ttl);
+        keep!("admin", admin);
+        keep!("log.target", log.target);
+        keep!("log.format", log.format);
+        keep!("log.syslog_socket", log.syslog_socket);
+        keep!("dns", dns);
+        keep!("events.listen", events.listen);
+        changed
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_keeps_restart_only_keys_and_names_them() {
+        let running = Config::default();
+        let mut new = Config {
+            mode: Mode::Enforce,
+            socket: "inet:127.0.0.1:9999".parse().unwrap(),
+            state_dir: PathBuf::from("/elsewhere"),
+            ..Config::default()
+        };
+        new.dns.timeout = Span(Duration::from_secs(1));
+        new.events.listen = "127.0.0.1:1".into();
+        let changed = new.keep_restart_only(&running);
+        assert_eq!(changed, ["socket", "state_dir", "dns", "events.listen"]);
+        assert_eq!(new.socket, running.socket);
+        assert_eq!(new.state_dir, running.state_dir);
+        assert_eq!(new.dns, running.dns);
+        assert_eq!(new.events.listen, running.events.listen);
+        assert_eq!(
+            new.mode,
+            Mode::Enforce,
+            "reloadable keys take the new value"
+        );
+    }
 
     #[test]
     fn durations_parse_with_units() {

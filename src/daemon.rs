@@ -138,21 +138,8 @@ impl Shared {
     pub fn reload(&self, path: Option<&Path>, ov: &Overrides) -> Result<(), ConfigError> {
         let old = self.config();
         let mut new = Config::load(path, ov)?;
-        for key in old.restart_only_changes(&new) {
+        for key in new.keep_restart_only(&old) {
             tracing::warn!("config reload: {key} changed; it takes effect at the next restart");
-        }
-        new.socket = old.socket.clone();
-        new.socket_mode = old.socket_mode.clone();
-        new.state_dir = old.state_dir.clone();
-        new.max_connections = old.max_connections;
-        new.message_index_ttl = old.message_index_ttl;
-        new.admin = old.admin.clone();
-        new.log.target = old.log.target;
-        new.log.format = old.log.format;
-        new.log.syslog_socket = old.log.syslog_socket.clone();
-        if new.dns != old.dns {
-            tracing::warn!("config reload: [dns] changed; it takes effect at the next restart");
-            new.dns = old.dns.clone();
         }
         if let Err(e) = self.engine.reload_overrides(&new) {
             tracing::error!("config reload: cannot reload overrides: {e}");
@@ -167,12 +154,6 @@ impl Shared {
                 }
                 Err(e) => tracing::error!("config reload: {e}; keeping the running token"),
             }
-        }
-        if new.events.listen != old.events.listen {
-            tracing::warn!(
-                "config reload: events.listen changed; it takes effect at the next restart"
-            );
-            new.events.listen = old.events.listen.clone();
         }
         self.set_config(new);
         tracing::info!("configuration reloaded");
