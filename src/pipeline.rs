@@ -158,7 +158,8 @@ impl Decision {
     }
 }
 
-fn class_reason(what: &str, r: &Option<Rating>) -> String {
+/// The short reason given with a refusal: `mta malicious`, `sender suspicious`.
+pub fn class_reason(what: &str, r: &Option<Rating>) -> String {
     match r {
         Some(r) => format!("{what} {}", r.class),
         None => what.to_string(),

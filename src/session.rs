@@ -9,7 +9,7 @@
 use crate::config::{Config, Mode};
 use crate::daemon::{ActiveGuard, Shared};
 use crate::identity::{self, Direction};
-use crate::pipeline::{Assessment, Message};
+use crate::pipeline::{class_reason, Assessment, Message};
 use crate::policy::{self, Action, Outcome, Stage};
 use crate::rating::Rating;
 use crate::verdict::{self, VerdictRecord, VERDICT_HEADER};
@@ -94,13 +94,6 @@ fn early_status(cfg: &Config, action: Action, reason: &str, reply: &mut SmtpRepl
         }
         Action::Discard => Status::Discard,
         Action::Accept | Action::Tag | Action::Quarantine => Status::Continue,
-    }
-}
-
-fn class_reason(what: &str, r: &Option<Rating>) -> String {
-    match r {
-        Some(r) => format!("{what} {}", r.class),
-        None => what.to_string(),
     }
 }
 
