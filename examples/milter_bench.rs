@@ -14,11 +14,13 @@
 //! with a real MTA.
 
 use indymilter_test::{MacroStage, TestConnection};
-use sra_milter::config::{Config, Mode};
+use sra_milter::config::Config;
+use sra_milter::config::SocketSpec;
 use sra_milter::daemon::{self, Shared};
+use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::socket::{MilterListener, SocketSpec};
 use sra_milter::store::RocksStore;
+use sra_milter::vocab::Mode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

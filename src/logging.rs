@@ -3,11 +3,10 @@
 //! Postfix queue id, so they line up with `mail.log`.
 //!
 //! In JSON mode each message's verdict record is written as one bare JSON
-//! object line (the SIEM feed); in text mode a one-line summary is logged.
+//! object line (the SIEM feed, see `verdict::emit_verdict`); in text mode a
+//! one-line summary is logged.
 
 use crate::config::{Config, LogFormat, LogTarget};
-use crate::pipeline::Message;
-use crate::verdict::VerdictRecord;
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Mutex, OnceLock};
@@ -170,47 +169,22 @@ pub fn set_level(level: &str) {
     }
 }
 
-/// Writes a message's verdict: the JSON record in JSON mode, a summary
-/// line otherwise.
-pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
-    let format = SINK.get().map_or(cfg.log.format, |s| s.format);
-    if format == LogFormat::Json {
-        let line = rec.to_json_line();
-        match SINK.get() {
-            Some(Sink {
-                target: LogTarget::Syslog,
-                syslog: Some(sock),
-                ..
-            }) => send_syslog(sock, 6, &line),
-            _ => {
-                let _ = writeln!(io::stderr().lock(), "{line}");
-            }
+/// The format the installed subscriber writes, once installed.
+pub fn format() -> Option<LogFormat> {
+    SINK.get().map(|s| s.format)
+}
+
+/// Writes one bare record line (a JSON verdict record) where the log goes:
+/// a syslog datagram, or a line on stderr.
+pub fn write_record(line: &str) {
+    match SINK.get() {
+        Some(Sink {
+            target: LogTarget::Syslog,
+            syslog: Some(sock),
+            ..
+        }) => send_syslog(sock, 6, line),
+        _ => {
+            let _ = writeln!(io::stderr().lock(), "{line}");
         }
-        return;
     }
-    let qid = if rec.queue_id.is_empty() {
-        "NOQUEUE"
-    } else {
-        &rec.queue_id
-    };
-    let rating = |v: &Option<serde_json::Value>| match v {
-        Some(v) => format!(
-            "{} ({} {})",
-            v["key"].as_str().unwrap_or("-"),
-            v["class"].as_str().unwrap_or("-"),
-            v["score"]
-        ),
-        None => "-".into(),
-    };
-    tracing::info!(
-        "{qid}: verdict direction={} stage={} from=<{}> sender={} mta={} action={} monitor={} message_id=<{}>",
-        rec.direction,
-        rec.stage,
-        msg.envelope_from.as_deref().unwrap_or(""),
-        rating(&rec.sender),
-        rating(&rec.mta),
-        rec.action,
-        if rec.monitor { "yes" } else { "no" },
-        rec.message_id.as_deref().unwrap_or("")
-    );
 }

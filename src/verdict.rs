@@ -1,9 +1,12 @@
 //! The verdict of one message: the `X-SRA-Verdict` header and the JSON
 //! verdict record (the SIEM feed). Field names are contracts (DESIGN.md).
 
-use crate::pipeline::{Assessment, Message};
-use crate::policy::{Outcome, Stage};
-use crate::rating::Rating;
+use crate::config::{Config, LogFormat};
+use crate::message::Message;
+use crate::pipeline::Assessment;
+use crate::policy::Outcome;
+use crate::reputation::{Anomaly, Rating};
+use crate::vocab::{rfc3339, Stage};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -11,33 +14,6 @@ pub const VERDICT_HEADER: &str = "X-SRA-Verdict";
 
 /// Contributions named in the header, largest first.
 const HEADER_TOP: usize = 4;
-
-/// RFC 5322 §2.2 field name: printable ASCII except colon.
-pub fn is_valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
-}
-
-/// Formats Unix seconds as RFC 3339 UTC (`2026-11-24T10:00:00Z`).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil-from-days (H. Hinnant), valid for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
 
 fn signed(p: f64) -> String {
     if p >= 0.0 {
@@ -141,7 +117,7 @@ pub struct VerdictRecord {
     pub auth: Option<crate::auth::AuthSummary>,
     pub sender: Option<Value>,
     pub mta: Option<Value>,
-    pub anomalies: Vec<crate::anomaly::Anomaly>,
+    pub anomalies: Vec<Anomaly>,
     pub stage: Stage,
     pub action: String,
     pub monitor: bool,
@@ -188,18 +164,44 @@ impl VerdictRecord {
     }
 }
 
+/// Writes a message's verdict: the JSON record in JSON mode, a summary
+/// line otherwise.
+pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
+    if crate::logging::format().unwrap_or(cfg.log.format) == LogFormat::Json {
+        crate::logging::write_record(&rec.to_json_line());
+        return;
+    }
+    let qid = if rec.queue_id.is_empty() {
+        "NOQUEUE"
+    } else {
+        &rec.queue_id
+    };
+    let rating = |v: &Option<serde_json::Value>| match v {
+        Some(v) => format!(
+            "{} ({} {})",
+            v["key"].as_str().unwrap_or("-"),
+            v["class"].as_str().unwrap_or("-"),
+            v["score"]
+        ),
+        None => "-".into(),
+    };
+    tracing::info!(
+        "{qid}: verdict direction={} stage={} from=<{}> sender={} mta={} action={} monitor={} message_id=<{}>",
+        rec.direction,
+        rec.stage,
+        msg.envelope_from.as_deref().unwrap_or(""),
+        rating(&rec.sender),
+        rating(&rec.mta),
+        rec.action,
+        if rec.monitor { "yes" } else { "no" },
+        rec.message_id.as_deref().unwrap_or("")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Action;
-
-    #[test]
-    fn rfc3339_formats_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_176_000_000), "2007-04-08T02:40:00Z");
-        assert_eq!(rfc3339(1_795_478_400), "2026-11-24T00:00:00Z");
-    }
+    use crate::vocab::Action;
 
     #[test]
     fn header_says_would_in_monitor_mode() {
@@ -210,13 +212,5 @@ mod tests {
         };
         let h = header_value(&a, &o, true);
         assert_eq!(h, "sender=none; mta=none; action=would_reject; monitor=yes");
-    }
-
-    #[test]
-    fn header_names() {
-        assert!(is_valid_header_name("X-SRA-Flag"));
-        assert!(!is_valid_header_name("X SRA"));
-        assert!(!is_valid_header_name("X:SRA"));
-        assert!(!is_valid_header_name(""));
     }
 }

@@ -2,18 +2,19 @@
 //! mail-auth's caches (there is no network), messages really signed.
 
 mod common;
-mod dkim;
+mod support;
 
 use common::{send, Mail};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::dmarc::Dmarc;
 use mail_auth::spf::Spf;
-use sra_milter::auth::{Authenticator, DnsConfig};
-use sra_milter::config::Span;
-use sra_milter::identity::Direction;
-use sra_milter::pipeline::{AuthState, Message};
-use sra_milter::rating::Class;
+use sra_milter::auth::Authenticator;
+use sra_milter::config::DnsConfig;
+use sra_milter::message::{AuthState, Message};
+use sra_milter::vocab::Class;
+use sra_milter::vocab::Direction;
+use sra_milter::vocab::Span;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ const DAY: u64 = 86400;
 /// partner.example's DNS: SPF for 192.0.2.0/24, DMARC p=none, a DKIM key.
 struct World {
     auth: Arc<Authenticator>,
-    key: dkim::TestKey,
+    key: support::dkim::TestKey,
 }
 
 fn world() -> World {
@@ -35,7 +36,7 @@ fn world() -> World {
         cache_size: 1000,
     })
     .unwrap();
-    let key = dkim::TestKey::new();
+    let key = support::dkim::TestKey::new();
     let spf = |d: &str, r: &str| auth.preload_txt(d, Spf::parse(r.as_bytes()).unwrap());
     spf("partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
     spf("mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
@@ -195,7 +196,7 @@ async fn a_spoof_of_an_established_sender_from_a_new_mta_is_not_trusted() {
         .unwrap();
     use sra_milter::store::ReputationStore;
     assert_eq!(
-        rec.count(sra_milter::record::Counter::UnauthMessagesReceived),
+        rec.count(sra_milter::store::Counter::UnauthMessagesReceived),
         0,
         "a refused spoof is not learned"
     );
@@ -225,7 +226,7 @@ async fn unauthenticated_mail_does_not_build_trust() {
         .store
         .record(sra_milter::store::Kind::Sender, "carol@partner.example")
         .unwrap();
-    use sra_milter::record::Counter;
+    use sra_milter::store::Counter;
     assert_eq!(rec.count(Counter::UnauthMessagesReceived), 1);
     assert_eq!(rec.count(Counter::MessagesReceived), 0);
     assert_eq!(

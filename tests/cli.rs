@@ -2,6 +2,7 @@
 //! `check-config`, `explain` and `override` beside the running daemon.
 
 mod common;
+mod support;
 
 use common::{send, Mail};
 use indymilter_test::Status;
@@ -9,16 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(path: &Path, port: u16, state: &Path, mode: &str, extra: &str) {
     // No DNS here: these tests rate identities as given.

@@ -6,7 +6,7 @@ mod common;
 
 use common::{send, Mail};
 use indymilter_test::Status;
-use sra_milter::record::Counter;
+use sra_milter::store::Counter;
 use sra_milter::store::{Kind, ReputationStore};
 use std::process::Command;
 

@@ -1,21 +1,17 @@
 //! Engagement events through the daemon's HTTP listener, on a real store.
 
 mod common;
+mod support;
 
 use common::{send, Mail};
-use sra_milter::record::Counter;
+use sra_milter::store::Counter;
 use sra_milter::store::{Kind, ReputationStore};
 use std::io::{Read, Write};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 async fn start() -> (common::Milter, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", support::free_port());
     let a = addr.clone();
     let m = common::start(move |c| {
         let token = c.state_dir.parent().unwrap().join("events.token");

@@ -1,17 +1,13 @@
 //! `GET /metrics` after traffic: the counters moved.
 
 mod common;
+mod support;
 
 use common::{send, Mail};
 use std::io::{Read, Write};
 
 fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
+    format!("127.0.0.1:{}", support::free_port())
 }
 
 async fn http(addr: &str, request: String) -> (u16, String) {
@@ -45,7 +41,7 @@ async fn metrics_count_verdicts_latency_events_and_the_store() {
     let (admin, events) = (free_addr(), free_addr());
     let (a, e) = (admin.clone(), events.clone());
     let m = common::start(move |c| {
-        c.mode = sra_milter::config::Mode::Monitor;
+        c.mode = sra_milter::vocab::Mode::Monitor;
         c.lists.block = vec!["203.0.113.0/24".into()];
         c.admin.listen = a;
         let token = c.state_dir.parent().unwrap().join("token");

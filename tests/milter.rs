@@ -4,13 +4,13 @@ mod common;
 
 use common::{send, start, Mail};
 use indymilter_test::Status;
-use sra_milter::config::{Mode, OnError};
-use sra_milter::daemon::{send_control, ControlRequest};
-use sra_milter::overrides::Target;
-use sra_milter::policy::Action;
-use sra_milter::rating::Class;
-use sra_milter::record::Counter;
+use sra_milter::listeners::control::{send_control, ControlRequest};
+use sra_milter::store::Counter;
 use sra_milter::store::{Kind, ReputationStore};
+use sra_milter::vocab::Action;
+use sra_milter::vocab::Class;
+use sra_milter::vocab::Target;
+use sra_milter::vocab::{Mode, OnError};
 
 async fn set_override(m: &common::Milter, target: Target, class: Class) {
     let path = m.shared.config().control_socket();

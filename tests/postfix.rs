@@ -1,7 +1,7 @@
 //! System tests: sra-milter in a real Postfix (Debian's package), real SMTP
 //! in, delivered mail read back from a sink, Postfix's own log and queue.
 
-mod dkim;
+mod support;
 mod system;
 
 use std::time::Duration;
@@ -356,7 +356,7 @@ fn postfix_talks_to_the_milter_over_a_unix_socket_in_the_chroot() {
 #[test]
 fn postfix_authenticates_signed_mail_against_a_real_dns_server() {
     let _g = serial();
-    let key = dkim::TestKey::new();
+    let key = support::dkim::TestKey::new();
     let dns = system::Dns::start(&[
         ("partner.example", "v=spf1 ip4:192.0.2.0/24 -all".into()),
         ("mx.partner.example", "v=spf1 ip4:192.0.2.0/24 -all".into()),
@@ -420,8 +420,8 @@ fn dovecot_reports_opens_and_junk_through_the_shipped_lua_script() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("events.token");
     std::fs::write(&token, "dovecot-test-token-0123456789\n").unwrap();
-    let events_port = system::free_port();
-    let milter_port = system::free_port();
+    let events_port = support::free_port();
+    let milter_port = support::free_port();
     let extra = format!(
         "[events]\nlisten = \"127.0.0.1:{events_port}\"\ntoken_file = \"{}\"\nopen_grace = \"2s\"\n",
         token.display()

@@ -22,7 +22,7 @@ fn outbound(to: &str, id: &str, date: &str, extra: &str) -> String {
 
 fn cfg(dir: &Path) -> Config {
     let mut c = common::config(dir);
-    c.mode = sra_milter::config::Mode::Monitor;
+    c.mode = sra_milter::vocab::Mode::Monitor;
     c
 }
 
@@ -328,7 +328,7 @@ fn replayed_events_warm_the_engagement_factors() {
     }
     // The source's first report precedes the mail; e0 is read on the day;
     // e1 and e2 never are.
-    let events = sra_milter::events::parse_batch(
+    let events = sra_milter::pipeline::engagement::parse_batch(
         "{\"event\":\"opened\",\"message_id\":\"<none@x>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-01T00:00:00Z\"}\n\
          {\"event\":\"opened\",\"message_id\":\"<e0@p>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-09T12:00:00Z\"}\n\
          {\"event\":\"junk\",\"message_id\":\"<e2@p>\",\"mailbox\":\"alice@example.com\",\"time\":\"2007-04-20T00:00:00Z\"}\n",

@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 use indymilter_test::{EomActions, MacroStage, Status, TestConnection};
-use sra_milter::config::{Config, Mode};
+use sra_milter::config::Config;
+use sra_milter::config::SocketSpec;
 use sra_milter::daemon::{self, Shared};
+use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::socket::{MilterListener, SocketSpec};
 use sra_milter::store::RocksStore;
+use sra_milter::vocab::Mode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::oneshot;

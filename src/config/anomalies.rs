@@ -1,0 +1,113 @@
+//! `[anomalies]`: the weight of every anomaly and the thresholds of the
+//! checks (`reputation::anomaly` decides them).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    // Weights (points added to the sender's score; negative penalises).
+    pub auth_regression: f64,
+    pub new_mta_for_sender: f64,
+    pub lookalike_domain: f64,
+    pub display_name_impersonation: f64,
+    pub reply_to_divergence: f64,
+    pub hash_like_local_part: f64,
+    pub hash_like_display_name: f64,
+    pub suspicious_tld: f64,
+    pub long_domain: f64,
+    pub sender_domain_without_mx: f64,
+    pub dnsbl_listed: f64,
+    /// Authenticated messages after which a sender is settled.
+    pub settled_messages: u64,
+    /// A settled sender uses at most this many /24 (/48) networks.
+    pub settled_max_networks: u64,
+    pub suspicious_tlds: Vec<String>,
+    /// Longer From domains are `long_domain` (as are more than 5 labels).
+    pub max_domain_length: usize,
+    /// Look up MX/A of the From domain (costs a DNS query per new domain).
+    pub check_sender_domain: bool,
+    /// DNSBL zones queried for the client IP (none by default).
+    pub dnsbl_zones: Vec<String>,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            auth_regression: -30.0,
+            new_mta_for_sender: -15.0,
+            lookalike_domain: -35.0,
+            display_name_impersonation: -30.0,
+            reply_to_divergence: -10.0,
+            hash_like_local_part: -8.0,
+            hash_like_display_name: -5.0,
+            suspicious_tld: -10.0,
+            long_domain: -8.0,
+            sender_domain_without_mx: -15.0,
+            dnsbl_listed: -30.0,
+            settled_messages: 5,
+            settled_max_networks: 3,
+            suspicious_tlds: [
+                "zip",
+                "mov",
+                "xyz",
+                "top",
+                "click",
+                "country",
+                "kim",
+                "work",
+                "gq",
+                "tk",
+                "ml",
+                "cf",
+                "ga",
+                "loan",
+                "men",
+                "date",
+                "review",
+                "stream",
+                "download",
+                "racing",
+                "win",
+                "bid",
+                "party",
+                "science",
+                "trade",
+                "accountant",
+                "faith",
+                "cricket",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            max_domain_length: 50,
+            check_sender_domain: false,
+            dnsbl_zones: Vec::new(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let weights = [
+            self.auth_regression,
+            self.new_mta_for_sender,
+            self.lookalike_domain,
+            self.display_name_impersonation,
+            self.reply_to_divergence,
+            self.hash_like_local_part,
+            self.hash_like_display_name,
+            self.suspicious_tld,
+            self.long_domain,
+            self.sender_domain_without_mx,
+            self.dnsbl_listed,
+        ];
+        if weights.iter().any(|w| !w.is_finite()) {
+            return Err("anomalies: weights must be finite numbers".into());
+        }
+        if self.max_domain_length < 10 {
+            return Err("anomalies.max_domain_length must be at least 10".into());
+        }
+        Ok(())
+    }
+}

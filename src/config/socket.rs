@@ -1,0 +1,139 @@
+//! Milter socket specifications, in both spellings admins know from
+//! OpenDKIM: `inet:HOST:PORT`, `inet:PORT@HOST`, `inet6:[HOST]:PORT` /
+//! `inet6:PORT@HOST`, `unix:PATH` (also `local:PATH`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketSpec {
+    /// `host:port` as given (resolved at bind time).
+    Inet(String),
+    Unix(PathBuf),
+}
+
+impl FromStr for SocketSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid socket {s:?} (use inet:HOST:PORT, inet:PORT@HOST, inet6:[HOST]:PORT or unix:PATH)")
+        };
+        let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
+        match proto {
+            "unix" | "local" => {
+                if rest.is_empty() || !rest.starts_with('/') {
+                    return Err(format!("unix socket path must be absolute in {s:?}"));
+                }
+                Ok(SocketSpec::Unix(PathBuf::from(rest)))
+            }
+            "inet" | "inet6" => {
+                let (host, port) = if let Some((port, host)) = rest.split_once('@') {
+                    (host.to_string(), port)
+                } else if let Some(stripped) = rest.strip_prefix('[') {
+                    let (h, p) = stripped.split_once("]:").ok_or_else(bad)?;
+                    (h.to_string(), p)
+                } else {
+                    let (h, p) = rest.rsplit_once(':').ok_or_else(bad)?;
+                    (h.to_string(), p)
+                };
+                let port: u16 = port.parse().map_err(|_| bad())?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() {
+                    return Err(bad());
+                }
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                Ok(SocketSpec::Inet(addr))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for SocketSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketSpec::Inet(a) if a.starts_with('[') => write!(f, "inet6:{a}"),
+            SocketSpec::Inet(a) => write!(f, "inet:{a}"),
+            SocketSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for SocketSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Removes a leftover unix socket file, but only if it really is a socket:
+/// a typo in the config must never delete a regular file.
+pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_specs_in_both_spellings() {
+        let a: SocketSpec = "inet:127.0.0.1:8894".parse().unwrap();
+        let b: SocketSpec = "inet:8894@127.0.0.1".parse().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, SocketSpec::Inet("127.0.0.1:8894".into()));
+        let c: SocketSpec = "inet6:[::1]:8894".parse().unwrap();
+        let d: SocketSpec = "inet6:8894@::1".parse().unwrap();
+        assert_eq!(c, d);
+        assert_eq!(c.to_string(), "inet6:[::1]:8894");
+        assert_eq!(
+            "unix:/run/sra-milter/sra-milter.sock"
+                .parse::<SocketSpec>()
+                .unwrap(),
+            SocketSpec::Unix("/run/sra-milter/sra-milter.sock".into())
+        );
+        assert!("unix:relative".parse::<SocketSpec>().is_err());
+        assert!("tcp:1.2.3.4:5".parse::<SocketSpec>().is_err());
+        assert!("inet:host:notaport".parse::<SocketSpec>().is_err());
+    }
+
+    #[test]
+    fn stale_socket_removed_but_regular_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, b"precious").unwrap();
+        assert!(remove_stale_socket(&file).is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+
+        let sock = dir.path().join("s.sock");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        drop(l);
+        assert!(sock.exists());
+        remove_stale_socket(&sock).unwrap();
+        assert!(!sock.exists());
+        remove_stale_socket(&sock).unwrap();
+    }
+}

@@ -1,0 +1,78 @@
+//! Rating a message before it is learned: the sender (with its anomalies),
+//! the MTA, the display name's owner, and the messages it answers.
+
+use super::Engine;
+use crate::config::Config;
+use crate::message::Message;
+use crate::reputation::anomaly::normalize_name;
+use crate::reputation::{Anomaly, Rating};
+use crate::store::{IndexEntry, NameEntry, StoreError};
+use crate::vocab::{domain_of, Direction};
+
+/// References looked up per message (long threads carry dozens).
+const MAX_REFERENCES: usize = 20;
+
+/// The ratings of a message, before it is learned.
+#[derive(Clone, Debug, Default)]
+pub struct Assessment {
+    pub sender: Option<Rating>,
+    pub mta: Option<Rating>,
+    pub anomalies: Vec<Anomaly>,
+    /// Inbound: the outbound message this one answers.
+    pub answers_outbound: Option<IndexEntry>,
+    /// Outbound: the senders of the inbound messages this one answers.
+    pub answers_inbound: Vec<String>,
+    /// The display name's normalised key and its current owner.
+    pub name: Option<(String, Option<NameEntry>)>,
+}
+
+impl Engine {
+    /// Rates a complete message as it stands before it is learned.
+    pub fn assess(&self, cfg: &Config, msg: &Message) -> Result<Assessment, StoreError> {
+        let mut a = Assessment::default();
+        let refs = msg.references.iter().take(MAX_REFERENCES);
+        if let Some(key) = msg.display_name.as_deref().and_then(normalize_name) {
+            let owner = self.store().name(&key)?;
+            a.name = Some((key, owner));
+        }
+        match msg.direction() {
+            Direction::Inbound => {
+                if let Some(s) = msg.sender_key() {
+                    let (r, anomalies) = self.rate_inbound_sender(cfg, msg, s, &a.name)?;
+                    a.anomalies = anomalies;
+                    a.sender = Some(r);
+                    if msg.auth_state.builds_trust() {
+                        let sender_domain = domain_of(s);
+                        for id in refs {
+                            if let Some(e) = self.store().message(id)? {
+                                let addressed = e
+                                    .recipients
+                                    .iter()
+                                    .any(|r| r == s || domain_of(r) == sender_domain);
+                                if e.direction == Direction::Outbound && addressed {
+                                    a.answers_outbound = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(ip) = msg.client_ip {
+                    a.mta = Some(self.rate_mta(cfg, ip, msg.time)?);
+                }
+            }
+            Direction::Outbound => {
+                for id in refs {
+                    if let Some(e) = self.store().message(id)? {
+                        if e.direction == Direction::Inbound
+                            && !a.answers_inbound.contains(&e.sender)
+                        {
+                            a.answers_inbound.push(e.sender);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(a)
+    }
+}

@@ -1,0 +1,189 @@
+//! What a message teaches, as one atomic store update.
+
+use super::{Assessment, Engine};
+use crate::config::Config;
+use crate::message::{mta_key, mta_net_key, Message};
+use crate::store::{
+    engagement_key, pair_key, Counter, IndexEntry, Kind, NameEntry, Record, SetKind, StoreError,
+    Update,
+};
+use crate::vocab::{domain_of, Direction};
+
+/// Recipients remembered per message-index entry.
+const MAX_INDEXED_RECIPIENTS: usize = 64;
+
+impl Engine {
+    /// Everything `msg` teaches, as one atomic update.
+    pub fn update_for(&self, cfg: &Config, msg: &Message, a: &Assessment) -> Update {
+        let mut u = Update::default();
+        let t = msg.time;
+        match msg.direction() {
+            Direction::Inbound => {
+                let Some(sender) = msg.sender_key() else {
+                    return u;
+                };
+                let trusted = msg.auth_state.builds_trust();
+                let domain = domain_of(sender).to_string();
+                let ent: Vec<&String> = msg
+                    .recipients
+                    .iter()
+                    .filter(|r| {
+                        cfg.enterprise_domains.is_empty() || cfg.is_enterprise_domain(domain_of(r))
+                    })
+                    .collect();
+                let replied = trusted && a.answers_outbound.is_some();
+                let delta = if trusted {
+                    let mut d = Record::seen_at(t);
+                    d.add(Counter::MessagesReceived, 1);
+                    if replied {
+                        d.add(Counter::RepliesReceived, 1);
+                    }
+                    for r in &ent {
+                        d.insert(SetKind::EnterpriseRecipients, r);
+                    }
+                    d
+                } else {
+                    let mut d = Record::touched_at(t);
+                    d.add(Counter::UnauthMessagesReceived, 1);
+                    d
+                };
+                let mut dom_delta = delta.clone();
+                dom_delta.insert(SetKind::Senders, sender);
+                let mut sender_delta = delta;
+                let mta = msg.client_ip.map(mta_key);
+                if let (Some(ip), true) = (msg.client_ip, trusted) {
+                    sender_delta.insert(SetKind::MtaNetworks, &mta_net_key(ip));
+                }
+                u.records
+                    .push((Kind::Sender, sender.to_string(), sender_delta));
+                u.records.push((Kind::Domain, domain.clone(), dom_delta));
+                if let (Some(m), Some(ip)) = (&mta, msg.client_ip) {
+                    // The MTA is identified by its IP address, which TCP
+                    // authenticates: it learns from every message.
+                    let mut md = Record::seen_at(t);
+                    md.label = msg.helo.chars().take(255).collect();
+                    md.add(Counter::MessagesReceived, 1)
+                        .insert(SetKind::SenderDomains, &domain);
+                    if replied {
+                        md.add(Counter::RepliesReceived, 1);
+                    }
+                    for r in &ent {
+                        md.insert(SetKind::EnterpriseRecipients, r);
+                    }
+                    u.records.push((Kind::Mta, m.clone(), md));
+                    if trusted {
+                        for key in [
+                            pair_key(sender, m),
+                            pair_key(sender, &format!("net:{}", mta_net_key(ip))),
+                        ] {
+                            let mut pd = Record::seen_at(t);
+                            pd.add(Counter::MessagesReceived, 1);
+                            u.records.push((Kind::Pair, key, pd));
+                        }
+                    }
+                }
+                if let (true, Some((key, None))) = (trusted, &a.name) {
+                    u.names.push((
+                        key.clone(),
+                        NameEntry {
+                            address: sender.to_string(),
+                            enterprise: false,
+                        },
+                    ));
+                }
+                if let Some(id) = &msg.message_id {
+                    // Awaits an open, or the grace period (engagement).
+                    u.engagement_add.push(engagement_key(t, id));
+                    u.messages.push((
+                        id.clone(),
+                        IndexEntry {
+                            time: t,
+                            direction: Direction::Inbound,
+                            sender: sender.to_string(),
+                            mta,
+                            recipients: ent
+                                .iter()
+                                .take(MAX_INDEXED_RECIPIENTS)
+                                .map(|s| s.to_string())
+                                .collect(),
+                            has_attachment: msg.has_attachment,
+                            has_url: msg.has_url,
+                            opened: false,
+                            junk: false,
+                            not_opened_counted: false,
+                        },
+                    ));
+                }
+            }
+            Direction::Outbound => {
+                let author = msg.sender_key().unwrap_or("");
+                let outside: Vec<&String> = msg
+                    .recipients
+                    .iter()
+                    .filter(|r| !cfg.is_enterprise_domain(domain_of(r)))
+                    .collect();
+                let mut domains: Vec<&str> = Vec::new();
+                for r in &outside {
+                    let mut d = Record::seen_at(t);
+                    d.add(Counter::MessagesSent, 1);
+                    if !author.is_empty() {
+                        d.insert(SetKind::EnterpriseRecipients, author);
+                    }
+                    let dom = domain_of(r);
+                    if !domains.contains(&dom) {
+                        domains.push(dom);
+                        u.records.push((Kind::Domain, dom.to_string(), d.clone()));
+                    }
+                    u.records.push((Kind::Sender, r.to_string(), d));
+                }
+                let mut answered_domains: Vec<&str> = Vec::new();
+                for s in &a.answers_inbound {
+                    let mut d = Record::seen_at(t);
+                    d.add(Counter::RepliesSent, 1);
+                    let dom = domain_of(s);
+                    if !answered_domains.contains(&dom) {
+                        answered_domains.push(dom);
+                        u.records.push((Kind::Domain, dom.to_string(), d.clone()));
+                    }
+                    u.records.push((Kind::Sender, s.clone(), d));
+                }
+                // The enterprise's people, by the names they sign with.
+                if let (Some((key, owner)), false) = (&a.name, author.is_empty()) {
+                    let entry = NameEntry {
+                        address: author.to_string(),
+                        enterprise: true,
+                    };
+                    if owner.as_ref() != Some(&entry) {
+                        u.names.push((key.clone(), entry));
+                    }
+                }
+                if let (Some(id), false) = (&msg.message_id, outside.is_empty()) {
+                    u.messages.push((
+                        id.clone(),
+                        IndexEntry {
+                            time: t,
+                            direction: Direction::Outbound,
+                            sender: author.to_string(),
+                            mta: None,
+                            recipients: outside
+                                .iter()
+                                .take(MAX_INDEXED_RECIPIENTS)
+                                .map(|s| s.to_string())
+                                .collect(),
+                            has_attachment: msg.has_attachment,
+                            has_url: msg.has_url,
+                            opened: false,
+                            junk: false,
+                            not_opened_counted: false,
+                        },
+                    ));
+                }
+            }
+        }
+        u
+    }
+
+    pub fn learn(&self, cfg: &Config, msg: &Message, a: &Assessment) -> Result<(), StoreError> {
+        self.store().apply(&self.update_for(cfg, msg, a))
+    }
+}

@@ -1,0 +1,154 @@
+//! Reputation: what the store's history says of a sender, a sender domain
+//! or an MTA — the factors, the score and the class ([`rating`],
+//! [`factors`]), the administrator's overrides ([`overrides`]), and every
+//! anomaly ([`anomaly`]), all as named contributions.
+//!
+//! To add a factor: its counter in `store::Counter`, its weight in
+//! `config::scoring`, its value and points in [`factors`]. To add an
+//! anomaly: its weight in `config::anomalies`, its check in [`anomaly`].
+
+pub mod anomaly;
+pub mod factors;
+pub mod overrides;
+pub mod rating;
+
+pub use anomaly::{Anomaly, Protected};
+pub use overrides::OverrideTable;
+pub use rating::{
+    classify, rate_domain, rate_mta, rate_sender, Contribution, Factor, Rating, Subject,
+};
+
+use crate::config::Config;
+use crate::message::{mta_key, Message};
+use crate::store::{Kind, NameEntry, Record, ReputationStore, StoreError};
+use crate::vocab::{domain_of, Class};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+/// Ratings over one store, with the overrides in force and the domains
+/// lookalikes are checked against.
+pub struct Reputation {
+    store: Arc<dyn ReputationStore>,
+    overrides: RwLock<Arc<OverrideTable>>,
+    protected: RwLock<Arc<Protected>>,
+}
+
+impl Reputation {
+    pub fn new(store: Arc<dyn ReputationStore>, cfg: &Config) -> Result<Reputation, StoreError> {
+        let table = OverrideTable::new(store.overrides()?, &cfg.lists);
+        let engine = Reputation {
+            store,
+            overrides: RwLock::new(Arc::new(table)),
+            protected: RwLock::new(Arc::new(Protected::new(
+                cfg.enterprise_domains.iter().map(String::as_str),
+            ))),
+        };
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &Arc<dyn ReputationStore> {
+        &self.store
+    }
+
+    /// Re-reads the overrides (after `override` or a config reload).
+    pub fn reload_overrides(&self, cfg: &Config) -> Result<(), StoreError> {
+        let table = OverrideTable::new(self.store.overrides()?, &cfg.lists);
+        if let Ok(mut g) = self.overrides.write() {
+            *g = Arc::new(table);
+        }
+        Ok(())
+    }
+
+    pub fn overrides(&self) -> Arc<OverrideTable> {
+        self.overrides.read().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Rebuilds the set of domains lookalikes are checked against: the
+    /// enterprise's and every correspondent domain rated trusted. A scan of
+    /// the sender-domain family; the daemon runs it at start and
+    /// periodically.
+    pub fn refresh_protected(&self, cfg: &Config, now: u64) -> Result<usize, StoreError> {
+        let mut domains: Vec<String> = cfg.enterprise_domains.clone();
+        self.store.scan(Kind::Domain, &mut |key, rec| {
+            if rate_domain(key, rec, now, &cfg.scoring).class == Class::Trusted {
+                domains.push(key.to_string());
+            }
+        })?;
+        let p = Protected::new(domains.iter().map(String::as_str));
+        let n = p.len();
+        if let Ok(mut g) = self.protected.write() {
+            *g = Arc::new(p);
+        }
+        Ok(n)
+    }
+
+    pub fn protected(&self) -> Arc<Protected> {
+        self.protected.read().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn rate_mta(&self, cfg: &Config, ip: IpAddr, now: u64) -> Result<Rating, StoreError> {
+        let key = mta_key(ip);
+        let rec = self.store.record(Kind::Mta, &key)?;
+        let mut r = rate_mta(&key, &rec, now, &cfg.scoring);
+        r.apply_override(self.overrides().for_ip(ip), &cfg.scoring);
+        Ok(r)
+    }
+
+    pub fn rate_sender_record(
+        &self,
+        cfg: &Config,
+        addr: &str,
+        rec: &Record,
+        now: u64,
+    ) -> Result<Rating, StoreError> {
+        let dom = self.store.record(Kind::Domain, domain_of(addr))?;
+        let mut r = rate_sender(addr, rec, &dom, now, &cfg.scoring);
+        r.apply_override(self.overrides().for_sender(addr), &cfg.scoring);
+        Ok(r)
+    }
+
+    pub fn rate_sender(&self, cfg: &Config, addr: &str, now: u64) -> Result<Rating, StoreError> {
+        let rec = self.store.record(Kind::Sender, addr)?;
+        self.rate_sender_record(cfg, addr, &rec, now)
+    }
+
+    pub fn rate_domain(&self, cfg: &Config, domain: &str, now: u64) -> Result<Rating, StoreError> {
+        let rec = self.store.record(Kind::Domain, domain)?;
+        let mut r = rate_domain(domain, &rec, now, &cfg.scoring);
+        r.apply_override(self.overrides().for_domain(domain), &cfg.scoring);
+        Ok(r)
+    }
+
+    /// The sender of an inbound message, rated as it stands before it is
+    /// learned, with its anomalies. `name` is the display name's key and its
+    /// owner.
+    pub fn rate_inbound_sender(
+        &self,
+        cfg: &Config,
+        msg: &Message,
+        sender: &str,
+        name: &Option<(String, Option<NameEntry>)>,
+    ) -> Result<(Rating, Vec<Anomaly>), StoreError> {
+        let rec = self.store.record(Kind::Sender, sender)?;
+        let mut r = self.rate_sender_record(cfg, sender, &rec, msg.time)?;
+        if !msg.auth_state.builds_trust() {
+            // The history belongs to the authenticated sender; an unproven
+            // claim to the address gets none of it.
+            let positive: f64 = r
+                .factors
+                .iter()
+                .map(|f| f.contribution)
+                .chain(r.extra.iter().map(|c| c.points))
+                .filter(|p| *p > 0.0)
+                .sum();
+            if positive > 0.0 {
+                r.add("unauthenticated", -positive, &cfg.scoring);
+            }
+        }
+        let anomalies = self.anomalies(cfg, msg, sender, &rec, name)?;
+        for an in &anomalies {
+            r.add(an.name, an.points, &cfg.scoring);
+        }
+        Ok((r, anomalies))
+    }
+}

@@ -1,0 +1,276 @@
+//! The reputation store: the trait every backend implements, and the types
+//! that cross it. The only layer that knows keys and bytes on disk.
+//!
+//!
+//! Column families (names are on-disk contracts, listed once in [`CFS`]):
+//!
+//! | family           | key                          | value                         |
+//! |------------------|------------------------------|-------------------------------|
+//! | `senders`        | `alice@example.org`          | [`Record`] (merge operator)   |
+//! | `sender_domains` | `example.org`                | [`Record`] (merge operator)   |
+//! | `mtas`           | `192.0.2.1`, `2001:db8::/64` | [`Record`] (merge operator)   |
+//! | `pairs`          | `sender \0 mta`              | [`Record`] (merge operator)   |
+//! | `messages`       | Message-ID without `<>`      | time (u64 LE) + JSON [`IndexEntry`] |
+//! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`crate::overrides::Override`] |
+//! | `names`          | normalised display name      | JSON [`NameEntry`]            |
+//! | `engagement`     | time (u64 BE) + Message-ID   | empty: inbound mail awaiting an open or the grace period |
+//! | `meta`           | `schema_version`             | decimal text                  |
+//!
+//! All counters of one message are written in one `WriteBatch` of merge
+//! operands, so a crash never leaves half a message counted, and concurrent
+//! sessions never read-modify-write. Message-index entries older than
+//! `message_index_ttl` (measured against the newest message time the store
+//! has seen, so replayed archives age by their own clock) are ignored on
+//! read and dropped by a compaction filter.
+//!
+//! The calls here block; async callers go through [`run_blocking`].
+
+mod batching;
+mod record;
+mod rocks;
+
+pub use batching::BatchingStore;
+pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
+pub use rocks::RocksStore;
+
+use crate::vocab::{Class, Direction, Target};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Bump only with an explicit migration.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const CF_SENDERS: &str = "senders";
+pub const CF_DOMAINS: &str = "sender_domains";
+pub const CF_MTAS: &str = "mtas";
+pub const CF_PAIRS: &str = "pairs";
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_OVERRIDES: &str = "overrides";
+pub const CF_META: &str = "meta";
+pub const CF_NAMES: &str = "names";
+pub const CF_ENGAGEMENT: &str = "engagement";
+pub const CFS: [&str; 9] = [
+    CF_SENDERS,
+    CF_DOMAINS,
+    CF_MTAS,
+    CF_PAIRS,
+    CF_MESSAGES,
+    CF_OVERRIDES,
+    CF_META,
+    CF_NAMES,
+    CF_ENGAGEMENT,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("{0}")]
+    Decode(#[from] record::DecodeError),
+    #[error("corrupt message index entry for {0}")]
+    BadIndex(String),
+    #[error("store schema version {found} at {path}, this sra-milter uses {SCHEMA_VERSION}: refusing to open (an explicit migration is needed)")]
+    Schema { found: String, path: PathBuf },
+    #[error("{0}")]
+    Io(String),
+    #[error("the store is open read-only")]
+    ReadOnly,
+    #[error("the store at {0} is in use by another process (a running sra-milter?): stop it, or use another --state-dir")]
+    Locked(PathBuf),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Which record family a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Sender,
+    Domain,
+    Mta,
+    Pair,
+}
+
+impl Kind {
+    pub(crate) fn cf(self) -> &'static str {
+        match self {
+            Kind::Sender => CF_SENDERS,
+            Kind::Domain => CF_DOMAINS,
+            Kind::Mta => CF_MTAS,
+            Kind::Pair => CF_PAIRS,
+        }
+    }
+}
+
+pub fn pair_key(sender: &str, mta: &str) -> String {
+    format!("{sender}\0{mta}")
+}
+
+/// What the message index remembers of a message (reply and open matching).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub time: u64,
+    pub direction: Direction,
+    /// Sender key of the message's author.
+    pub sender: String,
+    /// MTA key (inbound mail only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta: Option<String>,
+    /// Enterprise recipients (inbound) or outside recipients (outbound).
+    pub recipients: Vec<String>,
+    pub has_attachment: bool,
+    pub has_url: bool,
+    /// An enterprise recipient opened it (counted once).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub opened: bool,
+    /// Reported as junk (and not withdrawn).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub junk: bool,
+    /// The grace period passed without an open and it was counted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub not_opened_counted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The engagement queue key: time first, so due entries are a prefix scan.
+pub fn engagement_key(time: u64, message_id: &str) -> Vec<u8> {
+    let mut k = time.to_be_bytes().to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+/// Who a display name belongs to (impersonation checks).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NameEntry {
+    pub address: String,
+    /// Learned from the enterprise's own outbound mail.
+    pub enterprise: bool,
+}
+
+/// Record deltas gathered before a write, one per (family, key), merged as
+/// they come (events of one batch, the pending messages of a replay batch).
+#[derive(Clone, Debug, Default)]
+pub struct Deltas(std::collections::HashMap<(Kind, String), Record>);
+
+impl Deltas {
+    pub fn merge(&mut self, kind: Kind, key: &str, delta: &Record) {
+        match self.0.get_mut(&(kind, key.to_string())) {
+            Some(r) => r.merge(delta),
+            None => {
+                self.0.insert((kind, key.to_string()), delta.clone());
+            }
+        }
+    }
+
+    pub fn get(&self, kind: Kind, key: &str) -> Option<&Record> {
+        self.0.get(&(kind, key.to_string()))
+    }
+
+    pub fn into_records(self) -> Vec<(Kind, String, Record)> {
+        self.0
+            .into_iter()
+            .map(|((k, key), r)| (k, key, r))
+            .collect()
+    }
+}
+
+/// Everything one message changes, written atomically.
+#[derive(Clone, Debug, Default)]
+pub struct Update {
+    pub records: Vec<(Kind, String, Record)>,
+    pub messages: Vec<(String, IndexEntry)>,
+    pub names: Vec<(String, NameEntry)>,
+    /// Engagement queue keys to add / remove.
+    pub engagement_add: Vec<Vec<u8>>,
+    pub engagement_del: Vec<Vec<u8>>,
+    /// The first engagement event: from then on, unopened mail counts.
+    pub engagement_since: Option<u64>,
+}
+
+impl Update {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.messages.is_empty()
+            && self.names.is_empty()
+            && self.engagement_add.is_empty()
+            && self.engagement_del.is_empty()
+            && self.engagement_since.is_none()
+    }
+}
+
+/// Store operations the rating pipeline needs. Implemented by RocksDB here;
+/// a shared backend for several MX hosts can implement it too.
+pub trait ReputationStore: Send + Sync + 'static {
+    fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError>;
+    fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError>;
+    fn apply(&self, update: &Update) -> Result<(), StoreError>;
+    fn overrides(&self) -> Result<Vec<Override>, StoreError>;
+    fn set_override(&self, o: &Override) -> Result<(), StoreError>;
+    fn remove_override(&self, target: &Target) -> Result<bool, StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+    fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError>;
+    /// Engagement queue entries due at `until` (time ≤ until), oldest
+    /// first, at most `limit`: (key, time, Message-ID).
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError>;
+    /// When the first engagement event arrived, if one has.
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError>;
+    /// The sender×MTA pair records of a sender (MTA keys and `net:` keys),
+    /// at most `limit`.
+    fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError>;
+    /// Moves the clock of index expiry to at least `time` (replay sets it
+    /// from the mail it reads).
+    fn observe_time(&self, time: u64);
+    /// Size figures for metrics: `keys:<family>` and `bytes:<kind>`.
+    fn stats(&self) -> Vec<(String, u64)>;
+    /// Calls `f` for every record of `kind` (background scans only).
+    fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    pub target: Target,
+    pub class: Class,
+    #[serde(default)]
+    pub reason: String,
+    /// Unix seconds when it was set.
+    #[serde(default)]
+    pub time: u64,
+    /// `store` (set with `sra-milter override`) or `config`.
+    #[serde(default = "default_source")]
+    pub source: String,
+}
+
+fn default_source() -> String {
+    "store".into()
+}
+
+/// Runs blocking store work on the blocking pool (never on the async
+/// runtime's workers). A task that panicked or was cancelled is a
+/// [`StoreError::Task`], so callers handle one error type.
+pub async fn run_blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Task(e.to_string())),
+    }
+}
+
+impl StoreError {
+    /// The metrics label of an error: `internal` for a failed task, `store`
+    /// for the store itself.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Task(_) => "internal",
+            _ => "store",
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The embedded backend: RocksDB, one column family per record kind, an
+//! associative merge operator for records, a compaction filter that expires
+//! the message index.
+
+use super::{
+    IndexEntry, Kind, NameEntry, Override, Record, ReputationStore, StoreError, Update, CFS,
+    CF_DOMAINS, CF_ENGAGEMENT, CF_MESSAGES, CF_META, CF_MTAS, CF_NAMES, CF_OVERRIDES, CF_PAIRS,
+    CF_SENDERS, SCHEMA_VERSION,
+};
+use crate::vocab::Target;
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    read_only: bool,
+    ttl_secs: u64,
+    /// Newest message time seen: the clock for index expiry.
+    newest: Arc<AtomicU64>,
+}
+
+fn merge_records(key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+    let mut acc = match existing {
+        None => Record::default(),
+        Some(bytes) => match Record::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the stored bytes as they are rather than failing the
+                // compaction (which would stop all writes): reads of this
+                // key report the corruption and follow `on_error`.
+                tracing::error!(
+                    "store: {e} for key {:?}; keeping it untouched, dropping {} update(s)",
+                    String::from_utf8_lossy(key),
+                    ops.len()
+                );
+                return Some(bytes.to_vec());
+            }
+        },
+    };
+    for op in ops {
+        match Record::decode(op) {
+            Ok(r) => acc.merge(&r),
+            Err(e) => tracing::error!(
+                "store: skipping {e} in update for key {:?}",
+                String::from_utf8_lossy(key)
+            ),
+        }
+    }
+    Some(acc.encode())
+}
+
+fn index_time(value: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+impl RocksStore {
+    fn cf_options(name: &str, ttl_secs: u64, newest: &Arc<AtomicU64>) -> Options {
+        let mut o = Options::default();
+        let mut bb = BlockBasedOptions::default();
+        // Point look-ups dominate: a bloom filter saves a disk read per miss.
+        bb.set_bloom_filter(10.0, false);
+        bb.set_cache_index_and_filter_blocks(true);
+        o.set_block_based_table_factory(&bb);
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        match name {
+            CF_SENDERS | CF_DOMAINS | CF_MTAS | CF_PAIRS => {
+                o.set_merge_operator_associative("sra_record_merge", merge_records);
+            }
+            CF_MESSAGES => {
+                let newest = newest.clone();
+                o.set_compaction_filter("sra_message_ttl", move |_lvl, _k: &[u8], v: &[u8]| {
+                    let clock = newest.load(Ordering::Relaxed).max(1);
+                    match index_time(v) {
+                        Some(t) if t.saturating_add(ttl_secs) < clock => {
+                            rocksdb::compaction_filter::Decision::Remove
+                        }
+                        _ => rocksdb::compaction_filter::Decision::Keep,
+                    }
+                });
+            }
+            _ => {}
+        }
+        o
+    }
+
+    fn descriptors(ttl_secs: u64, newest: &Arc<AtomicU64>) -> Vec<ColumnFamilyDescriptor> {
+        CFS.iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Self::cf_options(n, ttl_secs, newest)))
+            .collect()
+    }
+
+    /// Opens (creating if needed) the store for writing. Only one process
+    /// may do this at a time.
+    pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(5);
+        opts.increase_parallelism(2);
+        // The expiry clock is the mail's: it advances with what the store
+        // learns (live mail: now; a replayed archive: its own dates).
+        let newest = Arc::new(AtomicU64::new(0));
+        let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))
+            .map_err(|e| {
+                if e.as_ref().contains("lock") {
+                    StoreError::Locked(path.to_owned())
+                } else {
+                    StoreError::Db(e)
+                }
+            })?;
+        let store = RocksStore {
+            db,
+            path: path.to_owned(),
+            read_only: false,
+            ttl_secs: message_ttl_secs,
+            newest,
+        };
+        store.check_schema(true)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only, beside a running daemon.
+    pub fn open_read_only(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
+        let opts = Options::default();
+        let newest = Arc::new(AtomicU64::new(0));
+        let db = DB::open_cf_descriptors_read_only(
+            &opts,
+            path,
+            Self::descriptors(message_ttl_secs, &newest),
+            false,
+        )?;
+        let store = RocksStore {
+            db,
+            path: path.to_owned(),
+            read_only: true,
+            ttl_secs: message_ttl_secs,
+            newest,
+        };
+        store.check_schema(false)?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
+    }
+
+    fn check_schema(&self, may_init: bool) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        match self.db.get_cf(meta, b"schema_version")? {
+            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
+            Some(v) => Err(StoreError::Schema {
+                found: String::from_utf8_lossy(&v).into_owned(),
+                path: self.path.clone(),
+            }),
+            None if may_init => {
+                self.db
+                    .put_cf(meta, b"schema_version", SCHEMA_VERSION.to_string())?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// RocksDB's estimate of the keys per column family.
+    pub fn key_estimates(&self) -> Vec<(&'static str, u64)> {
+        CFS.iter()
+            .filter_map(|n| {
+                let cf = self.db.cf_handle(n)?;
+                let v = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()?;
+                Some((*n, v))
+            })
+            .collect()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl ReputationStore for RocksStore {
+    fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
+        let cf = self.cf(kind.cf())?;
+        match self.db.get_pinned_cf(cf, key.as_bytes())? {
+            Some(v) => Ok(Record::decode(&v)?),
+            None => Ok(Record::default()),
+        }
+    }
+
+    fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
+        let cf = self.cf(CF_MESSAGES)?;
+        let Some(v) = self.db.get_pinned_cf(cf, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let time = index_time(&v).ok_or_else(|| StoreError::BadIndex(id.into()))?;
+        if time.saturating_add(self.ttl_secs) < self.newest.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&v[8..])
+            .map(Some)
+            .map_err(|_| StoreError::BadIndex(id.into()))
+    }
+
+    fn apply(&self, update: &Update) -> Result<(), StoreError> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        let mut newest = 0;
+        for (kind, key, delta) in &update.records {
+            batch.merge_cf(self.cf(kind.cf())?, key.as_bytes(), delta.encode());
+            newest = newest.max(delta.last_seen);
+        }
+        let ecf = self.cf(CF_ENGAGEMENT)?;
+        for k in &update.engagement_add {
+            batch.put_cf(ecf, k, b"");
+        }
+        for k in &update.engagement_del {
+            batch.delete_cf(ecf, k);
+        }
+        if let Some(t) = update.engagement_since {
+            if self.engagement_since()?.is_none() {
+                batch.put_cf(self.cf(CF_META)?, b"engagement_since", t.to_string());
+            }
+        }
+        let ncf = self.cf(CF_NAMES)?;
+        for (name, entry) in &update.names {
+            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            batch.put_cf(ncf, name.as_bytes(), v);
+        }
+        let mcf = self.cf(CF_MESSAGES)?;
+        for (id, entry) in &update.messages {
+            let mut v = entry.time.to_le_bytes().to_vec();
+            serde_json::to_writer(&mut v, entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            batch.put_cf(mcf, id.as_bytes(), v);
+            newest = newest.max(entry.time);
+        }
+        self.db.write(batch)?;
+        self.observe_time(newest);
+        Ok(())
+    }
+
+    fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let cf = self.cf(CF_OVERRIDES)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            match serde_json::from_slice::<Override>(&v) {
+                Ok(o) => out.push(o),
+                Err(e) => tracing::error!(
+                    "store: ignoring unreadable override {:?}: {e}",
+                    String::from_utf8_lossy(&k)
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_override(&self, o: &Override) -> Result<(), StoreError> {
+        self.writable()?;
+        let v = serde_json::to_vec(o).map_err(|e| StoreError::Task(e.to_string()))?;
+        self.db
+            .put_cf(self.cf(CF_OVERRIDES)?, o.target.store_key(), v)?;
+        Ok(())
+    }
+
+    fn remove_override(&self, target: &Target) -> Result<bool, StoreError> {
+        self.writable()?;
+        let cf = self.cf(CF_OVERRIDES)?;
+        let key = target.store_key();
+        let existed = self.db.get_pinned_cf(cf, &key)?.is_some();
+        self.db.delete_cf(cf, key)?;
+        Ok(existed)
+    }
+
+    fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError> {
+        let cf = self.cf(CF_NAMES)?;
+        match self.db.get_pinned_cf(cf, normalized.as_bytes())? {
+            Some(v) => Ok(serde_json::from_slice(&v).ok()),
+            None => Ok(None),
+        }
+    }
+
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
+        let cf = self.cf(CF_ENGAGEMENT)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            let Some(t) = k
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if t > until || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), t, String::from_utf8_lossy(&k[8..]).into_owned()));
+        }
+        Ok(out)
+    }
+
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, b"engagement_since")?
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
+    fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
+        let cf = self.cf(CF_PAIRS)?;
+        let prefix = format!("{sender}\0");
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(prefix.as_bytes()) else {
+                break;
+            };
+            if out.len() >= limit {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(rest).into_owned(),
+                Record::decode(&v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn observe_time(&self, time: u64) {
+        self.newest.fetch_max(time, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .key_estimates()
+            .into_iter()
+            .map(|(n, v)| (format!("keys:{n}"), v))
+            .collect();
+        let mut sst = 0;
+        let mut mem = 0;
+        for n in CFS {
+            if let Some(cf) = self.db.cf_handle(n) {
+                let p = |name: &str| {
+                    self.db
+                        .property_int_value_cf(cf, name)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                };
+                sst += p("rocksdb.total-sst-files-size");
+                mem += p("rocksdb.cur-size-all-mem-tables");
+            }
+        }
+        out.push(("bytes:sst".into(), sst));
+        out.push(("bytes:memtables".into(), mem));
+        out
+    }
+
+    fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
+        let cf = self.cf(kind.cf())?;
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            // A corrupt record is reported where it is read for a message;
+            // a scan skips it.
+            if let (Ok(key), Ok(rec)) = (std::str::from_utf8(&k), Record::decode(&v)) {
+                f(key, &rec);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
+        for n in CFS {
+            self.db.flush_cf(self.cf(n)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Counter, SetKind};
+    use crate::vocab::Direction;
+
+    fn entry(time: u64) -> IndexEntry {
+        IndexEntry {
+            time,
+            direction: Direction::Outbound,
+            sender: "alice@example.com".into(),
+            mta: None,
+            recipients: vec!["bob@example.org".into()],
+            has_attachment: false,
+            has_url: true,
+            opened: false,
+            junk: false,
+            not_opened_counted: false,
+        }
+    }
+
+    #[test]
+    fn merges_accumulate_across_batches_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), 86400).unwrap();
+            for i in 0..3 {
+                let mut d = Record::seen_at(100 + i);
+                d.add(Counter::MessagesReceived, 1)
+                    .insert(SetKind::EnterpriseRecipients, &format!("u{}", i % 2));
+                s.apply(&Update {
+                    records: vec![(Kind::Sender, "bob@example.org".into(), d)],
+                    messages: vec![],
+                    ..Update::default()
+                })
+                .unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let s = RocksStore::open(dir.path(), 86400).unwrap();
+        let r = s.record(Kind::Sender, "bob@example.org").unwrap();
+        assert_eq!(r.count(Counter::MessagesReceived), 3);
+        assert_eq!(r.distinct(SetKind::EnterpriseRecipients), 2);
+        assert_eq!((r.first_seen, r.last_seen), (100, 102));
+        assert!(s.record(Kind::Mta, "192.0.2.1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_only_open_sees_a_running_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = RocksStore::open(dir.path(), 86400).unwrap();
+        let mut d = Record::seen_at(5);
+        d.add(Counter::MessagesSent, 2);
+        w.apply(&Update {
+            records: vec![(Kind::Sender, "x@example.org".into(), d)],
+            messages: vec![("id@h".into(), entry(crate::vocab::now()))],
+            ..Update::default()
+        })
+        .unwrap();
+        let r = RocksStore::open_read_only(dir.path(), 86400).unwrap();
+        assert_eq!(
+            r.record(Kind::Sender, "x@example.org")
+                .unwrap()
+                .count(Counter::MessagesSent),
+            2
+        );
+        assert_eq!(
+            r.message("id@h").unwrap(),
+            Some(entry(r.message("id@h").unwrap().unwrap().time))
+        );
+        let write = Update {
+            engagement_since: Some(1),
+            ..Update::default()
+        };
+        assert!(matches!(r.apply(&write), Err(StoreError::ReadOnly)));
+        assert!(
+            matches!(
+                RocksStore::open(dir.path(), 86400),
+                Err(StoreError::Locked(_))
+            ),
+            "second writer must fail"
+        );
+    }
+
+    #[test]
+    fn message_index_entries_expire_by_the_store_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path(), 3600).unwrap();
+        let t = crate::vocab::now();
+        s.apply(&Update {
+            records: vec![],
+            messages: vec![
+                ("old@h".into(), entry(t)),
+                ("new@h".into(), entry(t + 7200)),
+            ],
+            ..Update::default()
+        })
+        .unwrap();
+        assert!(s.message("old@h").unwrap().is_none(), "older than the ttl");
+        assert!(s.message("new@h").unwrap().is_some());
+        assert!(s.message("unknown@h").unwrap().is_none());
+    }
+
+    #[test]
+    fn schema_version_is_checked_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), 86400).unwrap();
+            s.db.put_cf(s.cf(CF_META).unwrap(), b"schema_version", b"99")
+                .unwrap();
+        }
+        let e = RocksStore::open(dir.path(), 86400).err().unwrap();
+        assert!(matches!(e, StoreError::Schema { .. }), "{e}");
+    }
+
+    #[test]
+    fn corrupt_record_is_an_error_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path(), 86400).unwrap();
+        let cf = s.cf(CF_SENDERS).unwrap();
+        s.db.put_cf(cf, b"bad@example.org", b"\x07garbage").unwrap();
+        assert!(s.record(Kind::Sender, "bad@example.org").is_err());
+        let mut d = Record::seen_at(1);
+        d.add(Counter::MessagesReceived, 1);
+        s.apply(&Update {
+            records: vec![(Kind::Sender, "bad@example.org".into(), d)],
+            messages: vec![],
+            ..Update::default()
+        })
+        .unwrap();
+        s.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(
+            s.db.get_cf(cf, b"bad@example.org").unwrap().as_deref(),
+            Some(&b"\x07garbage"[..])
+        );
+    }
+}
