@@ -96,22 +96,7 @@ impl Engine {
                     u.engagement_add.push(engagement_key(t, id));
                     u.messages.push((
                         id.clone(),
-                        IndexEntry {
-                            time: t,
-                            direction: Direction::Inbound,
-                            sender: sender.to_string(),
-                            mta,
-                            recipients: ent
-                                .iter()
-                                .take(MAX_INDEXED_RECIPIENTS)
-                                .map(|s| s.to_string())
-                                .collect(),
-                            has_attachment: msg.has_attachment,
-                            has_url: msg.has_url,
-                            opened: false,
-                            junk: false,
-                            not_opened_counted: false,
-                        },
+                        index_entry(msg, Direction::Inbound, sender, mta, &ent),
                     ));
                 }
             }
@@ -160,22 +145,7 @@ impl Engine {
                 if let (Some(id), false) = (&msg.message_id, outside.is_empty()) {
                     u.messages.push((
                         id.clone(),
-                        IndexEntry {
-                            time: t,
-                            direction: Direction::Outbound,
-                            sender: author.to_string(),
-                            mta: None,
-                            recipients: outside
-                                .iter()
-                                .take(MAX_INDEXED_RECIPIENTS)
-                                .map(|s| s.to_string())
-                                .collect(),
-                            has_attachment: msg.has_attachment,
-                            has_url: msg.has_url,
-                            opened: false,
-                            junk: false,
-                            not_opened_counted: false,
-                        },
+                        index_entry(msg, Direction::Outbound, author, None, &outside),
                     ));
                 }
             }
@@ -185,5 +155,33 @@ impl Engine {
 
     pub fn learn(&self, cfg: &Config, msg: &Message, a: &Assessment) -> Result<(), StoreError> {
         self.store().apply(&self.update_for(cfg, msg, a))
+    }
+}
+
+/// What the message index remembers of `msg`: its author, MTA and the
+/// recipients on the other side (enterprise ones for inbound mail, outside
+/// ones for outbound), for reply and open matching.
+fn index_entry(
+    msg: &Message,
+    direction: Direction,
+    sender: &str,
+    mta: Option<String>,
+    recipients: &[&String],
+) -> IndexEntry {
+    IndexEntry {
+        time: msg.time,
+        direction,
+        sender: sender.to_string(),
+        mta,
+        recipients: recipients
+            .iter()
+            .take(MAX_INDEXED_RECIPIENTS)
+            .map(|s| s.to_string())
+            .collect(),
+        has_attachment: msg.has_attachment,
+        has_url: msg.has_url,
+        opened: false,
+        junk: false,
+        not_opened_counted: false,
     }
 }
