@@ -1,8 +1,8 @@
-//! The shared path of every message: identity → rating → (policy) → learning.
+//! The shared path of every message: rating → policy → learning.
 //!
-//! The milter and `replay` both describe a message as a [`Message`] and call
-//! [`Engine::assess`] then [`Engine::learn`], with the clock given by the
-//! caller (wall clock live, the mail's own time in replay). Ratings are
+//! The milter and `replay` both build a [`Message`] (`Message::new`) and call
+//! [`Engine::process`] — [`Engine::assess`], `policy::decide_eom`, then
+//! [`Engine::learn`] — with the clock given by the caller (wall clock live, the mail's own time in replay). Ratings are
 //! computed *before* the message is learned, so a message never vouches for
 //! itself.
 //!

@@ -1,8 +1,8 @@
 //! The reputation store: the trait every backend implements, and the types
 //! that cross it. The only layer that knows keys and bytes on disk.
 //!
-//!
-//! Column families (names are on-disk contracts, listed once in [`CFS`]):
+//! The embedded backend is RocksDB ([`RocksStore`]); replay writes through
+//! a [`BatchingStore`] over any backend. Column families (names are on-disk contracts, listed once in [`CFS`]):
 //!
 //! | family           | key                          | value                         |
 //! |------------------|------------------------------|-------------------------------|
@@ -11,7 +11,7 @@
 //! | `mtas`           | `192.0.2.1`, `2001:db8::/64` | [`Record`] (merge operator)   |
 //! | `pairs`          | `sender \0 mta`              | [`Record`] (merge operator)   |
 //! | `messages`       | Message-ID without `<>`      | time (u64 LE) + JSON [`IndexEntry`] |
-//! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`crate::overrides::Override`] |
+//! | `overrides`      | `sender:…`, `domain:…`, `mta:…` | JSON [`Override`] |
 //! | `names`          | normalised display name      | JSON [`NameEntry`]            |
 //! | `engagement`     | time (u64 BE) + Message-ID   | empty: inbound mail awaiting an open or the grace period |
 //! | `meta`           | `schema_version`             | decimal text                  |
