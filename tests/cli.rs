@@ -325,6 +325,38 @@ async fn explain_and_override_work_while_the_daemon_runs() {
 }
 
 #[test]
+fn run_refuses_a_state_dir_that_is_not_a_store_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // What is left of a store whose CURRENT file was lost.
+    std::fs::write(state.join("000008.sst"), b"sst bytes").unwrap();
+    std::fs::write(state.join("MANIFEST-000005"), b"manifest bytes").unwrap();
+    let cfg = dir.path().join("sra-milter.toml");
+    write_config(&cfg, free_port(), &state, "monitor", "");
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not an sra-milter store"), "{err}");
+        let mut names: Vec<String> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["000008.sst", "MANIFEST-000005"]);
+        assert_eq!(
+            std::fs::read(state.join("000008.sst")).unwrap(),
+            b"sst bytes"
+        );
+    }
+}
+
+#[test]
 fn bad_command_lines_are_refused() {
     assert!(!cli(&["explain"]).status.success());
     assert!(!cli(&["override", "--sender", "a@b.example", "notaclass"])

@@ -2,12 +2,12 @@
 //! the socket, signals, then `daemon::serve`.
 
 use super::{load, Common};
-use sra_milter::config::{Config, Overrides, SocketSpec};
+use sra_milter::config::{Config, Overrides, SocketSpec, EX_CONFIG};
 use sra_milter::daemon::{self, Shared};
 use sra_milter::logging;
 use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::store::{run_blocking, ReputationStore, RocksStore};
+use sra_milter::store::{run_blocking, ReputationStore, RocksStore, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,7 +42,15 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!("cannot open the store at {}: {e}", cfg.state_dir.display());
-                return ExitCode::FAILURE;
+                // Restarting cannot mend a directory that is not a store or
+                // a schema this version does not know: EX_CONFIG, which the
+                // unit does not restart on.
+                return match e {
+                    StoreError::NotAStore { .. } | StoreError::Schema { .. } => {
+                        ExitCode::from(EX_CONFIG as u8)
+                    }
+                    _ => ExitCode::FAILURE,
+                };
             }
         };
         let engine = match Engine::new(store.clone(), &cfg) {

@@ -79,6 +79,8 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("{path} is not an sra-milter store (it holds {found} but no RocksDB CURRENT file): refusing to open or initialise it; restore the store, or point state_dir at an empty directory")]
+    NotAStore { path: PathBuf, found: String },
 }
 
 /// Which record family a key belongs to.

@@ -107,11 +107,19 @@ impl RocksStore {
 
     /// Opens (creating if needed) the store for writing. Only one process
     /// may do this at a time.
+    /// Opens the store at `path` for writing. A missing or empty directory
+    /// becomes a new store; a directory holding a store is opened as it
+    /// is; anything else is refused without a byte written
+    /// ([`StoreError::NotAStore`]): a store that lost its `CURRENT` file
+    /// must never be taken for an empty one and initialised over.
     pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let new = Self::is_new(path)?;
+        if new {
+            std::fs::create_dir_all(path)
+                .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+        }
         let mut opts = Options::default();
-        opts.create_if_missing(true);
+        opts.create_if_missing(new);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
         opts.increase_parallelism(2);
@@ -120,7 +128,11 @@ impl RocksStore {
         let newest = Arc::new(AtomicU64::new(0));
         let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))
             .map_err(|e| {
-                if e.as_ref().contains("lock") {
+                // RocksDB names its lock file: "IO error: While lock file:
+                // PATH/LOCK: Resource temporarily unavailable" (another
+                // process), "lock hold by current process ... PATH/LOCK: No
+                // locks available". A corrupt block is not a lock.
+                if e.as_ref().contains("/LOCK: ") {
                     StoreError::Locked(path.to_owned())
                 } else {
                     StoreError::Db(e)
@@ -135,6 +147,51 @@ impl RocksStore {
         };
         store.check_schema(true)?;
         Ok(store)
+    }
+
+    /// Whether `path` is a place for a new store: missing, or a directory
+    /// with nothing in it but sockets (the control socket lives beside the
+    /// store) and `lost+found`. A directory with RocksDB's `CURRENT` is an
+    /// existing store; any other content is refused.
+    fn is_new(path: &Path) -> Result<bool, StoreError> {
+        use std::os::unix::fs::FileTypeExt;
+        let entries = match std::fs::read_dir(path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => {
+                return Err(StoreError::Io(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let mut found = Vec::new();
+        for e in entries {
+            let e =
+                e.map_err(|e| StoreError::Io(format!("cannot read {}: {e}", path.display())))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "CURRENT" {
+                return Ok(false);
+            }
+            let socket = e.file_type().is_ok_and(|t| t.is_socket());
+            if !socket && name != "lost+found" {
+                found.push(name);
+            }
+        }
+        if found.is_empty() {
+            return Ok(true);
+        }
+        found.sort();
+        let n = found.len();
+        found.truncate(3);
+        let mut listed = found.join(", ");
+        if n > 3 {
+            listed.push_str(&format!(" and {} more", n - 3));
+        }
+        Err(StoreError::NotAStore {
+            path: path.to_owned(),
+            found: listed,
+        })
     }
 
     /// Opens an existing store read-only, beside a running daemon.
@@ -496,6 +553,81 @@ mod tests {
         assert_eq!((r.first_seen, r.last_seen), (1000, 4249));
     }
 
+    /// Every file under `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_store_without_current_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), 86400).unwrap();
+            let mut d = Record::seen_at(5);
+            d.add(Counter::MessagesReceived, 3);
+            s.apply(&Update {
+                records: vec![(Kind::Sender, "x@example.org".into(), d)],
+                ..Update::default()
+            })
+            .unwrap();
+            s.flush().unwrap();
+        }
+        std::fs::remove_file(dir.path().join("CURRENT")).unwrap();
+        let before = snapshot(dir.path());
+        for _ in 0..2 {
+            // A second start (systemd restarts) must not initialise either.
+            let e = RocksStore::open(dir.path(), 86400).err().unwrap();
+            assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+            assert!(e.to_string().contains("CURRENT"), "{e}");
+            assert_eq!(snapshot(dir.path()), before, "no byte changed");
+        }
+        // Put back, the store opens with its history.
+        let current = before
+            .iter()
+            .find(|(p, _)| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("MANIFEST")
+            })
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap();
+        std::fs::write(dir.path().join("CURRENT"), format!("{current}\n")).unwrap();
+        let s = RocksStore::open(dir.path(), 86400).unwrap();
+        assert_eq!(
+            s.record(Kind::Sender, "x@example.org")
+                .unwrap()
+                .count(Counter::MessagesReceived),
+            3
+        );
+    }
+
+    #[test]
+    fn a_directory_of_other_files_is_refused_but_an_empty_one_becomes_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"precious").unwrap();
+        let e = RocksStore::open(dir.path(), 86400).err().unwrap();
+        assert!(e.to_string().contains("notes.txt"), "{e}");
+        assert_eq!(
+            std::fs::read(dir.path().join("notes.txt")).unwrap(),
+            b"precious"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let empty = tempfile::tempdir().unwrap();
+        std::os::unix::net::UnixListener::bind(empty.path().join("control.sock")).unwrap();
+        RocksStore::open(empty.path(), 86400).unwrap();
+        RocksStore::open(&empty.path().join("sub/dir"), 86400).unwrap();
+    }
+
     #[test]
     fn read_only_open_sees_a_running_writer() {
         let dir = tempfile::tempdir().unwrap();
@@ -524,12 +656,11 @@ mod tests {
             ..Update::default()
         };
         assert!(matches!(r.apply(&write), Err(StoreError::ReadOnly)));
+        let second = RocksStore::open(dir.path(), 86400);
         assert!(
-            matches!(
-                RocksStore::open(dir.path(), 86400),
-                Err(StoreError::Locked(_))
-            ),
-            "second writer must fail"
+            matches!(second, Err(StoreError::Locked(_))),
+            "second writer must fail: {:?}",
+            second.err()
         );
     }
 
