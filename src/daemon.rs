@@ -9,6 +9,7 @@
 
 pub use crate::shared::Shared;
 
+use crate::config::remove_own_socket;
 use crate::listeners::control::ControlServer;
 use crate::listeners::{admin, events, http};
 use crate::milter::{self, MilterListener};
@@ -155,8 +156,9 @@ pub async fn serve(
     if let Some(t) = control_task {
         t.abort();
         let _ = t.await;
+        // Only a socket this daemon bound is its to remove.
+        remove_own_socket(&cfg.control_socket());
     }
-    let _ = std::fs::remove_file(cfg.control_socket());
     result
 }
 

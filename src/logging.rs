@@ -7,7 +7,7 @@
 //! one-line summary is logged.
 
 use crate::config::{Config, LogFormat, LogTarget};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Mutex, OnceLock};
 use tracing::Level;
@@ -129,7 +129,10 @@ pub fn init(cfg: &Config) -> io::Result<()> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(io::stderr)
-                    .with_target(false),
+                    .with_target(false)
+                    // Colour only for a person at a terminal: journald and
+                    // log files keep plain text.
+                    .with_ansi(io::stderr().is_terminal()),
             )
             .try_init(),
         (LogTarget::Stderr, LogFormat::Json) => registry

@@ -357,6 +357,77 @@ fn run_refuses_a_state_dir_that_is_not_a_store_and_touches_nothing() {
 }
 
 #[test]
+fn a_second_daemon_on_the_same_unix_socket_leaves_it_to_the_first_and_logs_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("milter.sock");
+    let write = |name: &str| {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "socket = \"unix:{}\"\nstate_dir = \"{}\"\nenterprise_domains = [\"example.com\"]\n[admin]\ncontrol_socket = \"{}\"\n[auth]\nverify = false\n",
+                sock.display(),
+                dir.path().join(format!("{name}-state")).display(),
+                dir.path().join(format!("{name}.ctl")).display(),
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let (first_cfg, second_cfg) = (write("first"), write("second"));
+    let log = dir.path().join("first.log");
+    let mut first = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&first_cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second_log = dir.path().join("second.log");
+    let mut second = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&second_cfg)
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..250 {
+        status = second.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Some(status) = status else {
+        let _ = second.kill();
+        panic!("the second daemon took the socket and kept running");
+    };
+    assert!(!status.success());
+    let err = std::fs::read_to_string(&second_log).unwrap();
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        "the first daemon still answers on its socket"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    assert!(first.wait().unwrap().success());
+    // stderr is a file, not a terminal: no colour codes in the log.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("listening on"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file: {text:?}"
+    );
+}
+
+#[test]
 fn bad_command_lines_are_refused() {
     assert!(!cli(&["explain"]).status.success());
     assert!(!cli(&["override", "--sender", "a@b.example", "notaclass"])

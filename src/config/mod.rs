@@ -17,7 +17,7 @@ pub use scoring::{log_fraction, MtaWeights, ScoringConfig, SenderWeights, Weight
 pub use sections::{
     AdminConfig, AuthConfig, DnsConfig, EventsConfig, ListsConfig, LogConfig, LogFormat, LogTarget,
 };
-pub use socket::{remove_stale_socket, SocketSpec};
+pub use socket::{remove_own_socket, remove_stale_socket, SocketSpec};
 
 pub use crate::vocab::{Mode, OnError, Span};
 use ipnet::IpNet;

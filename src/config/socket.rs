@@ -81,17 +81,45 @@ impl Serialize for SocketSpec {
     }
 }
 
-/// Removes a leftover unix socket file, but only if it really is a socket:
-/// a typo in the config must never delete a regular file.
+/// Removes a leftover unix socket file before binding, but only if it
+/// really is a socket (a typo in the config must never delete a regular
+/// file) and nobody answers on it (a second instance must not steal a
+/// running daemon's socket).
 pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(md) if md.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(md) if md.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use: another process listens on it (a running sra-milter?)",
+                        path.display()
+                    ),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: cannot tell whether it is in use: {e}", path.display()),
+                )),
+            }
+        }
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a socket", path.display()),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes the socket this process bound, as it stops listening (only if
+/// it is still a socket).
+pub fn remove_own_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|md| md.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -130,6 +158,9 @@ mod tests {
 
         let sock = dir.path().join("s.sock");
         let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let e = remove_stale_socket(&sock).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        assert!(sock.exists(), "a socket somebody listens on is kept");
         drop(l);
         assert!(sock.exists());
         remove_stale_socket(&sock).unwrap();

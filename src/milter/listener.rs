@@ -6,7 +6,7 @@
 //! stops accepting (and closes the listening socket) as soon as shutdown
 //! begins, while open sessions are allowed to finish.
 
-use crate::config::{remove_stale_socket, SocketSpec};
+use crate::config::{remove_own_socket, remove_stale_socket, SocketSpec};
 use indymilter::Listener;
 use std::future::Future;
 use std::io;
@@ -67,7 +67,7 @@ impl MilterListener {
 impl Drop for MilterListener {
     fn drop(&mut self) {
         if let Some(Inner::Unix(_, path)) = self.inner.take() {
-            let _ = remove_stale_socket(&path);
+            remove_own_socket(&path);
         }
     }
 }
@@ -82,7 +82,7 @@ impl Listener for MilterListener {
             if stop.as_mut().poll(cx).is_ready() {
                 self.stop = None;
                 if let Some(Inner::Unix(_, path)) = self.inner.take() {
-                    let _ = remove_stale_socket(&path);
+                    remove_own_socket(&path);
                 }
                 self.inner = None;
             }
