@@ -143,14 +143,30 @@ smtputf8_enable = no
 }
 
 impl Drop for Postfix {
+    /// Stops the instance; a stop that does not finish in 30 s (seen once
+    /// after a test had failed on a starved machine) is killed, so a failed
+    /// test fails instead of hanging the suite.
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
+        let Ok(mut stop) = Command::new("postfix")
             .arg("-c")
             .arg(self.etc())
             .arg("stop")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = stop.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = stop.kill();
+        let _ = stop.wait();
+        eprintln!("postfix stop did not finish in 30 s; killed it");
     }
 }
 
