@@ -148,6 +148,7 @@ pub async fn serve(
 
     let config = indymilter::Config {
         max_connections: cfg.max_connections,
+        connection_timeout: cfg.milter_timeout.0,
         actions: milter::NEEDED_ACTIONS,
         ..Default::default()
     };

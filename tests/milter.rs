@@ -520,3 +520,58 @@ async fn an_originating_service_is_outbound_from_connect_on() {
     ));
     m.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_milter_timeout_and_frees_its_slot() {
+    use tokio::io::AsyncReadExt;
+    let m = start(|c| {
+        c.max_connections = 1;
+        c.milter_timeout = sra_milter::vocab::Span(std::time::Duration::from_secs(1));
+    })
+    .await;
+    // A client that connects and says nothing holds the only slot.
+    let mut idle = tokio::net::TcpStream::connect(m.addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let t = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send(m.addr, &Mail::inbound("carol@partner.example", "idle1@x")),
+    )
+    .await
+    .expect("a session after the idle one gets its verdict");
+    assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The idle connection was closed by the milter.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn recipients_kept_per_message_are_bounded() {
+    let m = start(|_| {}).await;
+    let mut mail = Mail::outbound("r0@partner.example", "many@example.com");
+    mail.rcpts = (0..1200).map(|i| format!("r{i}@partner.example")).collect();
+    // An address no SMTP server could hold: refused as a recipient.
+    mail.rcpts
+        .push(format!("{}@partner.example", "x".repeat(100 * 1024)));
+    let t = send(m.addr, &mail).await;
+    assert!(t.rcpts.iter().all(|s| *s == Status::Continue), "{t:?}");
+    let count = |who: &str| {
+        m.store
+            .record(Kind::Sender, who)
+            .unwrap()
+            .count(Counter::MessagesSent)
+    };
+    assert_eq!(count("r0@partner.example"), 1);
+    assert_eq!(count("r999@partner.example"), 1);
+    assert_eq!(count("r1000@partner.example"), 0, "the 1001st is not kept");
+    assert_eq!(count("r1199@partner.example"), 0);
+}

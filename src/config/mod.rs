@@ -80,6 +80,11 @@ pub struct Config {
     pub shutdown_timeout: Span,
     /// Maximum simultaneous milter connections.
     pub max_connections: usize,
+    /// How long a milter connection may wait for the MTA's next command
+    /// before it is closed (Postfix's `milter_*_timeout` are the guide; above
+    /// its `smtpd_timeout`, so a slow SMTP client is not cut off). An idle
+    /// connection holds one of `max_connections`.
+    pub milter_timeout: Span,
     /// Header added to messages whose action is `tag`.
     pub tag_header: String,
     pub log: LogConfig,
@@ -113,6 +118,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_timeout: Span(Duration::from_secs(30)),
             max_connections: 200,
+            milter_timeout: Span(Duration::from_secs(600)),
             tag_header: "X-SRA-Flag".into(),
             log: LogConfig::default(),
             dns: DnsConfig::default(),
@@ -224,6 +230,11 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("max_connections must be > 0".into()));
         }
+        if self.milter_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "milter_timeout must be at least 1s".into(),
+            ));
+        }
         if self.message_index_ttl.0.as_secs() < 3600 {
             return Err(ConfigError::Invalid(
                 "message_index_ttl must be at least 1h".into(),
@@ -312,6 +323,7 @@ impl Config {
         keep!("socket_mode", socket_mode);
         keep!("state_dir", state_dir);
         keep!("max_connections", max_connections);
+        keep!("milter_timeout", milter_timeout);
         keep!("message_index_ttl", message_index_ttl);
         keep!("admin", admin);
         keep!("log.target", log.target);

@@ -26,6 +26,14 @@ use std::sync::Arc;
 /// 100 KiB).
 const MAX_HEADER_BYTES: usize = 256 * 1024;
 
+/// Recipients kept per message (Postfix's own `smtpd_recipient_limit`
+/// default); the rest are rated at RCPT but not remembered.
+const MAX_RECIPIENTS: usize = 1000;
+
+/// The longest address kept: a 64-octet local part, `@`, a 255-octet
+/// domain (RFC 5321 §4.5.3.1). Longer RCPT arguments cannot be real.
+const MAX_ADDRESS: usize = 320;
+
 pub struct Connection {
     pub(super) shared: Arc<Shared>,
     pub(super) cfg: Arc<Config>,
@@ -58,6 +66,15 @@ pub(super) struct MessageState {
     /// Existing `X-SRA-Verdict` headers (forged or stale): removed at eom.
     pub(super) verdict_headers: i32,
     pub(super) raw: Vec<u8>,
+}
+
+impl MessageState {
+    /// Keeps a recipient, up to [`MAX_RECIPIENTS`] per message.
+    fn remember_recipient(&mut self, rcpt: String) {
+        if self.recipients.len() < MAX_RECIPIENTS {
+            self.recipients.push(rcpt);
+        }
+    }
 }
 
 pub(super) fn macro_str(macros: &Macros, name: &str) -> Option<String> {
@@ -297,11 +314,13 @@ impl Connection {
             .first()
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Some(rcpt) = normalize_envelope(&raw, &cfg.recipient_delimiter) else {
+        let Some(rcpt) =
+            normalize_envelope(&raw, &cfg.recipient_delimiter).filter(|r| r.len() <= MAX_ADDRESS)
+        else {
             return Status::Continue;
         };
         if m.direction != Some(Direction::Inbound) {
-            m.recipients.push(rcpt);
+            m.remember_recipient(rcpt);
             return Status::Continue;
         }
         let sender_class = self.mail_rating.as_ref().map(|r| r.class);
@@ -316,7 +335,7 @@ impl Connection {
         let status = self.early_with_reason(Stage::Rcpt, &who, o, &reason, reply);
         if status == Status::Continue {
             if let Some(m) = self.msg.as_mut() {
-                m.recipients.push(rcpt);
+                m.remember_recipient(rcpt);
             }
         }
         status

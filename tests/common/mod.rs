@@ -231,10 +231,15 @@ pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
         return t;
     }
     let mut accepted = 0;
-    for r in &m.rcpts {
-        conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())])
-            .await
-            .unwrap();
+    for (i, r) in m.rcpts.iter().enumerate() {
+        // Postfix repeats the macros before each RCPT; once is enough here,
+        // and each separate small write waits for a delayed ACK (this
+        // client sets no TCP_NODELAY).
+        if i == 0 {
+            conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())])
+                .await
+                .unwrap();
+        }
         let s = conn.rcpt([format!("<{r}>")]).await.unwrap();
         if !stops(&s) {
             accepted += 1;
