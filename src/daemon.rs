@@ -150,7 +150,6 @@ pub async fn serve(
         max_connections: cfg.max_connections,
         connection_timeout: cfg.milter_timeout.0,
         actions: milter::NEEDED_ACTIONS,
-        ..Default::default()
     };
     let result =
         indymilter::run(listener, milter::callbacks(shared.clone()), config, drained).await;
