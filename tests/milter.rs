@@ -575,3 +575,34 @@ async fn recipients_kept_per_message_are_bounded() {
     assert_eq!(count("r1000@partner.example"), 0, "the 1001st is not kept");
     assert_eq!(count("r1199@partner.example"), 0);
 }
+
+#[tokio::test]
+async fn the_control_socket_refuses_what_the_command_line_would_and_normalises_the_rest() {
+    let m = start(|_| {}).await;
+    let path = m.shared.config().control_socket();
+    let resp = send_control(
+        &path,
+        &ControlRequest::SetOverride {
+            target: Target::Sender(String::new()),
+            class: Class::Trusted,
+            reason: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!resp.ok, "an empty sender is refused: {}", resp.message);
+    assert!(m.store.overrides().unwrap().is_empty());
+    // Mixed case, as a script might send it: stored in the normal form, so
+    // it applies to the sender.
+    set_override(
+        &m,
+        Target::Sender("Mallory@Partner.Example".into()),
+        Class::Malicious,
+    )
+    .await;
+    let t = send(m.addr, &Mail::inbound("mallory@partner.example", "c1@x")).await;
+    assert!(
+        matches!(t.mail, Some(Status::Reject { .. })),
+        "the override applies: {t:?}"
+    );
+}

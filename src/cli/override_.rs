@@ -63,6 +63,13 @@ pub(super) fn control(cfg: &Config, req: ControlRequest) -> ExitCode {
     let path = cfg.control_socket();
     let resp = match rt.block_on(send_control(&path, &req)) {
         Ok(resp) => resp,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "sra-milter: permission denied on the daemon's control socket {} (run as root or as the sra-milter user)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
         Err(_) => {
             let store = match RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()) {
                 Ok(s) => Arc::new(s),

@@ -113,15 +113,11 @@ async fn handle_control(stream: UnixStream, shared: Arc<Shared>) -> io::Result<(
 /// opened itself).
 pub fn execute(cfg: &Config, engine: &Engine, req: ControlRequest) -> ControlResponse {
     let store = engine.store();
+    let refuse = |message: String| ControlResponse { ok: false, message };
     let result = match req {
         ControlRequest::Ping => Ok("pong".to_string()),
         ControlRequest::Events { body } => match parse_batch(&body) {
-            Err(bad) => {
-                return ControlResponse {
-                    ok: false,
-                    message: format!("no event imported: {bad}"),
-                }
-            }
+            Err(bad) => return refuse(format!("no event imported: {bad}")),
             Ok(events) => engine.apply_events(&events, now()).map(|r| {
                 format!(
                     "{} events: {} accepted, {} unknown, {} duplicate",
@@ -137,6 +133,10 @@ pub fn execute(cfg: &Config, engine: &Engine, req: ControlRequest) -> ControlRes
             class,
             reason,
         } => {
+            let target = match target.normalized() {
+                Ok(t) => t,
+                Err(e) => return refuse(format!("no override set: {e}")),
+            };
             let o = Override {
                 target: target.clone(),
                 class,
@@ -149,6 +149,10 @@ pub fn execute(cfg: &Config, engine: &Engine, req: ControlRequest) -> ControlRes
                 .map(|_| format!("override set: {target} is {class}"))
         }
         ControlRequest::RemoveOverride { target } => {
+            let target = match target.normalized() {
+                Ok(t) => t,
+                Err(e) => return refuse(format!("no override removed: {e}")),
+            };
             store.remove_override(&target).map(|existed| {
                 if existed {
                     format!("override removed: {target}")

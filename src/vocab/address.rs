@@ -103,6 +103,18 @@ impl Target {
         }
     }
 
+    /// The target as the command line would have written it: addresses
+    /// and domains in their normal form, networks truncated. A target that
+    /// the command line would refuse (an empty address) is refused here too,
+    /// whoever sends it.
+    pub fn normalized(&self) -> Result<Target, String> {
+        match self {
+            Target::Sender(a) => Target::sender(a),
+            Target::Domain(d) => Target::domain(d),
+            Target::Mta(n) => Ok(Target::Mta(n.trunc())),
+        }
+    }
+
     pub fn store_key(&self) -> String {
         match self {
             Target::Sender(a) => format!("sender:{a}"),
@@ -136,5 +148,11 @@ mod tests {
         assert!(Target::domain("no_dots").is_err());
         assert!(Target::sender("nobody").is_err());
         assert!(Target::parse_list_entry("2001:db8::/32").is_ok());
+        assert_eq!(
+            Target::Sender("Ceo@Example.ORG".into()).normalized(),
+            Target::sender("ceo@example.org")
+        );
+        assert!(Target::Sender(String::new()).normalized().is_err());
+        assert!(Target::Domain("Not A Domain".into()).normalized().is_err());
     }
 }
