@@ -76,6 +76,7 @@ pub async fn serve(
         tokio::spawn(http::serve(
             l,
             cfg.events.max_body_bytes,
+            Some(events::gate(shared.clone())),
             handler,
             async move {
                 let _ = events_stop.wait_for(|v| *v).await;
@@ -92,7 +93,7 @@ pub async fn serve(
             })?;
         tracing::info!("metrics on http://{}/metrics", cfg.admin.listen);
         let handler = Arc::new(admin::handler(shared.clone()));
-        tokio::spawn(http::serve(l, 0, handler, async move {
+        tokio::spawn(http::serve(l, 0, None, handler, async move {
             let _ = admin_stop.wait_for(|v| *v).await;
         }));
     }

@@ -1,7 +1,7 @@
 //! The events listener: `POST /v1/events` from the mailbox server — the
 //! bearer token, the whole batch validated, then applied atomically.
 
-use super::http::{constant_time_eq, Request, Response, ResponseFuture};
+use super::http::{constant_time_eq, Gate, Request, Response, ResponseFuture};
 use crate::pipeline::engagement::parse_batch;
 use crate::shared::Shared;
 use crate::store::{run_blocking, StoreError};
@@ -10,6 +10,36 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// `POST /v1/events`: bearer token, validate the whole batch, apply it.
+/// The bearer token, checked on the request head before the body is read:
+/// a client without the token cannot make the listener buffer a body.
+pub fn gate(shared: Arc<Shared>) -> Gate {
+    Arc::new(move |req: &Request| {
+        if req.path != "/v1/events" || req.method != "POST" {
+            // 404 and 405 come from the handler.
+            return None;
+        }
+        let token = shared.events_token();
+        let given = req
+            .header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let authorized = matches!((&token, given), (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()));
+        if authorized {
+            return None;
+        }
+        shared.metrics.events("unauthorized", 1);
+        tracing::warn!("events: request without the right bearer token refused");
+        Some(Response::json(
+            401,
+            json!({ "error": "missing or wrong bearer token" }),
+        ))
+    })
+}
+
+/// Serves a request that passed [`gate`].
 pub fn handler(shared: Arc<Shared>) -> impl Fn(Request) -> ResponseFuture + Send + Sync {
     move |req| {
         let shared = shared.clone();
@@ -19,20 +49,6 @@ pub fn handler(shared: Arc<Shared>) -> impl Fn(Request) -> ResponseFuture + Send
             }
             if req.method != "POST" {
                 return Response::json(405, json!({ "error": "use POST" }));
-            }
-            let token = shared.events_token();
-            let given = req
-                .header("authorization")
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim);
-            let authorized = matches!((&token, given), (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()));
-            if !authorized {
-                shared.metrics.events("unauthorized", 1);
-                tracing::warn!("events: request without the right bearer token refused");
-                return Response::json(401, json!({ "error": "missing or wrong bearer token" }));
             }
             let Ok(body) = String::from_utf8(req.body) else {
                 return Response::json(

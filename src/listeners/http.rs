@@ -1,8 +1,11 @@
 //! A small HTTP/1.1 server for the loopback listeners (engagement events,
 //! metrics): one request per connection, `Content-Length` bodies only,
-//! bounded header and body sizes, a read deadline. Enough for a mailbox
-//! server's push script and a Prometheus scraper, and nothing a stranger can
-//! use to hold resources.
+//! bounded header and body sizes, a read deadline, a cap on open
+//! connections, and a gate (the bearer token) checked on the request head
+//! before any body is read. Enough for a mailbox server's push script and a
+//! Prometheus scraper, and nothing a stranger can use to hold resources:
+//! at most `max_connections × (16 KiB + max_body)` of buffers, and a
+//! listener out of file descriptors pauses instead of failing.
 
 use std::future::Future;
 use std::io;
@@ -11,8 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 const MAX_HEAD: usize = 16 * 1024;
+/// Connections one listener keeps open at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 64;
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
@@ -31,6 +37,10 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// Looks at a request's head before its body is read: `Some(response)`
+/// refuses it (a missing token) without reading the body.
+pub type Gate = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
 
 /// What a handler returns.
 pub type ResponseFuture = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -94,7 +104,11 @@ async fn write_response(stream: &mut TcpStream, r: &Response) -> io::Result<()> 
 }
 
 /// Reads one request; `Err(response)` for a request that cannot be served.
-async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request, Response> {
+async fn read_request(
+    stream: &mut TcpStream,
+    max_body: usize,
+    gate: Option<&Gate>,
+) -> Result<Request, Response> {
     let err = |status: u16, msg: &str| Response::json(status, serde_json::json!({ "error": msg }));
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -126,6 +140,9 @@ async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request
         headers,
         body: Vec::new(),
     };
+    if let Some(refused) = gate.and_then(|g| g(&req)) {
+        return Err(refused);
+    }
     if req
         .header("transfer-encoding")
         .is_some_and(|t| !t.eq_ignore_ascii_case("identity"))
@@ -152,16 +169,24 @@ async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request
     Ok(req)
 }
 
-/// Serves `handler` on `listener` until `shutdown` completes.
+/// Serves `handler` on `listener` until `shutdown` completes; `gate`
+/// checks each request head before its body is read.
 pub async fn serve<H, F>(
     listener: TcpListener,
     max_body: usize,
+    gate: Option<Gate>,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send,
 {
+    let name = listener
+        .local_addr()
+        .map_or_else(|_| "http".to_string(), |a| a.to_string());
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut starved = false;
+    let mut full = false;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -171,16 +196,35 @@ pub async fn serve<H, F>(
         let (mut stream, _peer): (TcpStream, SocketAddr) = match accepted {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("http listener: {e}");
+                // Out of file descriptors or a client that left: pause, log
+                // once, and go on; never end the listener (or the daemon).
+                if !starved {
+                    tracing::warn!("http listener {name}: cannot accept: {e}; retrying");
+                    starved = true;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        starved = false;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !full {
+                tracing::warn!(
+                    "http listener {name}: {MAX_CONNECTIONS} connections open; closing new ones until some finish"
+                );
+                full = true;
+            }
+            drop(stream);
+            continue;
+        };
+        full = false;
         let handler = handler.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let resp = match tokio::time::timeout(
                 READ_DEADLINE,
-                read_request(&mut stream, max_body),
+                read_request(&mut stream, max_body, gate.as_ref()),
             )
             .await
             {

@@ -25,6 +25,28 @@ enum Inner {
 pub struct MilterListener {
     inner: Option<Inner>,
     stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// After an accept error (no file descriptors left), when to try again.
+    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Accepting has been failing since the last success.
+    starved: bool,
+}
+
+/// How long accepting pauses after a transient accept error.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Accept errors that say nothing about the listening socket itself but
+/// that the process ran out of something: file descriptors (EMFILE,
+/// ENFILE), buffers or memory (ENOBUFS, ENOMEM).
+pub fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}
+
+/// A client that left before it was accepted.
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }
 
 impl MilterListener {
@@ -45,6 +67,8 @@ impl MilterListener {
         Ok(MilterListener {
             inner: Some(inner),
             stop: None,
+            backoff: None,
+            starved: false,
         })
     }
 
@@ -87,21 +111,52 @@ impl Listener for MilterListener {
                 self.inner = None;
             }
         }
-        match &self.inner {
-            None => Poll::Pending,
-            Some(Inner::Tcp(l)) => match l.poll_accept(cx) {
-                Poll::Ready(Ok((s, _))) => {
-                    if let Err(e) = s.set_nodelay(true) {
-                        tracing::warn!("cannot set TCP_NODELAY on milter connection: {e}");
-                    }
-                    Poll::Ready(Ok(indymilter::EitherStream::Tcp(s)))
+        if let Some(b) = self.backoff.as_mut() {
+            if b.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.backoff = None;
+        }
+        let accepted = match &self.inner {
+            None => return Poll::Pending,
+            Some(Inner::Tcp(l)) => l.poll_accept(cx).map_ok(|(s, _)| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::warn!("cannot set TCP_NODELAY on milter connection: {e}");
                 }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
+                indymilter::EitherStream::Tcp(s)
+            }),
             Some(Inner::Unix(l, _)) => l
                 .poll_accept(cx)
                 .map_ok(|(s, _)| indymilter::EitherStream::Unix(s)),
+        };
+        match accepted {
+            Poll::Ready(Err(e)) if is_peer_gone(&e) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) if is_exhaustion(&e) => {
+                // Out of file descriptors (or the peer gave up): the
+                // sessions already open go on; try again shortly instead of
+                // ending the daemon. Logged once per episode.
+                if !self.starved {
+                    tracing::error!(
+                        "milter socket: cannot accept: {e}; retrying every {ACCEPT_BACKOFF:?}"
+                    );
+                    self.starved = true;
+                }
+                let mut sleep = Box::pin(tokio::time::sleep(ACCEPT_BACKOFF));
+                let _ = sleep.as_mut().poll(cx);
+                self.backoff = Some(sleep);
+                Poll::Pending
+            }
+            Poll::Ready(Ok(s)) => {
+                if self.starved {
+                    tracing::info!("milter socket: accepting again");
+                    self.starved = false;
+                }
+                Poll::Ready(Ok(s))
+            }
+            other => other,
         }
     }
 }

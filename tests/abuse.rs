@@ -1,0 +1,193 @@
+//! Abuse from outside, bounded and on loopback only: a daemon with few file
+//! descriptors (`ulimit -n`), idle milter and HTTP connections past every
+//! limit, and unauthenticated clients sending large bodies. Throughout, the
+//! daemon stays up and a normal milter session still gets its verdict.
+
+mod common;
+mod support;
+
+use common::{send, Mail};
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::free_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
+const TOKEN: &str = "abuse-test-token-0123456789";
+
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+    milter: u16,
+    events: u16,
+}
+
+impl Daemon {
+    /// `sra-milter run` under `ulimit -n FDS`, with an events listener.
+    fn start(dir: &std::path::Path, fds: u32) -> Daemon {
+        let (milter, events) = (free_port(), free_port());
+        let token = dir.join("token");
+        std::fs::write(&token, TOKEN).unwrap();
+        let cfg = dir.join("sra.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "socket = \"inet:127.0.0.1:{milter}\"\nstate_dir = \"{}\"\nenterprise_domains = [\"example.com\"]\n[events]\nlisten = \"127.0.0.1:{events}\"\ntoken_file = \"{}\"\n[admin]\ncontrol_socket = \"{}\"\n[auth]\nverify = false\n",
+                dir.join("state").display(),
+                token.display(),
+                dir.join("control.sock").display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("log");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" run -c \"$1\""))
+            .arg(BIN)
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            log,
+            milter,
+            events,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", events)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon did not start: {}",
+                d.log_text()
+            );
+            assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A normal milter session gets its verdict within `limit`.
+    async fn verdict_within(&self, limit: Duration, id: &str) {
+        let t = tokio::time::timeout(
+            limit,
+            send(
+                ([127, 0, 0, 1], self.milter).into(),
+                &Mail::inbound("carol@partner.example", id),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no verdict within {limit:?}: {}", self.log_text()));
+        assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection to a loopback port, or none within 200 ms (a listener
+/// that does not accept leaves connects hanging once its queue is full).
+fn connect(port: u16) -> Option<TcpStream> {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).ok()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_out_of_file_descriptors_pauses_accepting_and_never_ends_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), 128);
+    d.verdict_within(Duration::from_secs(5), "before@x").await;
+
+    // More idle milter connections than the daemon has descriptors for.
+    let milter: Vec<TcpStream> = (0..200).filter_map(|_| connect(d.milter)).collect();
+    // And idle HTTP connections on top.
+    let http: Vec<TcpStream> = (0..200).filter_map(|_| connect(d.events)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.alive(), "the daemon ended: {}", d.log_text());
+    let log = d.log_text();
+    assert!(log.contains("cannot accept"), "{log}");
+    assert!(
+        log.matches("milter socket: cannot accept").count() <= 2,
+        "logged once per episode, not per attempt: {log}"
+    );
+
+    // Once the idle clients are gone, mail is served again.
+    drop(milter);
+    drop(http);
+    d.verdict_within(Duration::from_secs(5), "after@x").await;
+    assert!(d.alive());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_unauthenticated_http_clients_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), 1024);
+    let rss = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss(d.child.id());
+
+    // 60 clients without the token each announce a 4 MiB body and send
+    // 1 MiB of it: each is refused on its head, no body is buffered.
+    let mut refused = 0;
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut clients = Vec::new();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(("127.0.0.1", d.events)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ =
+            s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n");
+        let _ = s.write_all(&chunk);
+        clients.push(s);
+    }
+    for mut s in clients {
+        let mut resp = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+        if resp.starts_with("HTTP/1.1 401") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 60);
+    let after = rss(d.child.id());
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+
+    // Idle connections far past the cap: the daemon keeps at most its cap
+    // open, and mail is still served.
+    let idle: Vec<TcpStream> = (0..500).filter_map(|_| connect(d.events)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    d.verdict_within(Duration::from_secs(1), "busy@x").await;
+    assert!(
+        open_fds(d.child.id()) < 200,
+        "{} descriptors open",
+        open_fds(d.child.id())
+    );
+    assert!(d.alive());
+    drop(idle);
+}
