@@ -3,9 +3,16 @@
 //! concurrent indymilter-test clients that speak to it as Postfix does
 //! (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message).
 //!
-//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix]
+//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf]
 //!
 //! Prints messages/s and per-message latency percentiles.
+//!
+//! The default mix spreads messages evenly over SENDERS addresses in 97
+//! domains and 250 MTAs. `zipf` is the realistic mix: senders and MTAs drawn
+//! Zipf-distributed (s = 1) over SENDERS identities and SENDERS/10 MTAs, so a
+//! few are very busy, as big providers are; 20 % of the messages outbound
+//! (an authenticated employee writing to a correspondent), 5 % replies to
+//! an earlier outbound message.
 //!
 //! Over TCP the figures include the *client's* Nagle delays: indymilter-test
 //! sends each macro definition as its own small write, without
@@ -32,6 +39,8 @@ async fn main() {
     let messages = args.first().copied().unwrap_or(5000);
     let concurrency = args.get(1).copied().unwrap_or(4).max(1);
     let senders = args.get(2).copied().unwrap_or(500).max(1);
+    let zipf = raw.iter().any(|a| a == "zipf");
+    let mix = Arc::new(Mix::new(senders, zipf));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("milter.sock");
@@ -67,12 +76,12 @@ async fn main() {
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let sock = sock.clone();
+        let mix = mix.clone();
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_worker);
             for i in 0..per_worker {
                 let n = w * per_worker + i;
-                let sender = format!("user{}@sender{}.example", n % senders, n % 97);
-                let ip = [192, 0, 2, (n % 250) as u8 + 1];
+                let m = mix.message(n);
                 let t0 = Instant::now();
                 let mut c = match addr {
                     Some(a) => TestConnection::open(a).await.expect("open"),
@@ -81,24 +90,29 @@ async fn main() {
                         .await
                         .expect("open"),
                 };
-                c.connect("mx.sender.example", ip).await.expect("connect");
+                c.connect("mx.sender.example", m.ip).await.expect("connect");
                 c.helo("mx.sender.example").await.expect("helo");
-                c.macros(MacroStage::Mail, [("i", format!("Q{n:08X}"))])
-                    .await
-                    .expect("macros");
-                c.mail([format!("<{sender}>")]).await.expect("mail");
-                c.rcpt([format!("<staff{}@example.com>", n % 50)])
-                    .await
-                    .expect("rcpt");
+                let mut macros = vec![("i", format!("Q{n:08X}"))];
+                if m.outbound {
+                    macros.push(("{auth_authen}", "staff".into()));
+                }
+                c.macros(MacroStage::Mail, macros).await.expect("macros");
+                c.mail([format!("<{}>", m.from)]).await.expect("mail");
+                c.rcpt([format!("<{}>", m.to)]).await.expect("rcpt");
                 c.data().await.expect("data");
-                c.header("From", format!("Sender <{sender}>"))
+                c.header("From", format!("Sender <{}>", m.from))
                     .await
                     .expect("header");
-                c.header("To", "staff@example.com").await.expect("header");
+                c.header("To", m.to.as_str()).await.expect("header");
                 c.header("Subject", "benchmark").await.expect("header");
-                c.header("Message-ID", format!("<bench{n}@sender.example>"))
+                c.header("Message-ID", format!("<bench{n}@bench.example>"))
                     .await
                     .expect("header");
+                if let Some(r) = m.in_reply_to {
+                    c.header("In-Reply-To", format!("<bench{r}@bench.example>"))
+                        .await
+                        .expect("header");
+                }
                 c.eoh().await.expect("eoh");
                 c.body("Hello,\r\nsee https://example.org/x\r\n".repeat(20))
                     .await
@@ -118,8 +132,9 @@ async fn main() {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "{} {} messages, {} connections in parallel, {} senders: {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms",
+        "{} {}{} messages, {} connections in parallel, {} senders: {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms",
         if unix { "unix" } else { "tcp" },
+        if zipf { "zipf " } else { "" },
         lat.len(),
         concurrency,
         senders,
@@ -129,4 +144,91 @@ async fn main() {
     );
     let _ = tx.send(());
     let _ = server.await;
+}
+
+/// One message of the mix.
+struct Generated {
+    ip: [u8; 4],
+    from: String,
+    to: String,
+    outbound: bool,
+    /// The earlier (outbound) message this one answers.
+    in_reply_to: Option<usize>,
+}
+
+/// The messages of a run, a pure function of their number (so that every
+/// worker draws from the same distribution without sharing state).
+struct Mix {
+    senders: usize,
+    zipf: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Mix {
+    fn new(senders: usize, zipf: bool) -> Mix {
+        let cdf = |n: usize| {
+            let mut acc = 0.0;
+            let mut v: Vec<f64> = (1..=n)
+                .map(|k| {
+                    acc += 1.0 / k as f64;
+                    acc
+                })
+                .collect();
+            for x in &mut v {
+                *x /= acc;
+            }
+            v
+        };
+        Mix {
+            senders,
+            zipf: zipf.then(|| (cdf(senders), cdf((senders / 10).max(1)))),
+        }
+    }
+
+    /// A uniform number in 0..1 for message `n` and stream `k` (splitmix64).
+    fn uniform(n: usize, k: u64) -> f64 {
+        let mut z =
+            (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    }
+
+    fn draw(cdf: &[f64], u: f64) -> usize {
+        cdf.partition_point(|c| *c < u).min(cdf.len() - 1)
+    }
+
+    fn message(&self, n: usize) -> Generated {
+        let Some((senders, mtas)) = &self.zipf else {
+            return Generated {
+                ip: [192, 0, 2, (n % 250) as u8 + 1],
+                from: format!("user{}@sender{}.example", n % self.senders, n % 97),
+                to: format!("staff{}@example.com", n % 50),
+                outbound: false,
+                in_reply_to: None,
+            };
+        };
+        let s = Self::draw(senders, Self::uniform(n, 1));
+        let who = format!("user{s}@sender{}.example", s % 997);
+        let kind = Self::uniform(n, 2);
+        if kind < 0.20 {
+            // An employee writes to the correspondent, from inside.
+            return Generated {
+                ip: [10, 0, 0, 5],
+                from: format!("staff{}@example.com", n % 50),
+                to: who,
+                outbound: true,
+                in_reply_to: None,
+            };
+        }
+        let m = Self::draw(mtas, Self::uniform(n, 3));
+        Generated {
+            ip: [198, 18, (m / 250) as u8, (m % 250) as u8 + 1],
+            from: who,
+            to: format!("staff{}@example.com", n % 50),
+            outbound: false,
+            // A reply names an earlier message: the index look-up a reply
+            // costs.
+            in_reply_to: (kind < 0.25 && n > 0).then_some(n / 2),
+        }
+    }
 }
