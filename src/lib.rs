@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod milter;
 pub mod pipeline;
 pub mod policy;
+#[cfg(feature = "rocksdb")]
 pub mod replay;
 pub mod reputation;
 pub mod shared;

@@ -29,6 +29,7 @@
 
 mod assess;
 pub mod engagement;
+#[cfg(feature = "rocksdb")]
 pub mod explain;
 mod learn;
 

@@ -27,10 +27,12 @@
 
 mod batching;
 mod record;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use batching::BatchingStore;
 pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
 use crate::vocab::{Class, Direction, Target};
@@ -63,6 +65,7 @@ pub const CFS: [&str; 9] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
     #[error("{0}")]
@@ -90,17 +93,6 @@ pub enum Kind {
     Domain,
     Mta,
     Pair,
-}
-
-impl Kind {
-    pub(crate) fn cf(self) -> &'static str {
-        match self {
-            Kind::Sender => CF_SENDERS,
-            Kind::Domain => CF_DOMAINS,
-            Kind::Mta => CF_MTAS,
-            Kind::Pair => CF_PAIRS,
-        }
-    }
 }
 
 pub fn pair_key(sender: &str, mta: &str) -> String {

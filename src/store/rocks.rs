@@ -22,6 +22,16 @@ pub struct RocksStore {
     newest: Arc<AtomicU64>,
 }
 
+/// The column family of a record kind.
+fn family(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sender => CF_SENDERS,
+        Kind::Domain => CF_DOMAINS,
+        Kind::Mta => CF_MTAS,
+        Kind::Pair => CF_PAIRS,
+    }
+}
+
 /// Merge operands a record may collect in the memtable before they are
 /// folded into one value.
 const MAX_SUCCESSIVE_MERGES: usize = 8;
@@ -268,7 +278,7 @@ impl RocksStore {
 
 impl ReputationStore for RocksStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
-        let cf = self.cf(kind.cf())?;
+        let cf = self.cf(family(kind))?;
         match self.db.get_pinned_cf(cf, key.as_bytes())? {
             Some(v) => Ok(Record::decode(&v)?),
             None => Ok(Record::default()),
@@ -297,7 +307,7 @@ impl ReputationStore for RocksStore {
         let mut batch = WriteBatch::default();
         let mut newest = 0;
         for (kind, key, delta) in &update.records {
-            batch.merge_cf(self.cf(kind.cf())?, key.as_bytes(), delta.encode());
+            batch.merge_cf(self.cf(family(*kind))?, key.as_bytes(), delta.encode());
             newest = newest.max(delta.last_seen);
         }
         let ecf = self.cf(CF_ENGAGEMENT)?;
@@ -453,7 +463,7 @@ impl ReputationStore for RocksStore {
     }
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
-        let cf = self.cf(kind.cf())?;
+        let cf = self.cf(family(kind))?;
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             // A corrupt record is reported where it is read for a message;
