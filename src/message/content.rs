@@ -66,6 +66,16 @@ impl Content {
         }
     }
 
+    /// The results of the nearest trusted upstream's Authentication-Results
+    /// (`trusted_ids`), read for this message's From domain.
+    pub fn upstream_auth(&self, trusted_ids: &[String]) -> Option<crate::auth::AuthSummary> {
+        crate::auth::trusted_results(
+            self.auth_results.iter().map(String::as_str),
+            trusted_ids,
+            self.header_from.as_deref().map(crate::vocab::domain_of),
+        )
+    }
+
     /// Reads raw bytes (possibly truncated). Bytes that do not parse as a
     /// message still say whether they carry a URL.
     pub fn parse(raw: &[u8]) -> Content {
@@ -85,12 +95,6 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
         HeaderValue::TextList(l) => l.iter().filter_map(|t| normalize_message_id(t)).collect(),
         _ => Vec::new(),
     }
-}
-
-/// `(has_attachment, has_url)` of a raw message (possibly truncated).
-pub fn body_features(raw: &[u8]) -> (bool, bool) {
-    let c = Content::parse(raw);
-    (c.has_attachment, c.has_url)
 }
 
 /// `(has_attachment, has_url)` of a parsed message.
@@ -119,6 +123,11 @@ mod tests {
     fn from(value: &str) -> (Option<String>, Option<String>) {
         let c = Content::parse(format!("From: {value}\r\n\r\n").as_bytes());
         (c.header_from, c.display_name)
+    }
+
+    fn body_features(raw: &[u8]) -> (bool, bool) {
+        let c = Content::parse(raw);
+        (c.has_attachment, c.has_url)
     }
 
     fn from_address(value: &str) -> Option<String> {

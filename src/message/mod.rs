@@ -15,7 +15,7 @@ pub mod address;
 mod content;
 
 pub use address::{message_ids_in, mta_key, mta_net_key, normalize_envelope, normalize_message_id};
-pub use content::{body_features, Content};
+pub use content::Content;
 
 use crate::auth::AuthSummary;
 use crate::vocab::{canonical_ip, Direction};

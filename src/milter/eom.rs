@@ -5,7 +5,7 @@
 
 use super::on_error;
 use super::session::{early_status, macro_str, Connection, MessageState};
-use crate::auth::{authserv_id_of, trusted_results, AuthResult, AuthSummary, SpfState, AR_HEADER};
+use crate::auth::{authserv_id_of, AuthResult, AuthSummary, SpfState, AR_HEADER};
 use crate::config::Config;
 use crate::message::{Content, DnsFacts, Message};
 use crate::policy::class_reason;
@@ -29,11 +29,7 @@ impl Connection {
         facts: &Message,
     ) -> (Option<AuthSummary>, Option<String>) {
         let from_domain = facts.header_from.as_deref().map(domain_of);
-        let upstream = trusted_results(
-            content.auth_results.iter().map(String::as_str),
-            &cfg.auth.trusted_authserv_ids,
-            from_domain,
-        );
+        let upstream = content.upstream_auth(&cfg.auth.trusted_authserv_ids);
         if upstream.is_some() {
             return (upstream, None);
         }

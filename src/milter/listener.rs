@@ -37,7 +37,7 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 /// Accept errors that say nothing about the listening socket itself but
 /// that the process ran out of something: file descriptors (EMFILE,
 /// ENFILE), buffers or memory (ENOBUFS, ENOMEM).
-pub fn is_exhaustion(e: &io::Error) -> bool {
+fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 

@@ -34,7 +34,7 @@
 mod archive;
 pub mod context;
 
-use crate::auth::{trusted_results, Authenticator};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::message::{Content, Message};
 use crate::pipeline::engagement::Event;
@@ -257,12 +257,7 @@ pub fn replay(
         };
         let mut msg = Message::new(env, &content);
         if msg.direction() == Direction::Inbound {
-            let from_domain = msg.header_from.as_deref().map(domain_of);
-            let upstream = trusted_results(
-                content.auth_results.iter().map(String::as_str),
-                &opts.trusted_authserv_ids,
-                from_domain,
-            );
+            let upstream = content.upstream_auth(&opts.trusted_authserv_ids);
             if upstream.is_some() {
                 msg.set_auth(upstream);
             }
