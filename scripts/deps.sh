@@ -6,7 +6,7 @@ need_packages() {
     local missing=()
     local p
     for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "installing: ${missing[*]}" >&2
@@ -20,7 +20,7 @@ need_packages() {
 # Postfix for the system tests, installed the Debian way ("Local only");
 # the tests run private instances and never touch the default one.
 need_postfix() {
-    dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok installed" && return 0
+    dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep "install ok installed" >/dev/null && return 0
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     echo "postfix postfix/main_mailer_type select Local only" | $sudo debconf-set-selections

@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-${FUZZ_SECONDS:-30}}"
 . scripts/deps.sh
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+# (No `grep -q` or `head` after a pipe: under pipefail the writer's SIGPIPE
+# would fail the script.)
+rustup toolchain list | grep '^nightly' >/dev/null || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 # Its own target directory, kept across clones like the main one.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/sra-milter/fuzz-target}"
@@ -28,9 +30,11 @@ printf '\001\350\007\320\017\002\001\003\002\001\001\001\001\014X\202\306\013\21
 corpus=../shared/corpus
 if [ -f "$corpus/phishing-public.tar.xz" ]; then
     tar xJf "$corpus/phishing-public.tar.xz" -C "$seeds" 2>/dev/null || true
-    find "$seeds/phishing-public" -type f | head -200 | while read -r f; do
+    mapfile -t mails < <(find "$seeds/phishing-public" -type f | sort)
+    for f in "${mails[@]:0:200}"; do
         cp "$f" "$seeds/message/"
-        grep -i -A3 '^Authentication-Results:' "$f" | head -4 | sed 's/^Authentication-Results: *//I' > "$seeds/auth_results/$(basename "$f")" || true
+        awk 'tolower($0) ~ /^authentication-results:/ { n = 4 } n > 0 { print; n-- }' "$f" \
+            | sed 's/^Authentication-Results: *//I' > "$seeds/auth_results/$(basename "$f")"
     done
     rm -rf "$seeds/phishing-public"
 fi
