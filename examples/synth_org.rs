@@ -271,6 +271,32 @@ fn civil(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Edit distance (for keeping generated domains apart).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A new domain's label is not within edit distance 2 of any other's (an
+/// unintended lookalike).
+fn apart(domain: &str, taken: &[String]) -> bool {
+    let label = |d: &str| d.split('.').next().unwrap_or(d).to_string();
+    let l = label(domain);
+    taken.iter().all(|t| edit_distance(&l, &label(t)) > 2)
+}
+
 fn domain_of(a: &str) -> &str {
     a.rsplit_once('@').map_or(a, |(_, d)| d)
 }
@@ -769,7 +795,8 @@ fn main() {
             g.rng.pick(&SYL),
             g.rng.pick(&TLDS)
         );
-        if partners.iter().any(|p| p.domain == d) || d.starts_with("acme") {
+        let taken: Vec<String> = partners.iter().map(|p| p.domain.clone()).collect();
+        if !apart(&d, &taken) || d.starts_with("acme") {
             continue;
         }
         let i = partners.len();
@@ -858,6 +885,7 @@ fn main() {
     let mut threads: HashMap<usize, Vec<String>> = HashMap::new();
     let mut new_contacts: Vec<(Person, String, usize, bool)> = Vec::new();
     let mut phish_i = 0usize;
+    let mut taken_domains: Vec<String> = partners.iter().map(|p| p.domain.clone()).collect();
     let attackers = |rng: &mut Rng| {
         format!(
             "{}.{}.{}.{}",
@@ -1040,13 +1068,20 @@ fn main() {
                         false,
                     )
                 } else {
-                    let d = format!(
-                        "{}{}{}.{}",
-                        g.rng.pick(&OUT_SYL),
-                        g.rng.pick(&OUT_SYL),
-                        g.rng.below(100),
-                        g.rng.pick(&TLDS)
-                    );
+                    let mut d = String::new();
+                    for _ in 0..50 {
+                        d = format!(
+                            "{}{}{}.{}",
+                            g.rng.pick(&OUT_SYL),
+                            g.rng.pick(&SYL),
+                            g.rng.pick(&OUT_SYL),
+                            g.rng.pick(&TLDS)
+                        );
+                        if apart(&d, &taken_domains) {
+                            break;
+                        }
+                    }
+                    taken_domains.push(d.clone());
                     let ip = if g.rng.chance(0.5) {
                         format!("40.107.{}.{}", g.rng.below(4), 10 + g.rng.below(200))
                     } else {

@@ -22,6 +22,11 @@ pub struct AnomalyConfig {
     pub settled_messages: u64,
     /// A settled sender uses at most this many /24 (/48) networks.
     pub settled_max_networks: u64,
+    /// Messages the enterprise sent to, or answered from, an address at
+    /// which the identity anomalies (lookalike, impersonation, heuristics)
+    /// no longer count against that authenticated address; they shrink
+    /// logarithmically on the way, and count in full for a stranger.
+    pub relationship_cap: f64,
     pub suspicious_tlds: Vec<String>,
     /// Longer From domains are `long_domain` (as are more than 5 labels).
     pub max_domain_length: usize,
@@ -47,6 +52,7 @@ impl Default for AnomalyConfig {
             dnsbl_listed: -30.0,
             settled_messages: 5,
             settled_max_networks: 3,
+            relationship_cap: 10.0,
             suspicious_tlds: [
                 "zip",
                 "mov",
@@ -104,6 +110,9 @@ impl AnomalyConfig {
         ];
         if weights.iter().any(|w| !w.is_finite()) {
             return Err("anomalies: weights must be finite numbers".into());
+        }
+        if !(self.relationship_cap.is_finite() && self.relationship_cap > 0.0) {
+            return Err("anomalies.relationship_cap must be a number above 0".into());
         }
         if self.max_domain_length < 10 {
             return Err("anomalies.max_domain_length must be at least 10".into());

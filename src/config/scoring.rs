@@ -92,6 +92,60 @@ impl Default for MtaWeights {
     }
 }
 
+/// The default public mailbox providers (`freemail_domains`).
+pub const FREEMAIL: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "yahoo.de",
+    "ymail.com",
+    "rocketmail.com",
+    "outlook.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "live.com",
+    "msn.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "protonmail.com",
+    "proton.me",
+    "pm.me",
+    "zoho.com",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "fastmail.com",
+    "tutanota.com",
+    "tuta.io",
+    "hey.com",
+    "comcast.net",
+    "att.net",
+    "verizon.net",
+    "orange.fr",
+    "free.fr",
+    "laposte.net",
+    "libero.it",
+    "t-online.de",
+    "seznam.cz",
+    "wp.pl",
+    "rediffmail.com",
+    "naver.com",
+    "rambler.ru",
+];
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
@@ -104,6 +158,10 @@ pub struct ScoringConfig {
     pub malicious: f64,
     /// Share of a domain's score difference that backs a new address.
     pub domain_backing: f64,
+    /// Public mailbox providers: anyone can open an address there, so an
+    /// address is rated on its own history only (no domain backing), and
+    /// they are not protected against lookalikes.
+    pub freemail_domains: Vec<String>,
     /// Junk reports from recipients (net of `not_junk`), for senders and
     /// MTAs alike: the `junk` contribution.
     pub junk: Weight,
@@ -120,6 +178,7 @@ impl Default for ScoringConfig {
             suspicious: 35.0,
             malicious: 15.0,
             domain_backing: 0.5,
+            freemail_domains: FREEMAIL.iter().map(|s| s.to_string()).collect(),
             junk: w(-25.0, 5.0),
             sender: SenderWeights::default(),
             mta: MtaWeights::default(),
@@ -128,6 +187,16 @@ impl Default for ScoringConfig {
 }
 
 impl ScoringConfig {
+    /// Is `domain` (or its parent) a public mailbox provider?
+    pub fn is_freemail(&self, domain: &str) -> bool {
+        self.freemail_domains.iter().any(|f| {
+            domain == f
+                || domain
+                    .strip_suffix(f.as_str())
+                    .is_some_and(|p| p.ends_with('.'))
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.malicious < self.suspicious
             && self.suspicious < self.base

@@ -24,7 +24,12 @@ pub struct Content {
     pub auth_results: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    /// `List-Id:` (RFC 2919): the message came through a mailing list.
+    pub list_id: Option<String>,
 }
+
+/// Longest header value kept for `list_id`.
+const MAX_KEPT_HEADER: usize = 200;
 
 impl Content {
     /// Reads a parsed message.
@@ -63,6 +68,10 @@ impl Content {
                 .collect(),
             has_attachment,
             has_url,
+            list_id: msg
+                .headers_raw()
+                .find(|(n, _)| n.eq_ignore_ascii_case("List-Id"))
+                .map(|(_, v)| v.trim().chars().take(MAX_KEPT_HEADER).collect()),
         }
     }
 

@@ -128,6 +128,8 @@ pub struct Message {
     pub references: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    /// `List-Id:`: it came through a mailing list.
+    pub list_id: Option<String>,
     pub auth_state: AuthState,
     pub auth: Option<AuthSummary>,
     pub dns: DnsFacts,
@@ -160,6 +162,7 @@ impl Message {
             references: content.references.clone(),
             has_attachment: content.has_attachment,
             has_url: content.has_url,
+            list_id: content.list_id.clone(),
             ..Message::from_envelope(env)
         }
     }

@@ -5,7 +5,7 @@ use super::Engine;
 use crate::config::Config;
 use crate::message::Message;
 use crate::reputation::anomaly::normalize_name;
-use crate::reputation::{Anomaly, Rating};
+use crate::reputation::{Anomaly, PathTrust, Rating};
 use crate::store::{IndexEntry, NameEntry, StoreError};
 use crate::vocab::{domain_of, Direction};
 
@@ -20,8 +20,11 @@ pub struct Assessment {
     pub anomalies: Vec<Anomaly>,
     /// Inbound: the outbound message this one answers.
     pub answers_outbound: Option<IndexEntry>,
-    /// Outbound: the senders of the inbound messages this one answers.
-    pub answers_inbound: Vec<String>,
+    /// Outbound: the inbound messages this one answers: their senders and
+    /// the MTAs they came through.
+    pub answers_inbound: Vec<(String, Option<String>)>,
+    /// Inbound: how far the path of an unauthenticated message is believed.
+    pub path: PathTrust,
     /// The display name's normalised key and its current owner.
     pub name: Option<(String, Option<NameEntry>)>,
 }
@@ -38,9 +41,10 @@ impl Engine {
         match msg.direction() {
             Direction::Inbound => {
                 if let Some(s) = msg.sender_key() {
-                    let (r, anomalies) = self.rate_inbound_sender(cfg, msg, s, &a.name)?;
-                    a.anomalies = anomalies;
-                    a.sender = Some(r);
+                    let rated = self.rate_inbound_sender(cfg, msg, s, &a.name)?;
+                    a.anomalies = rated.anomalies;
+                    a.sender = Some(rated.rating);
+                    a.path = rated.path;
                     if msg.auth_state.builds_trust() {
                         let sender_domain = domain_of(s);
                         for id in refs {
@@ -65,9 +69,12 @@ impl Engine {
                 for id in refs {
                     if let Some(e) = self.store().message(id)? {
                         if e.direction == Direction::Inbound
-                            && !a.answers_inbound.contains(&e.sender)
+                            && !a
+                                .answers_inbound
+                                .iter()
+                                .any(|(s, m)| *s == e.sender && *m == e.mta)
                         {
-                            a.answers_inbound.push(e.sender);
+                            a.answers_inbound.push((e.sender, e.mta));
                         }
                     }
                 }

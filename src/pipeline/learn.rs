@@ -3,6 +3,8 @@
 use super::{Assessment, Engine};
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, Message};
+use crate::reputation::path::{net_of_mta_key, net_pair_key};
+use crate::reputation::PathTrust;
 use crate::store::{
     engagement_key, pair_key, Counter, IndexEntry, Kind, NameEntry, Record, SetKind, StoreError,
     Update,
@@ -32,6 +34,9 @@ impl Engine {
                     })
                     .collect();
                 let replied = trusted && a.answers_outbound.is_some();
+                // Unauthenticated mail of a sender that never authenticates,
+                // on a network the enterprise answered: path history.
+                let answered = a.path == PathTrust::Answered;
                 let delta = if trusted {
                     let mut d = Record::seen_at(t);
                     d.add(Counter::MessagesReceived, 1);
@@ -51,7 +56,7 @@ impl Engine {
                 dom_delta.insert(SetKind::Senders, sender);
                 let mut sender_delta = delta;
                 let mta = msg.client_ip.map(mta_key);
-                if let (Some(ip), true) = (msg.client_ip, trusted) {
+                if let (Some(ip), true) = (msg.client_ip, trusted || answered) {
                     sender_delta.insert(SetKind::MtaNetworks, &mta_net_key(ip));
                 }
                 u.records
@@ -71,13 +76,15 @@ impl Engine {
                         md.insert(SetKind::EnterpriseRecipients, r);
                     }
                     u.records.push((Kind::Mta, m.clone(), md));
-                    if trusted {
-                        for key in [
-                            pair_key(sender, m),
-                            pair_key(sender, &format!("net:{}", mta_net_key(ip))),
-                        ] {
+                    if trusted || answered {
+                        let counter = if trusted {
+                            Counter::MessagesReceived
+                        } else {
+                            Counter::UnauthMessagesReceived
+                        };
+                        for key in [pair_key(sender, m), net_pair_key(sender, &mta_net_key(ip))] {
                             let mut pd = Record::seen_at(t);
-                            pd.add(Counter::MessagesReceived, 1);
+                            pd.add(counter, 1);
                             u.records.push((Kind::Pair, key, pd));
                         }
                     }
@@ -122,9 +129,21 @@ impl Engine {
                     u.records.push((Kind::Sender, r.to_string(), d));
                 }
                 let mut answered_domains: Vec<&str> = Vec::new();
-                for s in &a.answers_inbound {
+                let mut answered_senders: Vec<&str> = Vec::new();
+                for (s, mta) in &a.answers_inbound {
                     let mut d = Record::seen_at(t);
                     d.add(Counter::RepliesSent, 1);
+                    // The enterprise answered mail that came this way: the
+                    // path is vouched for (reputation::path).
+                    if let Some(net) = mta.as_deref().and_then(net_of_mta_key) {
+                        let mut pd = Record::touched_at(t);
+                        pd.add(Counter::RepliesSent, 1);
+                        u.records.push((Kind::Pair, net_pair_key(s, &net), pd));
+                    }
+                    if answered_senders.contains(&s.as_str()) {
+                        continue;
+                    }
+                    answered_senders.push(s);
                     let dom = domain_of(s);
                     if !answered_domains.contains(&dom) {
                         answered_domains.push(dom);

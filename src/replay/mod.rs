@@ -225,13 +225,16 @@ pub fn replay(
         }
         Ok(())
     };
+    let mut refreshed = 0u64;
     for (n, (t, i)) in timed.into_iter().enumerate() {
         let loc = &locs[i];
         catch_up(t, &mut next_event)?;
-        if n % 2000 == 0 {
-            // Trusted correspondents are re-read every 2000 messages; the
-            // store's own clock (the replayed mail's) dates them.
+        if n % 2000 == 0 || t >= refreshed + 86_400 {
+            // The correspondents lookalikes are checked against are re-read
+            // every mail day (as the daemon does periodically) and every
+            // 2000 messages, dated by the replayed mail's clock.
             engine.refresh_protected(cfg, last_time)?;
+            refreshed = t;
         }
         let raw = match read(loc, &mut files) {
             Ok(r) => r,

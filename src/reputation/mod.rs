@@ -10,17 +10,19 @@
 pub mod anomaly;
 pub mod factors;
 pub mod overrides;
+pub mod path;
 pub mod rating;
 
 pub use anomaly::{Anomaly, Protected};
 pub use overrides::OverrideTable;
+pub use path::PathTrust;
 pub use rating::{
     classify, rate_domain, rate_mta, rate_sender, Contribution, Factor, Rating, Subject,
 };
 
 use crate::config::Config;
 use crate::message::{mta_key, Message};
-use crate::store::{Kind, NameEntry, Record, ReputationStore, StoreError};
+use crate::store::{Counter, Kind, NameEntry, Record, ReputationStore, StoreError};
 use crate::vocab::{domain_of, Class};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -64,13 +66,19 @@ impl Reputation {
     }
 
     /// Rebuilds the set of domains lookalikes are checked against: the
-    /// enterprise's and every correspondent domain rated trusted. A scan of
-    /// the sender-domain family; the daemon runs it at start and
-    /// periodically.
+    /// enterprise's, and every correspondent's — a domain the enterprise
+    /// has written to that is not rated suspicious or worse — except the
+    /// public mailbox providers. A scan of the sender-domain family; the
+    /// daemon runs it at start and periodically, replay every mail day.
     pub fn refresh_protected(&self, cfg: &Config, now: u64) -> Result<usize, StoreError> {
         let mut domains: Vec<String> = cfg.enterprise_domains.clone();
         self.store.scan(Kind::Domain, &mut |key, rec| {
-            if rate_domain(key, rec, now, &cfg.scoring).class == Class::Trusted {
+            let correspondent =
+                rec.count(Counter::MessagesSent) > 0 || rec.count(Counter::RepliesSent) > 0;
+            if correspondent
+                && !cfg.scoring.is_freemail(key)
+                && rate_domain(key, rec, now, &cfg.scoring).class < Class::Suspicious
+            {
                 domains.push(key.to_string());
             }
         })?;
@@ -120,20 +128,26 @@ impl Reputation {
     }
 
     /// The sender of an inbound message, rated as it stands before it is
-    /// learned, with its anomalies. `name` is the display name's key and its
-    /// owner.
+    /// learned, with its anomalies and how far its path is believed
+    /// ([`path`]). `name` is the display name's key and its owner.
     pub fn rate_inbound_sender(
         &self,
         cfg: &Config,
         msg: &Message,
         sender: &str,
         name: &Option<(String, Option<NameEntry>)>,
-    ) -> Result<(Rating, Vec<Anomaly>), StoreError> {
+    ) -> Result<InboundSender, StoreError> {
         let rec = self.store.record(Kind::Sender, sender)?;
         let mut r = self.rate_sender_record(cfg, sender, &rec, msg.time)?;
-        if !msg.auth_state.builds_trust() {
-            // The history belongs to the authenticated sender; an unproven
-            // claim to the address gets none of it.
+        let path = self.path_trust(cfg, msg, sender, &rec)?;
+        // The history belongs to the proven sender: an unproven claim to
+        // the address gets none of it, a relayed one half.
+        let (share, label) = match path {
+            PathTrust::Full | PathTrust::Answered => (0.0, ""),
+            PathTrust::Indirect(_) => (0.5, "unauthenticated_indirect"),
+            PathTrust::Unproven => (1.0, "unauthenticated"),
+        };
+        if share > 0.0 {
             let positive: f64 = r
                 .factors
                 .iter()
@@ -142,13 +156,24 @@ impl Reputation {
                 .filter(|p| *p > 0.0)
                 .sum();
             if positive > 0.0 {
-                r.add("unauthenticated", -positive, &cfg.scoring);
+                r.add(label, -positive * share, &cfg.scoring);
             }
         }
-        let anomalies = self.anomalies(cfg, msg, sender, &rec, name)?;
+        let anomalies = self.anomalies(cfg, msg, sender, &rec, name, path)?;
         for an in &anomalies {
             r.add(an.name, an.points, &cfg.scoring);
         }
-        Ok((r, anomalies))
+        Ok(InboundSender {
+            rating: r,
+            anomalies,
+            path,
+        })
     }
+}
+
+/// The rated sender of an inbound message.
+pub struct InboundSender {
+    pub rating: Rating,
+    pub anomalies: Vec<Anomaly>,
+    pub path: PathTrust,
 }

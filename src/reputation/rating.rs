@@ -20,7 +20,9 @@
 //! backed by its domain: `domain_reputation` adds
 //! `domain_backing * (domain score - base)` and the domain's history counts
 //! towards `min_history`. It can never make the new address trusted, since
-//! the address itself has no bidirectional evidence.
+//! the address itself has no bidirectional evidence. Addresses at public
+//! mailbox providers (`freemail_domains`) are never backed: anyone can open
+//! one, so only the address's own history speaks for it.
 
 use super::factors::{mta_factors, sender_factors};
 use crate::config::ScoringConfig;
@@ -208,7 +210,12 @@ pub fn rate_sender(
         rec,
         cfg,
     );
-    if r.history < cfg.min_history && sender_history(domain_rec) >= cfg.min_history {
+    // A public mailbox provider's history says nothing of a new address
+    // there: anyone can open one.
+    if r.history < cfg.min_history
+        && sender_history(domain_rec) >= cfg.min_history
+        && !cfg.is_freemail(domain_of(addr))
+    {
         let domain = domain_of(addr);
         let d = rate_domain(domain, domain_rec, now, cfg);
         r.history += d.history;

@@ -38,7 +38,13 @@ impl Protected {
         self.orgs.iter().any(|(o, _)| o == org)
     }
 
-    /// The protected domain `domain` imitates, and how.
+    /// The protected domain `domain` imitates, and how. Covers the fuzzer
+    /// classes of dnstwist: addition, omission, repetition, insertion,
+    /// replacement, transposition, vowel swap and bitsquatting (edit
+    /// distance), homoglyphs incl. Unicode/IDN confusables, `rn` for `m`
+    /// and `vv` for `w` (the skeleton), hyphenation (hyphens ignored),
+    /// subdomain (a dot inside the name), TLD swap, and dictionary words
+    /// added; and the real domain used as a subdomain.
     pub fn lookalike(&self, domain: &str) -> Option<String> {
         let unicode = to_unicode(domain);
         let org = org_domain(&unicode);
@@ -46,8 +52,16 @@ impl Protected {
             return None;
         }
         let label = label_of(&org);
-        let sk = skeleton(label);
         let suffix = &org[label.len()..];
+        // The name as read: the labels before the public suffix, without
+        // dots and hyphens (`acm.ecorp.com`, `acme-corp.com` read `acmecorp`).
+        let read: String = unicode[..unicode.len() - suffix.len()]
+            .chars()
+            .filter(|c| *c != '.' && *c != '-')
+            .collect();
+        let sk = skeleton(label);
+        let read_sk = skeleton(&read);
+        let bare_sk = skeleton(&label.replace('-', ""));
         for (p, psk) in &self.orgs {
             let plabel = label_of(p);
             let psuffix = &p[plabel.len()..];
@@ -63,9 +77,15 @@ impl Protected {
             if sk == *psk && label != plabel {
                 return Some(format!("{p} spelled with look-alike characters"));
             }
-            let d = distance(&sk, psk);
-            if (d == 1 && psk.chars().count() >= 5) || (d == 2 && psk.chars().count() >= 10) {
-                return Some(format!("{p} at edit distance {d}"));
+            if bare_sk == *psk || read_sk == *psk {
+                return Some(format!("{p} split by a dot or hyphen"));
+            }
+            let n = psk.chars().count();
+            for cand in [&sk, &bare_sk, &read_sk] {
+                let d = distance(cand, psk);
+                if (d == 1 && n >= 5) || (d == 2 && n >= 10) {
+                    return Some(format!("{p} at edit distance {d}"));
+                }
             }
             for sep in ['-', '.'] {
                 if label.starts_with(&format!("{plabel}{sep}"))
@@ -183,6 +203,17 @@ mod tests {
             "example.com.evil.net", // the real domain as a subdomain
             "partner-bank.com",     // correspondent's, swapped suffix
             "partnerbank.co.uk",    // distance 1
+            "exa.mple.com",         // a dot inside the name (subdomain class)
+            "exam-ple.com",         // hyphenation
+            "exxample.com",         // repetition
+            "exmple.com",           // omission
+            "exampke.com",          // replacement
+            "exampple.org",         // insertion, another suffix
+            "exanple.com",          // bitsquatting (m ^ 0x03 = n)
+            "exampla.com",          // vowel swap
+            "examplex.com",         // addition
+            "partnerbamk.co.uk",    // a correspondent's, replacement
+            "acme.co",              // TLD swap
         ] {
             assert!(p.lookalike(d).is_some(), "{d} should be flagged");
         }
@@ -194,6 +225,8 @@ mod tests {
             "sample.org",
             "examples-of-things.net",
             "google.com",
+            "shop.bigexample.com",
+            "examplebank.com",
         ] {
             assert_eq!(p.lookalike(d), None, "{d} should not be flagged");
         }

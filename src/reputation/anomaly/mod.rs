@@ -3,9 +3,13 @@
 //! record and `explain`.
 //!
 //! - `auth_regression`: a sender with authenticated history arrives
-//!   unauthenticated or failing (DNS trouble excepted);
-//! - `new_mta_for_sender`: a settled sender (enough authenticated mail from
-//!   few networks) arrives from an MTA and a /24 (/48) never seen for it;
+//!   unauthenticated or failing (DNS trouble excepted), not through a relay
+//!   we know (`path`); or a sender that never authenticates arrives from a
+//!   network its mail was never answered from;
+//! - `new_mta_for_sender`: a settled sender (enough authenticated — or, for
+//!   one that never authenticates, answered-path — mail from few networks)
+//!   arrives from an MTA and a /24 (/48) never seen for it, not through a
+//!   relay;
 //! - `lookalike_domain`: the From domain resembles an enterprise domain or a
 //!   trusted correspondent's (edit distance, homoglyphs and punycode,
 //!   swapped TLD, the real name with words added, the real domain used as a
@@ -17,6 +21,15 @@
 //! - the seed framework's heuristics: `hash_like_local_part`,
 //!   `hash_like_display_name`, `suspicious_tld`, `long_domain`;
 //! - optional DNS checks: `sender_domain_without_mx`, `dnsbl_listed`.
+//!
+//! The identity anomalies (all but `auth_regression`, `new_mta_for_sender`
+//! and `dnsbl_listed`) weigh against the relationship of that exact
+//! address: scaled by `1 - relationship`, where the relationship grows with
+//! the messages the enterprise sent to or answered from it
+//! (`relationship_cap`), when the message is authenticated. An employee's
+//! own home address, or a namesake the enterprise corresponds with, is not
+//! an impersonator; for an address without a relationship they count in
+//! full.
 
 //!
 //! Every anomaly is decided here: the store-backed checks, the heuristics
@@ -30,8 +43,10 @@ mod lookalike;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
 
+use super::path::{net_pair_key, PathTrust};
+use super::rating::round1;
 use super::Reputation;
-use crate::config::Config;
+use crate::config::{log_fraction, Config};
 use crate::message::{mta_key, mta_net_key, AuthState, Message};
 use crate::store::{pair_key, Counter, Kind, NameEntry, Record, SetKind, StoreError};
 use crate::vocab::{clean_address, domain_of, Class};
@@ -54,6 +69,17 @@ impl Anomaly {
     }
 }
 
+/// Anomalies about the path, not the identity claimed: never discounted
+/// by a relationship.
+const PATH_ANOMALIES: [&str; 3] = ["auth_regression", "new_mta_for_sender", "dnsbl_listed"];
+
+/// How much the enterprise's own mail to this exact address vouches for
+/// it: 0 (a stranger) to 1 (`relationship_cap` messages sent or answered).
+pub fn relationship(rec: &Record, cap: f64) -> f64 {
+    let n = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
+    log_fraction(n as f64, cap)
+}
+
 impl Reputation {
     /// The anomalies of an inbound message that need the store.
     pub fn anomalies(
@@ -63,37 +89,54 @@ impl Reputation {
         sender: &str,
         rec: &Record,
         name: &Option<(String, Option<NameEntry>)>,
+        path: PathTrust,
     ) -> Result<Vec<Anomaly>, StoreError> {
         let ac = &cfg.anomalies;
         let mut out = Vec::new();
         let domain = domain_of(sender);
         let own_domain = cfg.is_enterprise_domain(domain);
-        let authenticated_history = rec.count(Counter::MessagesReceived) >= cfg.scoring.min_history;
-        if msg.auth_state == AuthState::Fail && (authenticated_history || own_domain) {
+        let received = rec.count(Counter::MessagesReceived);
+        let authenticated_history = received >= cfg.scoring.min_history;
+        // A sender that never authenticates, with history on networks the
+        // enterprise answered (path::PathTrust::Answered).
+        let answered_history = !authenticated_history
+            && rec.distinct(SetKind::MtaNetworks) > 0
+            && rec.count(Counter::UnauthMessagesReceived) > 0;
+        if msg.auth_state == AuthState::Fail && !path.is_indirect() {
             let detail = if own_domain {
-                "the enterprise's own domain, unauthenticated".to_string()
+                Some("the enterprise's own domain, unauthenticated".to_string())
+            } else if authenticated_history {
+                Some(format!("{received} authenticated messages before"))
+            } else if answered_history && path == PathTrust::Unproven {
+                Some("unauthenticated, from a network its mail was never answered from".into())
             } else {
-                format!(
-                    "{} authenticated messages before",
-                    rec.count(Counter::MessagesReceived)
-                )
+                None
             };
-            out.push(Anomaly::new("auth_regression", ac.auth_regression, detail));
+            if let Some(detail) = detail {
+                out.push(Anomaly::new("auth_regression", ac.auth_regression, detail));
+            }
         }
-        if let Some(ip) = msg.client_ip {
+        if let (Some(ip), false) = (msg.client_ip, path.is_indirect()) {
             let networks = rec.distinct(SetKind::MtaNetworks);
-            let settled = rec.count(Counter::MessagesReceived) >= ac.settled_messages
+            let history = if answered_history {
+                rec.count(Counter::UnauthMessagesReceived)
+            } else {
+                received
+            };
+            let settled = history >= ac.settled_messages
                 && networks > 0
                 && networks <= ac.settled_max_networks;
             if settled {
                 let (m, net) = (mta_key(ip), mta_net_key(ip));
-                let seen_host = self.store.record(Kind::Pair, &pair_key(sender, &m))?;
-                let seen_net = self
-                    .store
-                    .record(Kind::Pair, &pair_key(sender, &format!("net:{net}")))?;
-                if seen_host.count(Counter::MessagesReceived) == 0
-                    && seen_net.count(Counter::MessagesReceived) == 0
-                {
+                let seen = |r: &Record| {
+                    r.count(Counter::MessagesReceived)
+                        + r.count(Counter::UnauthMessagesReceived)
+                        + r.count(Counter::RepliesSent)
+                        > 0
+                };
+                let host = self.store.record(Kind::Pair, &pair_key(sender, &m))?;
+                let netrec = self.store.record(Kind::Pair, &net_pair_key(sender, &net))?;
+                if !seen(&host) && !seen(&netrec) {
                     out.push(Anomaly::new(
                         "new_mta_for_sender",
                         ac.new_mta_for_sender,
@@ -143,6 +186,26 @@ impl Reputation {
         }
         if let Some(zone) = &msg.dns.dnsbl_listed {
             out.push(Anomaly::new("dnsbl_listed", ac.dnsbl_listed, zone.clone()));
+        }
+        // The identity anomalies weigh against the address's own
+        // relationship with the enterprise — when the message proves it is
+        // that address; for a stranger they count in full.
+        let rel = if msg.auth_state.builds_trust() {
+            relationship(rec, ac.relationship_cap)
+        } else {
+            0.0
+        };
+        if rel > 0.0 {
+            let sent = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
+            for an in out.iter_mut().filter(|a| !PATH_ANOMALIES.contains(&a.name)) {
+                an.points = round1(an.points * (1.0 - rel));
+                an.detail = format!(
+                    "{}; weighed by {sent} messages from the enterprise (x{:.2})",
+                    an.detail,
+                    1.0 - rel
+                );
+            }
+            out.retain(|a| a.points != 0.0 || PATH_ANOMALIES.contains(&a.name));
         }
         Ok(out)
     }

@@ -1,0 +1,135 @@
+//! How far the path of an unauthenticated message is believed.
+//!
+//! Unauthenticated mail claiming a known sender is either a spoof or the
+//! real sender on a path that breaks authentication: a mailing list, a
+//! forwarder, or a small domain that publishes neither DKIM nor DMARC.
+//! They differ in more than the authentication result — in the MTA, what
+//! the path has carried before, and whether the enterprise ever answered
+//! mail that came that way — and are weighed accordingly:
+//!
+//! - [`PathTrust::Indirect`]: the MTA is a relay that carries mail of many
+//!   sender domains to us (`RELAY_DOMAINS`) *and* the message shows it was
+//!   relayed: ARC passed at our MX, it carries `List-Id:`, or the From
+//!   domain's own DKIM signature broke in transit. The sender keeps half of
+//!   its history (`unauthenticated_indirect`) and no regression or new-MTA
+//!   anomaly is raised: the MTA is the relay's, not the sender's. A spoofer
+//!   would have to send through a relay that already carries our mail.
+//! - [`PathTrust::Answered`]: a sender that has never authenticated (too
+//!   little authenticated history of its own) arrives from a network from
+//!   which the enterprise has answered its mail before: the history stands.
+//!   Answering is the enterprise's act; an attacker cannot cause it from
+//!   another network.
+//! - [`PathTrust::Unproven`]: anything else — the claim to the address gets
+//!   none of its history (`unauthenticated`).
+
+use super::Reputation;
+use crate::auth::AuthResult;
+use crate::config::Config;
+use crate::message::{mta_key, mta_net_key, AuthState, Message};
+use crate::store::{pair_key, Counter, Kind, Record, SetKind, StoreError};
+use crate::vocab::{domain_of, org_domain};
+
+/// Distinct sender domains an MTA must have carried to us to count as a
+/// relay (a list server or a forwarder).
+pub const RELAY_DOMAINS: u64 = 5;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PathTrust {
+    /// Authenticated, or not verified at all: the history is the sender's.
+    #[default]
+    Full,
+    /// Relayed by a list or forwarder we know (why).
+    Indirect(&'static str),
+    /// A never-authenticating sender on a network the enterprise answered.
+    Answered,
+    /// Nothing vouches for the claim.
+    Unproven,
+}
+
+impl PathTrust {
+    pub fn is_indirect(self) -> bool {
+        matches!(self, PathTrust::Indirect(_))
+    }
+
+    /// May the message count towards the sender's path history?
+    pub fn vouched(self) -> bool {
+        matches!(self, PathTrust::Full | PathTrust::Answered)
+    }
+}
+
+/// The pair key of a sender and an MTA's network.
+pub fn net_pair_key(sender: &str, net: &str) -> String {
+    pair_key(sender, &format!("net:{net}"))
+}
+
+/// The network (/24, /48) of an MTA key (an address, or an IPv6 /64).
+pub fn net_of_mta_key(key: &str) -> Option<String> {
+    let ip = key.split('/').next()?.parse().ok()?;
+    Some(mta_net_key(ip))
+}
+
+impl Reputation {
+    /// How far the path of `msg`, claiming `sender` (history `rec`), is
+    /// believed.
+    pub fn path_trust(
+        &self,
+        cfg: &Config,
+        msg: &Message,
+        sender: &str,
+        rec: &Record,
+    ) -> Result<PathTrust, StoreError> {
+        if msg.auth_state.builds_trust() {
+            return Ok(PathTrust::Full);
+        }
+        let Some(ip) = msg.client_ip else {
+            return Ok(PathTrust::Unproven);
+        };
+        if msg.auth_state == AuthState::Fail {
+            let from_org = org_domain(domain_of(sender));
+            let auth = msg.auth.as_ref();
+            let sign = if auth.is_some_and(|s| s.arc == AuthResult::Pass) {
+                Some("arc pass")
+            } else if msg.list_id.is_some() {
+                Some("mailing list")
+            } else if auth.is_some_and(|s| {
+                s.dkim
+                    .iter()
+                    .any(|d| d.result == AuthResult::Fail && org_domain(&d.domain) == from_org)
+            }) {
+                Some("forwarded, its DKIM signature broken")
+            } else {
+                None
+            };
+            if let Some(why) = sign {
+                let mta = self.store.record(Kind::Mta, &mta_key(ip))?;
+                if mta.distinct(SetKind::SenderDomains) >= RELAY_DOMAINS {
+                    return Ok(PathTrust::Indirect(why));
+                }
+            }
+        }
+        if rec.count(Counter::MessagesReceived) < cfg.scoring.min_history {
+            let pair = self
+                .store
+                .record(Kind::Pair, &net_pair_key(sender, &mta_net_key(ip)))?;
+            if pair.count(Counter::RepliesSent) > 0 {
+                return Ok(PathTrust::Answered);
+            }
+        }
+        Ok(PathTrust::Unproven)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_of_mta_keys() {
+        assert_eq!(net_of_mta_key("192.0.2.7").as_deref(), Some("192.0.2.0/24"));
+        assert_eq!(
+            net_of_mta_key("2001:db8:1:2::/64").as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        assert_eq!(net_of_mta_key("not an address"), None);
+    }
+}
