@@ -1089,18 +1089,33 @@ fn main() {
                     };
                     (d, ip, true)
                 };
-                let person = Person {
-                    name: format!("{f} {l}"),
-                    addr: format!(
-                        "{}.{}{}@{dom}",
-                        f.to_lowercase(),
-                        l.to_lowercase(),
-                        if own {
-                            String::new()
-                        } else {
-                            g.rng.below(99).to_string()
-                        }
-                    ),
+                // Some write from a role address under a team's name.
+                let roles = [
+                    ("Sales Team", "info"),
+                    ("Accounts Payable", "ap"),
+                    ("Customer Service", "hello"),
+                    ("Recruiting", "jobs"),
+                ];
+                let person = if own && g.rng.chance(0.15) {
+                    let (name, local) = *g.rng.pick(&roles);
+                    Person {
+                        name: name.to_string(),
+                        addr: format!("{local}@{dom}"),
+                    }
+                } else {
+                    Person {
+                        name: format!("{f} {l}"),
+                        addr: format!(
+                            "{}.{}{}@{dom}",
+                            f.to_lowercase(),
+                            l.to_lowercase(),
+                            if own {
+                                String::new()
+                            } else {
+                                g.rng.below(99).to_string()
+                            }
+                        ),
+                    }
                 };
                 let emp = employees[g.rng.below(employees.len())].clone();
                 let auth = if own && g.rng.chance(0.12) {

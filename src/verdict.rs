@@ -118,6 +118,10 @@ pub struct VerdictRecord {
     pub sender: Option<Value>,
     pub mta: Option<Value>,
     pub anomalies: Vec<Anomaly>,
+    /// The sender's and the MTA's ratings as one score
+    /// (`reputation::combined_score`), for ranking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
     pub stage: Stage,
     pub action: String,
     pub monitor: bool,
@@ -151,6 +155,7 @@ impl VerdictRecord {
             sender: a.sender.as_ref().map(rating_json),
             mta: a.mta.as_ref().map(rating_json),
             anomalies: a.anomalies.clone(),
+            score: a.score,
             stage,
             action: action_label(outcome),
             monitor,

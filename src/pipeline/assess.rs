@@ -5,7 +5,7 @@ use super::Engine;
 use crate::config::Config;
 use crate::message::Message;
 use crate::reputation::anomaly::normalize_name;
-use crate::reputation::{Anomaly, PathTrust, Rating};
+use crate::reputation::{combined_score, Anomaly, PathTrust, Rating};
 use crate::store::{IndexEntry, NameEntry, StoreError};
 use crate::vocab::{domain_of, Direction};
 
@@ -25,6 +25,8 @@ pub struct Assessment {
     pub answers_inbound: Vec<(String, Option<String>)>,
     /// Inbound: how far the path of an unauthenticated message is believed.
     pub path: PathTrust,
+    /// Inbound: the sender's and MTA's ratings as one score, for ranking.
+    pub score: Option<f64>,
     /// The display name's normalised key and its current owner.
     pub name: Option<(String, Option<NameEntry>)>,
 }
@@ -64,6 +66,12 @@ impl Engine {
                 if let Some(ip) = msg.client_ip {
                     a.mta = Some(self.rate_mta(cfg, ip, msg.time)?);
                 }
+                a.score = combined_score(
+                    a.sender.as_ref(),
+                    a.mta.as_ref(),
+                    msg.auth_state,
+                    cfg.scoring.base,
+                );
             }
             Direction::Outbound => {
                 for id in refs {

@@ -21,11 +21,15 @@ pub use rating::{
 };
 
 use crate::config::Config;
-use crate::message::{mta_key, Message};
+use crate::message::{mta_key, AuthState, Message};
 use crate::store::{Counter, Kind, NameEntry, Record, ReputationStore, StoreError};
 use crate::vocab::{domain_of, Class};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+
+/// The share of a sender's positive history withheld from a message that
+/// a known relay carried unauthenticated (`path::PathTrust::Indirect`).
+pub const INDIRECT_SHARE: f64 = 0.25;
 
 /// Ratings over one store, with the overrides in force and the domains
 /// lookalikes are checked against.
@@ -141,10 +145,10 @@ impl Reputation {
         let mut r = self.rate_sender_record(cfg, sender, &rec, msg.time)?;
         let path = self.path_trust(cfg, msg, sender, &rec)?;
         // The history belongs to the proven sender: an unproven claim to
-        // the address gets none of it, a relayed one half.
+        // the address gets none of it, a relayed one most.
         let (share, label) = match path {
             PathTrust::Full | PathTrust::Answered => (0.0, ""),
-            PathTrust::Indirect(_) => (0.5, "unauthenticated_indirect"),
+            PathTrust::Indirect(_) => (INDIRECT_SHARE, "unauthenticated_indirect"),
             PathTrust::Unproven => (1.0, "unauthenticated"),
         };
         if share > 0.0 {
@@ -169,6 +173,36 @@ impl Reputation {
             path,
         })
     }
+}
+
+/// One score for a message, from its sender's and its MTA's ratings: the
+/// MTA's score moved by the sender's difference from `base`. An identity
+/// taken as given (`AuthState::Unverified`: verification off, no trusted
+/// upstream) proves nothing, so its positive history is left out and only
+/// what counts against it moves the score. Ranks messages (evaluation, the
+/// verdict record's `score`); the classes, not this score, drive the
+/// policy.
+pub fn combined_score(
+    sender: Option<&Rating>,
+    mta: Option<&Rating>,
+    auth: AuthState,
+    base: f64,
+) -> Option<f64> {
+    let dev = sender.map(|s| {
+        let d = s.score - base;
+        if auth == AuthState::Unverified {
+            d.min(0.0)
+        } else {
+            d
+        }
+    });
+    let score = match (mta, dev) {
+        (Some(m), Some(d)) => m.score + d,
+        (Some(m), None) => m.score,
+        (None, Some(d)) => base + d,
+        (None, None) => return None,
+    };
+    Some(rating::round1(score.clamp(0.0, 100.0)))
 }
 
 /// The rated sender of an inbound message.

@@ -10,8 +10,9 @@
 //! - [`PathTrust::Indirect`]: the MTA is a relay that carries mail of many
 //!   sender domains to us (`RELAY_DOMAINS`) *and* the message shows it was
 //!   relayed: ARC passed at our MX, it carries `List-Id:`, or the From
-//!   domain's own DKIM signature broke in transit. The sender keeps half of
-//!   its history (`unauthenticated_indirect`) and no regression or new-MTA
+//!   domain's own DKIM signature broke in transit. The sender keeps three
+//!   quarters of its positive history (`unauthenticated_indirect` withholds
+//!   `INDIRECT_SHARE`) and no regression or new-MTA
 //!   anomaly is raised: the MTA is the relay's, not the sender's. A spoofer
 //!   would have to send through a relay that already carries our mail.
 //! - [`PathTrust::Answered`]: a sender that has never authenticated (too

@@ -17,7 +17,16 @@
 //! - `display_name_impersonation`: the display name is an enterprise
 //!   person's (learned from outbound mail) or a trusted correspondent's, on
 //!   another address, or it shows an enterprise address;
-//! - `reply_to_divergence`: Reply-To in another organisation than From;
+//! - `reply_to_divergence`: Reply-To in another organisation than From
+//!   (and than the envelope sender; never for list mail, whose Reply-To
+//!   names the list);
+//! - first contact (an address with no history of its own, not ours):
+//!   `first_contact_unauthenticated` (it fails authentication, not through
+//!   a known relay) and `display_name_mismatch` (its display name shares no
+//!   word with its address, as brand phishing's does). Each is weighed so
+//!   that one alone leaves a stranger neutral and two make it suspicious:
+//!   unauthenticated mail from lists, forwarders and small domains is not
+//!   condemned by itself;
 //! - the seed framework's heuristics: `hash_like_local_part`,
 //!   `hash_like_display_name`, `suspicious_tld`, `long_domain`;
 //! - optional DNS checks: `sender_domain_without_mx`, `dnsbl_listed`.
@@ -26,7 +35,8 @@
 //! and `dnsbl_listed`) weigh against the relationship of that exact
 //! address: scaled by `1 - relationship`, where the relationship grows with
 //! the messages the enterprise sent to or answered from it
-//! (`relationship_cap`), when the message is authenticated. An employee's
+//! (`relationship_cap`), when the message is authenticated or its path
+//! vouched for (`path`). An employee's
 //! own home address, or a namesake the enterprise corresponds with, is not
 //! an impersonator; for an address without a relationship they count in
 //! full.
@@ -46,10 +56,11 @@ pub use lookalike::{distance, skeleton, Protected};
 use super::path::{net_pair_key, PathTrust};
 use super::rating::round1;
 use super::Reputation;
+use crate::auth::AuthResult;
 use crate::config::{log_fraction, Config};
 use crate::message::{mta_key, mta_net_key, AuthState, Message};
 use crate::store::{pair_key, Counter, Kind, NameEntry, Record, SetKind, StoreError};
-use crate::vocab::{clean_address, domain_of, Class};
+use crate::vocab::{clean_address, domain_of, org_domain, Class};
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -78,6 +89,23 @@ const PATH_ANOMALIES: [&str; 3] = ["auth_regression", "new_mta_for_sender", "dns
 pub fn relationship(rec: &Record, cap: f64) -> f64 {
     let n = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
     log_fraction(n as f64, cap)
+}
+
+/// A display name that shares no word (3 letters or more) with the
+/// address it is shown for: "Microsoft 365" <no-reply@x7.example>. A name
+/// without such words (initials, an address) says nothing.
+pub fn name_mismatch(name: &str, address: &str) -> bool {
+    let addr: String = address
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    let lower = name.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3 && w.chars().all(char::is_alphabetic))
+        .collect();
+    !words.is_empty() && !words.iter().any(|w| addr.contains(w))
 }
 
 impl Reputation {
@@ -171,12 +199,48 @@ impl Reputation {
                 }
             }
         }
+        // A mailing list's Reply-To names the list, and a bulk sender's
+        // its own envelope domain: neither diverges.
+        let reply_to = msg.reply_to.as_deref().filter(|r| {
+            msg.list_id.is_none()
+                && !msg
+                    .envelope_from
+                    .as_deref()
+                    .is_some_and(|e| org_domain(domain_of(e)) == org_domain(domain_of(r)))
+        });
         out.extend(heuristics(
             ac,
             sender,
             msg.display_name.as_deref(),
-            msg.reply_to.as_deref(),
+            reply_to,
         ));
+        // First contact: an address with no history of its own.
+        let first_contact = received
+            + rec.count(Counter::MessagesSent)
+            + rec.count(Counter::RepliesSent)
+            + rec.count(Counter::UnauthMessagesReceived)
+            == 0;
+        if first_contact && !own_domain {
+            if msg.auth_state == AuthState::Fail && !path.is_indirect() {
+                let dmarc_failed = msg.auth.as_ref().is_some_and(|s| s.dmarc == AuthResult::Fail);
+                out.push(Anomaly::new(
+                    "first_contact_unauthenticated",
+                    ac.first_contact_unauthenticated,
+                    if dmarc_failed {
+                        "dmarc fail"
+                    } else {
+                        "no aligned SPF or DKIM pass"
+                    },
+                ));
+            }
+            if let Some(name) = msg.display_name.as_deref().filter(|n| name_mismatch(n, sender)) {
+                out.push(Anomaly::new(
+                    "display_name_mismatch",
+                    ac.display_name_mismatch,
+                    format!("\"{}\" for {sender}", name.chars().take(60).collect::<String>()),
+                ));
+            }
+        }
         if msg.dns.sender_domain_accepts_mail == Some(false) {
             out.push(Anomaly::new(
                 "sender_domain_without_mx",
@@ -189,8 +253,9 @@ impl Reputation {
         }
         // The identity anomalies weigh against the address's own
         // relationship with the enterprise — when the message proves it is
-        // that address; for a stranger they count in full.
-        let rel = if msg.auth_state.builds_trust() {
+        // that address, or came on a path that vouches for it (`path`); for
+        // a stranger, or an unproven claim, they count in full.
+        let rel = if path != PathTrust::Unproven {
             relationship(rec, ac.relationship_cap)
         } else {
             0.0
