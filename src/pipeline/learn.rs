@@ -4,7 +4,7 @@ use super::{Assessment, Engine};
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, Message};
 use crate::reputation::path::{net_of_mta_key, net_pair_key};
-use crate::reputation::PathTrust;
+use crate::reputation::{mta_network_key, PathTrust};
 use crate::store::{
     engagement_key, pair_key, Counter, IndexEntry, Kind, NameEntry, Record, SetKind, StoreError,
     Update,
@@ -75,6 +75,8 @@ impl Engine {
                     for r in &ent {
                         md.insert(SetKind::EnterpriseRecipients, r);
                     }
+                    // Its network too, which backs a new MTA there.
+                    u.records.push((Kind::Mta, mta_network_key(ip), md.clone()));
                     u.records.push((Kind::Mta, m.clone(), md));
                     if trusted || answered {
                         let counter = if trusted {

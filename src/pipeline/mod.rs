@@ -90,6 +90,9 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod detection_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{pair_key, Counter, Kind, RocksStore};

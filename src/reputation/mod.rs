@@ -98,10 +98,31 @@ impl Reputation {
         self.protected.read().map(|g| g.clone()).unwrap_or_default()
     }
 
+    /// Rates an MTA. A new one (too little history of its own) in a
+    /// network (/24, /48) with history is backed by the network, as a new
+    /// address is by its domain: `network_reputation` adds
+    /// `domain_backing × (network score − base)`, and the network's history
+    /// counts towards `min_history`. A provider's new outbound host starts
+    /// where its neighbours stand; a host in a network never seen starts
+    /// from nothing.
     pub fn rate_mta(&self, cfg: &Config, ip: IpAddr, now: u64) -> Result<Rating, StoreError> {
         let key = mta_key(ip);
         let rec = self.store.record(Kind::Mta, &key)?;
         let mut r = rate_mta(&key, &rec, now, &cfg.scoring);
+        if r.history < cfg.scoring.min_history {
+            let net_key = mta_network_key(ip);
+            let net = self.store.record(Kind::Mta, &net_key)?;
+            if net.count(Counter::MessagesReceived) >= cfg.scoring.min_history {
+                let n = rate_mta(&net_key, &net, now, &cfg.scoring);
+                r.history += n.history;
+                r.backed_by = Some(net_key);
+                r.add(
+                    "network_reputation",
+                    cfg.scoring.domain_backing * (n.score - cfg.scoring.base),
+                    &cfg.scoring,
+                );
+            }
+        }
         r.apply_override(self.overrides().for_ip(ip), &cfg.scoring);
         Ok(r)
     }
@@ -173,6 +194,11 @@ impl Reputation {
             path,
         })
     }
+}
+
+/// The MTA-family key of an MTA's network (/24, /48): `net:192.0.2.0/24`.
+pub fn mta_network_key(ip: IpAddr) -> String {
+    format!("net:{}", crate::message::mta_net_key(ip))
 }
 
 /// One score for a message, from its sender's and its MTA's ratings: the

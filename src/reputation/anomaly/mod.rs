@@ -222,7 +222,10 @@ impl Reputation {
             == 0;
         if first_contact && !own_domain {
             if msg.auth_state == AuthState::Fail && !path.is_indirect() {
-                let dmarc_failed = msg.auth.as_ref().is_some_and(|s| s.dmarc == AuthResult::Fail);
+                let dmarc_failed = msg
+                    .auth
+                    .as_ref()
+                    .is_some_and(|s| s.dmarc == AuthResult::Fail);
                 out.push(Anomaly::new(
                     "first_contact_unauthenticated",
                     ac.first_contact_unauthenticated,
@@ -233,11 +236,18 @@ impl Reputation {
                     },
                 ));
             }
-            if let Some(name) = msg.display_name.as_deref().filter(|n| name_mismatch(n, sender)) {
+            if let Some(name) = msg
+                .display_name
+                .as_deref()
+                .filter(|n| name_mismatch(n, sender))
+            {
                 out.push(Anomaly::new(
                     "display_name_mismatch",
                     ac.display_name_mismatch,
-                    format!("\"{}\" for {sender}", name.chars().take(60).collect::<String>()),
+                    format!(
+                        "\"{}\" for {sender}",
+                        name.chars().take(60).collect::<String>()
+                    ),
                 ));
             }
         }
