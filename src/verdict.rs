@@ -190,8 +190,14 @@ pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
         ),
         None => "-".into(),
     };
+    // A refused message carries no header: its log line names what decided.
+    let why = if rec.action == "accept" {
+        String::new()
+    } else {
+        format!(" why=\"{}\"", decided(rec))
+    };
     tracing::info!(
-        "{qid}: verdict direction={} stage={} from=<{}> sender={} mta={} action={} monitor={} message_id=<{}>",
+        "{qid}: verdict direction={} stage={} from=<{}> sender={} mta={} action={} monitor={} message_id=<{}>{why}",
         rec.direction,
         rec.stage,
         msg.envelope_from.as_deref().unwrap_or(""),
@@ -201,6 +207,40 @@ pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
         if rec.monitor { "yes" } else { "no" },
         rec.message_id.as_deref().unwrap_or("")
     );
+}
+
+/// What decided a verdict, for its log line: the anomalies with their
+/// points and details, then the other contributions that counted against
+/// the sender or the MTA (most negative first), and the DMARC result.
+pub fn decided(rec: &VerdictRecord) -> String {
+    let mut parts: Vec<String> = rec
+        .anomalies
+        .iter()
+        .map(|a| format!("{} {} ({})", a.name, a.points, a.detail.replace('"', "'")))
+        .collect();
+    for (who, v) in [("sender", &rec.sender), ("mta", &rec.mta)] {
+        let Some(c) = v.as_ref().and_then(|v| v["contributions"].as_object()) else {
+            continue;
+        };
+        let mut neg: Vec<(&String, f64)> = c
+            .iter()
+            .filter_map(|(k, p)| Some((k, p.as_f64()?)))
+            .filter(|(k, p)| *p < 0.0 && !rec.anomalies.iter().any(|a| a.name == k.as_str()))
+            .collect();
+        neg.sort_by(|a, b| a.1.total_cmp(&b.1));
+        parts.extend(neg.iter().take(3).map(|(k, p)| format!("{who} {k} {p}")));
+    }
+    if let Some(a) = rec
+        .auth
+        .as_ref()
+        .filter(|a| a.dmarc == crate::auth::AuthResult::Fail)
+    {
+        parts.push(format!("dmarc fail, p={}", a.dmarc_policy));
+    }
+    if parts.is_empty() {
+        parts.push("the class policy".into());
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -217,5 +257,45 @@ mod tests {
         };
         let h = header_value(&a, &o, true);
         assert_eq!(h, "sender=none; mta=none; action=would_reject; monitor=yes");
+    }
+
+    #[test]
+    fn a_refusal_names_what_decided() {
+        let cfg = crate::config::ScoringConfig::default();
+        let mut sender = crate::reputation::rate_sender(
+            "ap@examp1e.com",
+            &crate::store::Record::default(),
+            &crate::store::Record::default(),
+            0,
+            &cfg,
+        );
+        sender.add("lookalike_domain", -35.0, &cfg);
+        sender.add("unauthenticated", -12.0, &cfg);
+        let a = Assessment {
+            sender: Some(sender),
+            anomalies: vec![Anomaly::new(
+                "lookalike_domain",
+                -35.0,
+                "example.com at edit distance 1",
+            )],
+            ..Assessment::default()
+        };
+        let o = Outcome {
+            applied: Action::Reject,
+            would: None,
+        };
+        let rec = VerdictRecord::new(&Message::default(), &a, Stage::Eom, &o, false);
+        assert_eq!(
+            decided(&rec),
+            "lookalike_domain -35 (example.com at edit distance 1); sender unauthenticated -12"
+        );
+        let plain = VerdictRecord::new(
+            &Message::default(),
+            &Assessment::default(),
+            Stage::Eom,
+            &o,
+            false,
+        );
+        assert_eq!(decided(&plain), "the class policy");
     }
 }
