@@ -127,7 +127,11 @@ impl Mail {
             from: from.into(),
             rcpts: vec!["alice@example.com".into()],
             headers: vec![
-                ("From".into(), format!("Someone <{from}>")),
+                // A display name that belongs to the address.
+                (
+                    "From".into(),
+                    format!("{} <{from}>", from.split('@').next().unwrap_or("someone")),
+                ),
                 ("To".into(), "alice@example.com".into()),
                 ("Subject".into(), "hello".into()),
                 ("Message-ID".into(), format!("<{message_id}>")),
