@@ -1,29 +1,61 @@
 //! Lookalike domains: the From domain resembles an enterprise domain or a
-//! trusted correspondent's (edit distance, homoglyphs and punycode, swapped
-//! TLD, the real name with words added, the real domain used as a
-//! subdomain).
+//! correspondent's (edit distance, homoglyphs and punycode, swapped TLD,
+//! hyphens and dots inside the name, the real name with words added, the
+//! real domain used as a subdomain).
 
 use crate::vocab::org_domain;
+use std::collections::HashSet;
 
-/// Domains a lookalike may imitate: the enterprise's and trusted
+/// One protected organisational domain, with what the check compares
+/// precomputed (the check runs for every inbound message, over every
+/// correspondent's domain).
+#[derive(Clone, Debug)]
+struct Entry {
+    org: String,
+    /// `org` followed by a dot: the real domain used as a subdomain.
+    dotted: String,
+    /// Byte length of the registrable label (`example` of `example.co.uk`).
+    label_len: usize,
+    /// The label's skeleton, and its length in characters.
+    sk: String,
+    sk_chars: usize,
+}
+
+impl Entry {
+    fn label(&self) -> &str {
+        &self.org[..self.label_len]
+    }
+    fn suffix(&self) -> &str {
+        &self.org[self.label_len..]
+    }
+}
+
+/// Domains a lookalike may imitate: the enterprise's and its
 /// correspondents' organisational domains.
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
-    /// (organisational domain, its registrable label skeleton)
-    orgs: Vec<(String, String)>,
+    orgs: Vec<Entry>,
+    names: HashSet<String>,
 }
 
 impl Protected {
     pub fn new<'a>(domains: impl IntoIterator<Item = &'a str>) -> Protected {
-        let mut orgs: Vec<(String, String)> = Vec::new();
+        let mut p = Protected::default();
         for d in domains {
             let org = org_domain(d);
-            if !orgs.iter().any(|(o, _)| *o == org) {
-                let sk = skeleton(label_of(&org));
-                orgs.push((org, sk));
+            if p.names.insert(org.clone()) {
+                let label_len = label_of(&org).len();
+                let sk = skeleton(&org[..label_len]);
+                p.orgs.push(Entry {
+                    dotted: format!("{org}."),
+                    label_len,
+                    sk_chars: sk.chars().count(),
+                    sk,
+                    org,
+                });
             }
         }
-        Protected { orgs }
+        p
     }
 
     pub fn len(&self) -> usize {
@@ -35,7 +67,7 @@ impl Protected {
     }
 
     pub fn contains(&self, org: &str) -> bool {
-        self.orgs.iter().any(|(o, _)| o == org)
+        self.names.contains(org)
     }
 
     /// The protected domain `domain` imitates, and how. Covers the fuzzer
@@ -62,37 +94,41 @@ impl Protected {
         let sk = skeleton(label);
         let read_sk = skeleton(&read);
         let bare_sk = skeleton(&label.replace('-', ""));
-        for (p, psk) in &self.orgs {
-            let plabel = label_of(p);
-            let psuffix = &p[plabel.len()..];
+        let cands: [(&str, usize); 3] =
+            [&sk, &bare_sk, &read_sk].map(|c| (c.as_str(), c.chars().count()));
+        for e in &self.orgs {
+            let (p, plabel, psk) = (&e.org, e.label(), e.sk.as_str());
             if plabel.len() < 4 {
                 continue;
             }
-            if unicode.starts_with(&format!("{p}.")) {
+            if unicode.starts_with(&e.dotted) {
                 return Some(format!("{p} used as a subdomain of {org}"));
             }
-            if label == plabel && suffix != psuffix {
+            if label == plabel && suffix != e.suffix() {
                 return Some(format!("{p} with another suffix"));
             }
-            if sk == *psk && label != plabel {
+            if sk == psk && label != plabel {
                 return Some(format!("{p} spelled with look-alike characters"));
             }
-            if bare_sk == *psk || read_sk == *psk {
+            if bare_sk == psk || read_sk == psk {
                 return Some(format!("{p} split by a dot or hyphen"));
             }
-            let n = psk.chars().count();
-            for cand in [&sk, &bare_sk, &read_sk] {
+            for (cand, chars) in cands {
+                if chars.abs_diff(e.sk_chars) > 2 {
+                    continue;
+                }
                 let d = distance(cand, psk);
-                if (d == 1 && n >= 5) || (d == 2 && n >= 10) {
+                if (d == 1 && e.sk_chars >= 5) || (d == 2 && e.sk_chars >= 10) {
                     return Some(format!("{p} at edit distance {d}"));
                 }
             }
-            for sep in ['-', '.'] {
-                if label.starts_with(&format!("{plabel}{sep}"))
-                    || label.ends_with(&format!("{sep}{plabel}"))
-                {
-                    return Some(format!("{p} with words added"));
-                }
+            let words_added = |rest: Option<&str>| rest.is_some_and(|r| r.starts_with(['-', '.']));
+            if words_added(label.strip_prefix(plabel))
+                || label
+                    .strip_suffix(plabel)
+                    .is_some_and(|r| r.ends_with(['-', '.']))
+            {
+                return Some(format!("{p} with words added"));
             }
         }
         None
