@@ -203,10 +203,10 @@ impl Reputation {
         // its own envelope domain: neither diverges.
         let reply_to = msg.reply_to.as_deref().filter(|r| {
             msg.list_id.is_none()
-                && !msg
+                && msg
                     .envelope_from
                     .as_deref()
-                    .is_some_and(|e| org_domain(domain_of(e)) == org_domain(domain_of(r)))
+                    .is_none_or(|e| org_domain(domain_of(e)) != org_domain(domain_of(r)))
         });
         out.extend(heuristics(
             ac,
