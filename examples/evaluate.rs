@@ -156,6 +156,10 @@ fn synthetic(jsonl: &str, labels: &str) {
             "attack_display_name",
             "display-name impersonation of employees",
         ),
+        (
+            "attack_compromised",
+            "a correspondent's account taken over (authenticated)",
+        ),
     ] {
         let v = of(&|c, _| c == cat);
         println!(

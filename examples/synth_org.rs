@@ -694,7 +694,16 @@ fn load_phish(dir: &Path) -> Vec<Phish> {
             ),
             None => (String::new(), from.trim().to_lowercase()),
         };
-        if !addr.contains('@') || addr.contains(' ') || addr.ends_with(ORG) {
+        // The corpus redacts its own mailbox as `phishing@pot` and leaves
+        // some From addresses broken: those are not senders anyone sees.
+        let valid = addr.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        });
+        if !valid || addr.ends_with(ORG) {
             continue;
         }
         let mut mime = String::new();
@@ -1217,6 +1226,62 @@ fn main() {
                     );
                     g.label("attack_spoof", false, "");
                     let _ = id;
+                }
+            }
+            // A correspondent's mailbox taken over: authenticated mail from
+            // the partner's own MTA with its own DKIM key, but another mail
+            // client and Reply-To to the attacker.
+            if g.rng.chance(0.15) {
+                let est: Vec<usize> = (0..contacts.len())
+                    .filter(|i| {
+                        contacts[*i]
+                            .two_way_since
+                            .is_some_and(|s| t0 > s + 30 * DAY)
+                            && !partners[contacts[*i].partner].small
+                    })
+                    .collect();
+                if !est.is_empty() {
+                    let ci = est[g.rng.below(est.len())];
+                    let c = &contacts[ci];
+                    let (person, emp) = (c.person.clone(), employees[c.owner].clone());
+                    let p = &partners[c.partner];
+                    let agent = if p.agent == "Roundcube Webmail/1.6" {
+                        "PHPMailer 6.8"
+                    } else {
+                        "Roundcube Webmail/1.6"
+                    };
+                    let reply = format!(
+                        "Reply-To: {}.{}@{}\r\n",
+                        person.name.to_lowercase().replace(' ', ""),
+                        g.rng.below(99),
+                        g.rng.pick(&FREEMAIL)
+                    );
+                    let t = work(&mut g.rng);
+                    let body = with_attachment(
+                        "Updated payment details",
+                        "Our bank details changed, please use the attached.",
+                    );
+                    let (ip, helo, dmarc, sel) = (
+                        p.ip.clone(),
+                        format!("mail.{}", p.domain),
+                        p.dmarc,
+                        p.selector.clone(),
+                    );
+                    g.inbound(
+                        t,
+                        &person,
+                        &[&emp],
+                        &ip,
+                        &helo,
+                        Auth::Pass,
+                        dmarc,
+                        &sel,
+                        agent,
+                        &[],
+                        &body,
+                        &reply,
+                    );
+                    g.label("attack_compromised", false, "");
                 }
             }
             // Lookalike of the enterprise or a correspondent's domain.

@@ -209,6 +209,9 @@ impl Serialize for DmarcPolicy {
 pub struct DkimVerdict {
     pub domain: String,
     pub result: AuthResult,
+    /// The signature's selector (`s=`), when known.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub selector: String,
 }
 
 /// The authentication of one message, as recorded and shown.

@@ -82,7 +82,12 @@ pub fn parse_authentication_results(value: &str, from_domain: Option<&str>) -> A
                         prop("header.i").map(|i| i.rsplit('@').next().unwrap_or("").to_string())
                     })
                     .unwrap_or_default();
-                s.dkim.push(DkimVerdict { domain, result });
+                let selector = prop("header.s").unwrap_or_default();
+                s.dkim.push(DkimVerdict {
+                    domain,
+                    result,
+                    selector,
+                });
             }
             "dmarc" => {
                 s.dmarc = result;

@@ -154,7 +154,8 @@ async fn dkim_verifies_and_an_altered_message_fails() {
         s.dkim,
         vec![DkimVerdict {
             domain: "partner.example".into(),
-            result: "pass".into()
+            result: "pass".into(),
+            selector: "s1".into(),
         }]
     );
     assert_eq!(s.authenticated, Some(true), "aligned DKIM without DMARC");

@@ -119,6 +119,10 @@ impl Authenticator {
                     .map(|sig| sig.d.to_ascii_lowercase())
                     .unwrap_or_default(),
                 result: d.result().into(),
+                selector: d
+                    .signature()
+                    .map(|sig| sig.s.to_ascii_lowercase())
+                    .unwrap_or_default(),
             });
             s.temperror |= matches!(d.result(), DkimResult::TempError(_));
         }

@@ -26,6 +26,25 @@ pub struct Content {
     pub has_url: bool,
     /// `List-Id:` (RFC 2919): the message came through a mailing list.
     pub list_id: Option<String>,
+    /// The mail client (`User-Agent:` or `X-Mailer:`), its name without
+    /// versions: `mozilla thunderbird`.
+    pub mail_client: Option<String>,
+}
+
+/// A mail client's name without its version: the leading words, lower
+/// case, up to the first one with a digit, slash or parenthesis (at most
+/// three words).
+pub fn client_name(header: &str) -> Option<String> {
+    let words: Vec<String> = header
+        .split_whitespace()
+        .take_while(|w| {
+            !w.contains(|c: char| c.is_ascii_digit() || c == '/' || c == '(' || c == ';')
+        })
+        .take(3)
+        .map(|w| w.to_lowercase())
+        .collect();
+    let name = words.join(" ");
+    (!name.is_empty()).then(|| name.chars().take(60).collect())
 }
 
 /// Longest header value kept for `list_id`.
@@ -72,6 +91,12 @@ impl Content {
                 .headers_raw()
                 .find(|(n, _)| n.eq_ignore_ascii_case("List-Id"))
                 .map(|(_, v)| v.trim().chars().take(MAX_KEPT_HEADER).collect()),
+            mail_client: msg
+                .headers_raw()
+                .find(|(n, _)| {
+                    n.eq_ignore_ascii_case("User-Agent") || n.eq_ignore_ascii_case("X-Mailer")
+                })
+                .and_then(|(_, v)| client_name(v)),
         }
     }
 

@@ -15,7 +15,7 @@ pub mod address;
 mod content;
 
 pub use address::{message_ids_in, mta_key, mta_net_key, normalize_envelope, normalize_message_id};
-pub use content::Content;
+pub use content::{client_name, Content};
 
 use crate::auth::AuthSummary;
 use crate::vocab::{canonical_ip, Direction};
@@ -130,6 +130,8 @@ pub struct Message {
     pub has_url: bool,
     /// `List-Id:`: it came through a mailing list.
     pub list_id: Option<String>,
+    /// The mail client's name (`User-Agent:`, `X-Mailer:`), no version.
+    pub mail_client: Option<String>,
     pub auth_state: AuthState,
     pub auth: Option<AuthSummary>,
     pub dns: DnsFacts,
@@ -163,6 +165,7 @@ impl Message {
             has_attachment: content.has_attachment,
             has_url: content.has_url,
             list_id: content.list_id.clone(),
+            mail_client: content.mail_client.clone(),
             ..Message::from_envelope(env)
         }
     }

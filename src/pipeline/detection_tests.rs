@@ -41,6 +41,7 @@ fn auth(dmarc: AuthResult, arc: AuthResult, dkim: Option<(&str, AuthResult)>) ->
             .map(|(d, r)| DkimVerdict {
                 domain: d.into(),
                 result: r,
+                selector: "s1".into(),
             })
             .into_iter()
             .collect(),
@@ -60,6 +61,7 @@ fn inbound(from: &str, ip: &str, time: u64, id: &str, refs: &[&str]) -> Message 
         references: refs.iter().map(|s| s.to_string()).collect(),
         auth_state: AuthState::Pass,
         auth: Some(auth(AuthResult::Pass, AuthResult::None, None)),
+        mail_client: Some("mozilla thunderbird".into()),
         ..Message::default()
     }
 }
@@ -383,4 +385,47 @@ fn the_combined_score_moves_the_mta_by_the_sender_and_ignores_unproven_praise() 
         Some(m.score)
     );
     assert_eq!(combined_score(None, None, AuthState::Pass, base), None);
+}
+
+#[test]
+fn behaviour_change_needs_two_habits_broken_at_once() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 8, true);
+    let later = T + 30 * DAY;
+    let usual = inbound("carol@partner.example", "192.0.2.10", later, "u@x", &[]);
+    assert!(names(&e.assess(&cfg, &usual).unwrap()).is_empty());
+
+    // Webmail alone: people change clients.
+    let mut one = usual.clone();
+    one.mail_client = Some("roundcube webmail".into());
+    assert!(names(&e.assess(&cfg, &one).unwrap()).is_empty());
+
+    // Webmail and Reply-To to a freemail address, from her own network.
+    let mut two = one.clone();
+    two.reply_to = Some("carol.partner@gmail.com".into());
+    let a = e.assess(&cfg, &two).unwrap();
+    let bc = a
+        .anomalies
+        .iter()
+        .find(|x| x.name == "behaviour_change")
+        .expect("raised");
+    assert_eq!(bc.points, 2.0 * cfg.anomalies.behaviour_change);
+    assert_eq!(
+        bc.detail,
+        "new mail client roundcube webmail, new Reply-To organisation gmail.com"
+    );
+    assert!(a.sender.as_ref().unwrap().class != Class::Trusted);
+
+    // And from a network never used: three habits, plus the new MTA.
+    let mut three = two.clone();
+    three.client_ip = Some("203.0.113.50".parse().unwrap());
+    let a = e.assess(&cfg, &three).unwrap();
+    let bc = a
+        .anomalies
+        .iter()
+        .find(|x| x.name == "behaviour_change")
+        .unwrap();
+    assert_eq!(bc.points, 3.0 * cfg.anomalies.behaviour_change);
+    assert!(names(&a).contains(&"new_mta_for_sender"));
+    assert!(a.sender.as_ref().unwrap().class >= Class::Suspicious);
 }

@@ -3,6 +3,7 @@
 use super::{Assessment, Engine};
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, Message};
+use crate::reputation::habits::habits;
 use crate::reputation::path::{net_of_mta_key, net_pair_key};
 use crate::reputation::{mta_network_key, PathTrust};
 use crate::store::{
@@ -55,6 +56,12 @@ impl Engine {
                 let mut dom_delta = delta.clone();
                 dom_delta.insert(SetKind::Senders, sender);
                 let mut sender_delta = delta;
+                if trusted {
+                    for h in habits(msg, sender) {
+                        sender_delta.insert(SetKind::Fingerprint, &h.member);
+                    }
+                    sender_delta.add(Counter::Fingerprinted, 1);
+                }
                 let mta = msg.client_ip.map(mta_key);
                 if let (Some(ip), true) = (msg.client_ip, trusted || answered) {
                     sender_delta.insert(SetKind::MtaNetworks, &mta_net_key(ip));

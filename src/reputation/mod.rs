@@ -9,6 +9,7 @@
 
 pub mod anomaly;
 pub mod factors;
+pub mod habits;
 pub mod overrides;
 pub mod path;
 pub mod rating;

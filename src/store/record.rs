@@ -52,6 +52,8 @@ pub enum Counter {
     LateOpenedWithUrl = 13,
     /// Junk reports withdrawn (`not_junk`).
     NotJunk = 14,
+    /// Authenticated inbound messages whose habits joined `Fingerprint`.
+    Fingerprinted = 15,
 }
 
 impl Counter {
@@ -72,6 +74,7 @@ impl Counter {
             12 => LateOpenedWithAttachment,
             13 => LateOpenedWithUrl,
             14 => NotJunk,
+            15 => Fingerprinted,
             _ => return None,
         })
     }
@@ -86,6 +89,9 @@ pub enum SetKind {
     Senders = 3,
     /// /24 (IPv4) or /48 (IPv6) networks a sender's mail came from.
     MtaNetworks = 4,
+    /// A sender's habits: mail clients, DKIM selectors, Reply-To
+    /// organisations (`reputation::anomaly` behaviour change).
+    Fingerprint = 5,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -160,6 +166,23 @@ impl Record {
         let set = self.sets.entry(kind as u8).or_default();
         merge_sketch(set, &[stable_hash(member)]);
         self
+    }
+
+    /// Is `member` in the set? Exact while the set holds every member
+    /// (fewer than `DISTINCT_K`) or the member's hash is below the kept
+    /// ones; `None` when the sketch cannot tell.
+    pub fn contains(&self, kind: SetKind, member: &str) -> Option<bool> {
+        let Some(set) = self.sets.get(&(kind as u8)) else {
+            return Some(false);
+        };
+        let h = stable_hash(member);
+        if set.binary_search(&h).is_ok() {
+            Some(true)
+        } else if set.len() < DISTINCT_K || set.last().is_some_and(|max| h < *max) {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Distinct members (exact below `DISTINCT_K`, estimated above).

@@ -29,6 +29,12 @@
 //!   condemned by itself;
 //! - the seed framework's heuristics: `hash_like_local_part`,
 //!   `hash_like_display_name`, `suspicious_tld`, `long_domain`;
+//! - `behaviour_change`: a settled sender (≥ `settled_messages`
+//!   authenticated messages with recorded habits) sends authenticated mail
+//!   in which two or more habits break at once — a network never used, a
+//!   new mail client, a new DKIM selector, Reply-To to a new organisation
+//!   ([`super::habits`]); `behaviour_change` points per broken habit, the
+//!   detail names what broke;
 //! - optional DNS checks: `sender_domain_without_mx`, `dnsbl_listed`.
 //!
 //! The identity anomalies (all but `auth_regression`, `new_mta_for_sender`
@@ -53,6 +59,7 @@ mod lookalike;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
 
+use super::habits::habits;
 use super::path::{net_pair_key, PathTrust};
 use super::rating::round1;
 use super::Reputation;
@@ -80,9 +87,15 @@ impl Anomaly {
     }
 }
 
-/// Anomalies about the path, not the identity claimed: never discounted
-/// by a relationship.
-const PATH_ANOMALIES: [&str; 3] = ["auth_regression", "new_mta_for_sender", "dnsbl_listed"];
+/// Anomalies about the path and the sender's behaviour, not the identity
+/// claimed: never discounted by a relationship (a compromised partner's
+/// account has one).
+const PATH_ANOMALIES: [&str; 4] = [
+    "auth_regression",
+    "new_mta_for_sender",
+    "behaviour_change",
+    "dnsbl_listed",
+];
 
 /// How much the enterprise's own mail to this exact address vouches for
 /// it: 0 (a stranger) to 1 (`relationship_cap` messages sent or answered).
@@ -144,6 +157,7 @@ impl Reputation {
                 out.push(Anomaly::new("auth_regression", ac.auth_regression, detail));
             }
         }
+        let mut new_network: Option<String> = None;
         if let (Some(ip), false) = (msg.client_ip, path.is_indirect()) {
             let networks = rec.distinct(SetKind::MtaNetworks);
             let history = if answered_history {
@@ -165,12 +179,34 @@ impl Reputation {
                 let host = self.store.record(Kind::Pair, &pair_key(sender, &m))?;
                 let netrec = self.store.record(Kind::Pair, &net_pair_key(sender, &net))?;
                 if !seen(&host) && !seen(&netrec) {
+                    new_network = Some(net.clone());
                     out.push(Anomaly::new(
                         "new_mta_for_sender",
                         ac.new_mta_for_sender,
                         format!("first mail from {net}"),
                     ));
                 }
+            }
+        }
+        // Behaviour change: a settled sender's habits break together.
+        if msg.auth_state.builds_trust() && rec.count(Counter::Fingerprinted) >= ac.settled_messages
+        {
+            let mut broke: Vec<String> = new_network
+                .iter()
+                .map(|n| format!("first mail from {n}"))
+                .collect();
+            for h in habits(msg, sender) {
+                if h.counts && rec.contains(SetKind::Fingerprint, &h.member) == Some(false) {
+                    let value = h.member.split_once(':').map_or("", |(_, v)| v);
+                    broke.push(format!("new {} {value}", h.what));
+                }
+            }
+            if broke.len() >= 2 {
+                out.push(Anomaly::new(
+                    "behaviour_change",
+                    ac.behaviour_change * broke.len() as f64,
+                    broke.join(", "),
+                ));
             }
         }
         if let Some(why) = self.protected().lookalike(domain) {
