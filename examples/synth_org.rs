@@ -225,6 +225,8 @@ struct Gen {
     events: Vec<String>,
     seq: u64,
     first_contact_seen: std::collections::HashSet<String>,
+    /// Employees who have sent mail out.
+    wrote: std::collections::HashSet<String>,
 }
 
 fn date(t: u64) -> String {
@@ -547,6 +549,7 @@ impl Gen {
     }
 
     fn outbound(&mut self, time: u64, from: &Person, to: &[&Person], refs: &[String]) -> String {
+        self.wrote.insert(from.addr.clone());
         let id = self.id(ORG);
         let mut h = String::new();
         let _ = write!(h, "Return-Path: <{}>\r\n", from.addr);
@@ -782,6 +785,7 @@ fn main() {
         events: Vec::new(),
         seq: 0,
         first_contact_seen: Default::default(),
+        wrote: Default::default(),
     };
     let phish = phish_dir.as_deref().map(load_phish).unwrap_or_default();
 
@@ -1298,7 +1302,11 @@ fn main() {
                         employees[g.rng.below(40)].clone(),
                     )
                 } else {
-                    let c = &contacts[g.rng.below(contacts.len())];
+                    // A correspondent's: one the enterprise already writes to.
+                    let active: Vec<usize> = (0..contacts.len())
+                        .filter(|i| contacts[*i].sent_to)
+                        .collect();
+                    let c = &contacts[active[g.rng.below(active.len())]];
                     let local = c.person.addr.split('@').next().unwrap_or("x").to_string();
                     (
                         c.person.name.clone(),
@@ -1341,7 +1349,11 @@ fn main() {
             }
             // Display-name impersonation of an employee from freemail.
             if g.rng.chance(0.3) {
-                let victim = employees[g.rng.below(10)].clone();
+                // An employee whose name the enterprise's own mail shows.
+                let senders: Vec<usize> = (0..employees.len())
+                    .filter(|i| g.wrote.contains(&employees[*i].addr))
+                    .collect();
+                let victim = employees[senders[g.rng.below(senders.len())]].clone();
                 let target = employees[10 + g.rng.below(30)].clone();
                 let fm = *g.rng.pick(&FREEMAIL);
                 let person = Person {
