@@ -429,3 +429,29 @@ fn behaviour_change_needs_two_habits_broken_at_once() {
     assert!(names(&a).contains(&"new_mta_for_sender"));
     assert!(a.sender.as_ref().unwrap().class >= Class::Suspicious);
 }
+
+#[test]
+fn mail_to_people_the_sender_never_dealt_with_is_a_broken_habit() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 8, true);
+    let later = T + 30 * DAY;
+    let mut finance = inbound("carol@partner.example", "192.0.2.10", later, "f@x", &[]);
+    finance.recipients = vec!["finance@example.com".into()];
+    // A new colleague alone is no change of behaviour.
+    assert!(names(&e.assess(&cfg, &finance).unwrap()).is_empty());
+    // With Reply-To to a new organisation it is.
+    finance.reply_to = Some("carol.partner@gmail.com".into());
+    let a = e.assess(&cfg, &finance).unwrap();
+    let bc = a
+        .anomalies
+        .iter()
+        .find(|x| x.name == "behaviour_change")
+        .expect("raised");
+    assert_eq!(
+        bc.detail,
+        "new Reply-To organisation gmail.com, first mail to finance@example.com"
+    );
+    // To alice, whom she writes to, the Reply-To alone is one break.
+    finance.recipients = vec!["alice@example.com".into()];
+    assert!(!names(&e.assess(&cfg, &finance).unwrap()).contains(&"behaviour_change"));
+}

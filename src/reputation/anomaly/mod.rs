@@ -33,7 +33,8 @@
 //!   authenticated messages with recorded habits) sends authenticated mail
 //!   in which two or more habits break at once — a network never used, a
 //!   new mail client, a new DKIM selector, Reply-To to a new organisation
-//!   ([`super::habits`]); `behaviour_change` points per broken habit, the
+//!   ([`super::habits`]), mail to none of the enterprise people it has
+//!   dealt with (its sender×recipient edges); `behaviour_change` points per broken habit, the
 //!   detail names what broke;
 //! - optional DNS checks: `sender_domain_without_mx`, `dnsbl_listed`.
 //!
@@ -200,6 +201,22 @@ impl Reputation {
                     let value = h.member.split_once(':').map_or("", |(_, v)| v);
                     broke.push(format!("new {} {value}", h.what));
                 }
+            }
+            // Its recipients: the sender×recipient edges are the sender's
+            // enterprise-recipient set (both directions feed it). Mail to
+            // none of the people it has dealt with is one more break.
+            let ent: Vec<&String> = msg
+                .recipients
+                .iter()
+                .filter(|r| cfg.is_enterprise_domain(domain_of(r)))
+                .collect();
+            if !ent.is_empty()
+                && rec.distinct(SetKind::EnterpriseRecipients) > 0
+                && ent
+                    .iter()
+                    .all(|r| rec.contains(SetKind::EnterpriseRecipients, r) == Some(false))
+            {
+                broke.push(format!("first mail to {}", ent[0]));
             }
             if broke.len() >= 2 {
                 out.push(Anomaly::new(
