@@ -34,7 +34,7 @@ fn mta(i: u64) -> String {
 fn record(i: u64) -> Record {
     let mut r = Record::seen_at(NOW - (i % 400) * DAY);
     r.add(Counter::MessagesReceived, 1 + i % 50);
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         r.add(Counter::MessagesSent, 1 + i % 7);
     }
     r.insert(
@@ -102,7 +102,7 @@ fn main() {
                 }
                 store.apply(&u).expect("write");
                 i += batch;
-                if i % 1_000_000 == 0 {
+                if i.is_multiple_of(1_000_000) {
                     eprintln!(
                         "  {kind:?}: {i} written, {:.0} s",
                         t.elapsed().as_secs_f64()
