@@ -23,6 +23,9 @@ pub struct Assessment {
     /// Outbound: the inbound messages this one answers: their senders and
     /// the MTAs they came through.
     pub answers_inbound: Vec<(String, Option<String>)>,
+    /// Outbound: habits withheld from the senders of the messages this one
+    /// answers, which the answer now vouches for.
+    pub answered_habits: Vec<(String, Vec<String>)>,
     /// Inbound: how far the path of an unauthenticated message is believed.
     pub path: PathTrust,
     /// Inbound: the sender's and MTA's ratings as one score, for ranking.
@@ -82,6 +85,9 @@ impl Engine {
                                 .iter()
                                 .any(|(s, m)| *s == e.sender && *m == e.mta)
                         {
+                            if !e.habits.is_empty() {
+                                a.answered_habits.push((e.sender.clone(), e.habits));
+                            }
                             a.answers_inbound.push((e.sender, e.mta));
                         }
                     }

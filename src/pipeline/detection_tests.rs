@@ -455,3 +455,43 @@ fn mail_to_people_the_sender_never_dealt_with_is_a_broken_habit() {
     finance.recipients = vec!["alice@example.com".into()];
     assert!(!names(&e.assess(&cfg, &finance).unwrap()).contains(&"behaviour_change"));
 }
+
+#[test]
+fn broken_habits_are_learned_only_once_the_enterprise_answers() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 8, true);
+    let later = T + 30 * DAY;
+    let mut m = inbound("carol@partner.example", "192.0.2.10", later, "c1@x", &[]);
+    m.mail_client = Some("roundcube webmail".into());
+    m.reply_to = Some("carol.partner@gmail.com".into());
+    let a = run(&e, &cfg, &m);
+    assert!(names(&a).contains(&"behaviour_change"));
+
+    // Delivered, but its habits were not learned: the next one breaks too.
+    let mut m2 = m.clone();
+    m2.message_id = Some("c2@x".into());
+    m2.time = later + 3600;
+    let a = run(&e, &cfg, &m2);
+    assert!(names(&a).contains(&"behaviour_change"));
+
+    // The enterprise answers it: the new habits are hers now.
+    run(
+        &e,
+        &cfg,
+        &outbound(
+            "carol@partner.example",
+            later + 7200,
+            "ans@example.com",
+            &["c2@x"],
+        ),
+    );
+    let mut m3 = m.clone();
+    m3.message_id = Some("c3@x".into());
+    m3.time = later + 10_800;
+    let a = e.assess(&cfg, &m3).unwrap();
+    assert!(
+        !names(&a).contains(&"behaviour_change"),
+        "{:?}",
+        a.anomalies
+    );
+}

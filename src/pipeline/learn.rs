@@ -56,11 +56,23 @@ impl Engine {
                 let mut dom_delta = delta.clone();
                 dom_delta.insert(SetKind::Senders, sender);
                 let mut sender_delta = delta;
+                // Habits a message broke (behaviour change) are not learned
+                // from it: they wait in its index entry until the enterprise
+                // answers it, so a taken-over account does not teach its
+                // own habits by sending.
+                let broke = a.anomalies.iter().any(|x| x.name == "behaviour_change");
+                let mut withheld: Vec<String> = Vec::new();
                 if trusted {
                     for h in habits(msg, sender) {
-                        sender_delta.insert(SetKind::Fingerprint, &h.member);
+                        if broke {
+                            withheld.push(h.member);
+                        } else {
+                            sender_delta.insert(SetKind::Fingerprint, &h.member);
+                        }
                     }
-                    sender_delta.add(Counter::Fingerprinted, 1);
+                    if !broke {
+                        sender_delta.add(Counter::Fingerprinted, 1);
+                    }
                 }
                 let mta = msg.client_ip.map(mta_key);
                 if let (Some(ip), true) = (msg.client_ip, trusted || answered) {
@@ -110,10 +122,9 @@ impl Engine {
                 if let Some(id) = &msg.message_id {
                     // Awaits an open, or the grace period (engagement).
                     u.engagement_add.push(engagement_key(t, id));
-                    u.messages.push((
-                        id.clone(),
-                        index_entry(msg, Direction::Inbound, sender, mta, &ent),
-                    ));
+                    let mut entry = index_entry(msg, Direction::Inbound, sender, mta, &ent);
+                    entry.habits = withheld;
+                    u.messages.push((id.clone(), entry));
                 }
             }
             Direction::Outbound => {
@@ -158,6 +169,14 @@ impl Engine {
                         answered_domains.push(dom);
                         u.records.push((Kind::Domain, dom.to_string(), d.clone()));
                     }
+                    u.records.push((Kind::Sender, s.clone(), d));
+                }
+                for (s, members) in &a.answered_habits {
+                    let mut d = Record::touched_at(t);
+                    for m in members {
+                        d.insert(SetKind::Fingerprint, m);
+                    }
+                    d.add(Counter::Fingerprinted, 1);
                     u.records.push((Kind::Sender, s.clone(), d));
                 }
                 // The enterprise's people, by the names they sign with.
@@ -211,5 +230,6 @@ fn index_entry(
         opened: false,
         junk: false,
         not_opened_counted: false,
+        habits: Vec::new(),
     }
 }

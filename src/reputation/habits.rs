@@ -5,7 +5,9 @@
 //! `X-Mailer:` names without versions), the DKIM selectors of its aligned
 //! signatures, and the organisations its Reply-To pointed to; with the
 //! networks it sends from (`SetKind::MtaNetworks`). `behaviour_change` is
-//! raised when two or more break at once (`reputation::anomaly`).
+//! raised when two or more break at once (`reputation::anomaly`). The
+//! habits of such a message are learned only once the enterprise answers
+//! it (`pipeline::learn`).
 
 use crate::auth::AuthResult;
 use crate::message::Message;

@@ -122,6 +122,10 @@ pub struct IndexEntry {
     /// The grace period passed without an open and it was counted.
     #[serde(default, skip_serializing_if = "is_false")]
     pub not_opened_counted: bool,
+    /// Inbound: the sender's habits this message broke, withheld from its
+    /// record until the enterprise answers it (behaviour change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub habits: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -519,6 +519,7 @@ mod tests {
             opened: false,
             junk: false,
             not_opened_counted: false,
+            habits: Vec::new(),
         }
     }
 
