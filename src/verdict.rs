@@ -96,6 +96,9 @@ pub fn rating_json(r: &Rating) -> Value {
     if let Some(o) = &r.override_ {
         v["override"] = json!(o);
     }
+    if let Some(why) = &r.untrusted_because {
+        v["untrusted_because"] = json!(why);
+    }
     v
 }
 

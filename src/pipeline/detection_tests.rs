@@ -414,7 +414,9 @@ fn behaviour_change_needs_two_habits_broken_at_once() {
         bc.detail,
         "new mail client roundcube webmail, new Reply-To organisation gmail.com"
     );
-    assert!(a.sender.as_ref().unwrap().class != Class::Trusted);
+    let s = a.sender.as_ref().unwrap();
+    assert_ne!(s.class, Class::Trusted, "never trusted, whatever the score");
+    assert_eq!(s.untrusted_because.as_deref(), Some("behaviour_change"));
 
     // And from a network never used: three habits, plus the new MTA.
     let mut three = two.clone();

@@ -189,6 +189,11 @@ impl Reputation {
         for an in &anomalies {
             r.add(an.name, an.points, &cfg.scoring);
         }
+        // Trust is for the sender as the enterprise knows it; a message
+        // whose habits broke is not that, whatever the history's weight.
+        if anomalies.iter().any(|a| a.name == "behaviour_change") {
+            r.withhold_trust("behaviour_change", &cfg.scoring);
+        }
         Ok(InboundSender {
             rating: r,
             anomalies,

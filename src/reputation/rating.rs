@@ -71,6 +71,10 @@ pub struct Rating {
     pub backed_by: Option<String>,
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_: Option<Override>,
+    /// Why this message may not be trusted whatever the score (a sender's
+    /// habits broke: `behaviour_change`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted_because: Option<String>,
 }
 
 impl Rating {
@@ -106,8 +110,20 @@ impl Rating {
         self.score = round1((cfg.base + sum).clamp(0.0, 100.0));
         self.class = match &self.override_ {
             Some(o) => o.class,
-            None => classify(self.score, self.history, self.bidirectional, cfg),
+            None => classify(
+                self.score,
+                self.history,
+                self.bidirectional && self.untrusted_because.is_none(),
+                cfg,
+            ),
         };
+    }
+
+    /// No trusted class for this message, whatever the score (the
+    /// contributions still show why).
+    pub fn withhold_trust(&mut self, why: &str, cfg: &ScoringConfig) {
+        self.untrusted_because = Some(why.to_string());
+        self.rescore(cfg);
     }
 
     pub fn apply_override(&mut self, o: Option<&Override>, cfg: &ScoringConfig) {
@@ -172,6 +188,7 @@ fn build(
         bidirectional,
         backed_by: None,
         override_: None,
+        untrusted_because: None,
     };
     r.rescore(cfg);
     r
