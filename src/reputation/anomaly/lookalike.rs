@@ -87,7 +87,10 @@ impl Protected {
         let suffix = &org[label.len()..];
         // The name as read: the labels before the public suffix, without
         // dots and hyphens (`acm.ecorp.com`, `acme-corp.com` read `acmecorp`).
-        let read: String = unicode[..unicode.len() - suffix.len()]
+        let unicode = unicode.trim_end_matches('.');
+        let read: String = unicode
+            .get(..unicode.len().saturating_sub(suffix.len()))
+            .unwrap_or(label)
             .chars()
             .filter(|c| *c != '.' && *c != '-')
             .collect();
@@ -265,6 +268,10 @@ mod tests {
             "examplebank.com",
         ] {
             assert_eq!(p.lookalike(d), None, "{d} should not be flagged");
+        }
+        // Odd input never panics (trailing dots, multi-byte letters).
+        for d in ["x.öm..", "..", "", "exa\u{130}mple.com", "é.", "ß.öm."] {
+            let _ = p.lookalike(d);
         }
         assert!(
             Protected::new(["abc.com"]).lookalike("abd.com").is_none(),

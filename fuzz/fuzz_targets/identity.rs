@@ -1,0 +1,26 @@
+//! The identity checks on a sender's own strings: the lookalike check of a
+//! From domain (punycode, confusables, dots and hyphens), the display-name
+//! checks, the mail-client name and the heuristics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sra_milter::config::AnomalyConfig;
+use sra_milter::message::client_name;
+use sra_milter::reputation::anomaly::{heuristics, name_mismatch, normalize_name, Protected};
+use std::sync::OnceLock;
+
+fn protected() -> &'static Protected {
+    static P: OnceLock<Protected> = OnceLock::new();
+    P.get_or_init(|| Protected::new(["example.com", "partner-bank.co.uk", "acme.org", "bücher.de"]))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let s = String::from_utf8_lossy(data);
+    let (name, domain) = s.split_once('\n').unwrap_or((&s, &s));
+    let _ = protected().lookalike(domain);
+    let address = format!("x@{domain}");
+    let _ = name_mismatch(name, &address);
+    let _ = normalize_name(name);
+    let _ = client_name(name);
+    let _ = heuristics(&AnomalyConfig::default(), &address, Some(name), Some(domain));
+});
