@@ -22,5 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = name_mismatch(name, &address);
     let _ = normalize_name(name);
     let _ = client_name(name);
-    let _ = heuristics(&AnomalyConfig::default(), &address, Some(name), Some(domain));
+    let _ = heuristics(
+        &AnomalyConfig::default(),
+        &address,
+        Some(name),
+        Some(domain),
+    );
 });
