@@ -429,6 +429,32 @@ fn twist(rng: &mut Rng, domain: &str, class: usize) -> (String, &'static str) {
     }
 }
 
+/// From, To, Date, Message-ID and the thread (In-Reply-To, References).
+fn message_headers(
+    h: &mut String,
+    from: &Person,
+    to: &[&Person],
+    time: u64,
+    id: &str,
+    refs: &[String],
+) {
+    let _ = write!(h, "From: \"{}\" <{}>\r\n", from.name, from.addr);
+    let to: Vec<String> = to
+        .iter()
+        .map(|p| format!("\"{}\" <{}>", p.name, p.addr))
+        .collect();
+    let _ = write!(h, "To: {}\r\n", to.join(", "));
+    let _ = write!(h, "Date: {}\r\nMessage-ID: <{id}>\r\n", date(time));
+    if let Some(last) = refs.last() {
+        let refs: Vec<String> = refs.iter().map(|r| format!("<{r}>")).collect();
+        let _ = write!(
+            h,
+            "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
+            refs.join(" ")
+        );
+    }
+}
+
 impl Gen {
     fn id(&mut self, domain: &str) -> String {
         self.seq += 1;
@@ -518,26 +544,7 @@ impl Gen {
             rcpt[0],
             date(time)
         );
-        let _ = write!(h, "From: \"{}\" <{}>\r\n", from.name, from.addr);
-        let _ = write!(
-            h,
-            "To: {}\r\n",
-            to.iter()
-                .map(|p| format!("\"{}\" <{}>", p.name, p.addr))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let _ = write!(h, "Date: {}\r\nMessage-ID: <{id}>\r\n", date(time));
-        if let Some(last) = refs.last() {
-            let _ = write!(
-                h,
-                "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
-                refs.iter()
-                    .map(|r| format!("<{r}>"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-        }
+        message_headers(&mut h, from, to, time, &id, refs);
         if !agent.is_empty() {
             let _ = write!(h, "User-Agent: {agent}\r\n");
         }
@@ -561,26 +568,7 @@ impl Gen {
             self.seq,
             date(time)
         );
-        let _ = write!(h, "From: \"{}\" <{}>\r\n", from.name, from.addr);
-        let _ = write!(
-            h,
-            "To: {}\r\n",
-            to.iter()
-                .map(|p| format!("\"{}\" <{}>", p.name, p.addr))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let _ = write!(h, "Date: {}\r\nMessage-ID: <{id}>\r\n", date(time));
-        if let Some(last) = refs.last() {
-            let _ = write!(
-                h,
-                "In-Reply-To: <{last}>\r\nReferences: {}\r\n",
-                refs.iter()
-                    .map(|r| format!("<{r}>"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-        }
+        message_headers(&mut h, from, to, time, &id, refs);
         h.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nSubject: Re: our project\r\n\r\nThanks, see you then.\r\n");
         self.push(time, h, id.clone(), "outbound", false);
         id
