@@ -293,6 +293,18 @@ impl Config {
     }
 
     /// True when `domain` is an enterprise domain or a subdomain of one.
+    /// The recipients inside the enterprise (all of them when no
+    /// enterprise domain is configured): whom a correspondent deals with.
+    pub fn enterprise_recipients<'a>(&self, recipients: &'a [String]) -> Vec<&'a String> {
+        recipients
+            .iter()
+            .filter(|r| {
+                self.enterprise_domains.is_empty()
+                    || self.is_enterprise_domain(crate::vocab::domain_of(r))
+            })
+            .collect()
+    }
+
     pub fn is_enterprise_domain(&self, domain: &str) -> bool {
         self.enterprise_domains.iter().any(|d| {
             domain == d

@@ -20,12 +20,10 @@ pub struct Assessment {
     pub anomalies: Vec<Anomaly>,
     /// Inbound: the outbound message this one answers.
     pub answers_outbound: Option<IndexEntry>,
-    /// Outbound: the inbound messages this one answers: their senders and
-    /// the MTAs they came through.
-    pub answers_inbound: Vec<(String, Option<String>)>,
-    /// Outbound: habits withheld from the senders of the messages this one
-    /// answers, which the answer now vouches for.
-    pub answered_habits: Vec<(String, Vec<String>)>,
+    /// Outbound: the inbound messages this one answers (one per sender and
+    /// MTA): who sent them, the MTAs they came through, and the habits
+    /// withheld from their senders, which the answer now vouches for.
+    pub answers_inbound: Vec<IndexEntry>,
     /// Inbound: how far the path of an unauthenticated message is believed.
     pub path: PathTrust,
     /// Inbound: the sender's and MTA's ratings as one score, for ranking.
@@ -83,12 +81,9 @@ impl Engine {
                             && !a
                                 .answers_inbound
                                 .iter()
-                                .any(|(s, m)| *s == e.sender && *m == e.mta)
+                                .any(|x| x.sender == e.sender && x.mta == e.mta)
                         {
-                            if !e.habits.is_empty() {
-                                a.answered_habits.push((e.sender.clone(), e.habits));
-                            }
-                            a.answers_inbound.push((e.sender, e.mta));
+                            a.answers_inbound.push(e);
                         }
                     }
                 }

@@ -2,35 +2,16 @@
 //! relationship weighing, freemail, first contact, network backing and the
 //! combined score.
 
+use super::tests::{run, setup};
 use super::{Assessment, Engine};
 use crate::auth::{AuthResult, AuthSummary, DkimVerdict};
 use crate::config::Config;
 use crate::message::{AuthState, Message};
 use crate::reputation::{combined_score, PathTrust};
-use crate::store::RocksStore;
 use crate::vocab::{Class, Direction};
-use std::sync::Arc;
 
 const T: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
-
-fn setup() -> (tempfile::TempDir, Engine, Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(RocksStore::open(dir.path(), 90 * DAY).unwrap());
-    let mut cfg = Config {
-        enterprise_domains: vec!["example.com".into()],
-        ..Config::default()
-    };
-    cfg.validate().unwrap();
-    let engine = Engine::new(store, &cfg).unwrap();
-    (dir, engine, cfg)
-}
-
-fn run(e: &Engine, cfg: &Config, m: &Message) -> Assessment {
-    let a = e.assess(cfg, m).unwrap();
-    e.learn(cfg, m, &a).unwrap();
-    a
-}
 
 fn auth(dmarc: AuthResult, arc: AuthResult, dkim: Option<(&str, AuthResult)>) -> AuthSummary {
     AuthSummary {

@@ -27,13 +27,7 @@ impl Engine {
                 };
                 let trusted = msg.auth_state.builds_trust();
                 let domain = domain_of(sender).to_string();
-                let ent: Vec<&String> = msg
-                    .recipients
-                    .iter()
-                    .filter(|r| {
-                        cfg.enterprise_domains.is_empty() || cfg.is_enterprise_domain(domain_of(r))
-                    })
-                    .collect();
+                let ent = cfg.enterprise_recipients(&msg.recipients);
                 let replied = trusted && a.answers_outbound.is_some();
                 // Unauthenticated mail of a sender that never authenticates,
                 // on a network the enterprise answered: path history.
@@ -150,7 +144,8 @@ impl Engine {
                 }
                 let mut answered_domains: Vec<&str> = Vec::new();
                 let mut answered_senders: Vec<&str> = Vec::new();
-                for (s, mta) in &a.answers_inbound {
+                for answered in &a.answers_inbound {
+                    let (s, mta) = (&answered.sender, &answered.mta);
                     let mut d = Record::seen_at(t);
                     d.add(Counter::RepliesSent, 1);
                     // The enterprise answered mail that came this way: the
@@ -171,13 +166,13 @@ impl Engine {
                     }
                     u.records.push((Kind::Sender, s.clone(), d));
                 }
-                for (s, members) in &a.answered_habits {
+                for answered in a.answers_inbound.iter().filter(|e| !e.habits.is_empty()) {
                     let mut d = Record::touched_at(t);
-                    for m in members {
+                    for m in &answered.habits {
                         d.insert(SetKind::Fingerprint, m);
                     }
                     d.add(Counter::Fingerprinted, 1);
-                    u.records.push((Kind::Sender, s.clone(), d));
+                    u.records.push((Kind::Sender, answered.sender.clone(), d));
                 }
                 // The enterprise's people, by the names they sign with.
                 if let (Some((key, owner)), false) = (&a.name, author.is_empty()) {

@@ -98,7 +98,9 @@ mod tests {
     use crate::store::{pair_key, Counter, Kind, RocksStore};
     use crate::vocab::Direction;
 
-    fn setup() -> (tempfile::TempDir, Engine, Config) {
+    /// An engine over a fresh RocksDB store in a temp dir (example.com is
+    /// the enterprise).
+    pub(super) fn setup() -> (tempfile::TempDir, Engine, Config) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RocksStore::open(dir.path(), 90 * 86400).unwrap());
         let mut cfg = Config {
@@ -110,7 +112,8 @@ mod tests {
         (dir, engine, cfg)
     }
 
-    fn run(e: &Engine, cfg: &Config, m: &Message) -> Assessment {
+    /// Assesses and learns one message, as `Engine::process` does.
+    pub(super) fn run(e: &Engine, cfg: &Config, m: &Message) -> Assessment {
         let a = e.assess(cfg, m).unwrap();
         e.learn(cfg, m, &a).unwrap();
         a

@@ -16,7 +16,7 @@ pub mod rating;
 
 pub use anomaly::{Anomaly, Protected};
 pub use overrides::OverrideTable;
-pub use path::PathTrust;
+pub use path::{mta_network_key, PathTrust};
 pub use rating::{
     classify, rate_domain, rate_mta, rate_sender, Contribution, Factor, Rating, Subject,
 };
@@ -115,13 +115,7 @@ impl Reputation {
             let net = self.store.record(Kind::Mta, &net_key)?;
             if net.count(Counter::MessagesReceived) >= cfg.scoring.min_history {
                 let n = rate_mta(&net_key, &net, now, &cfg.scoring);
-                r.history += n.history;
-                r.backed_by = Some(net_key);
-                r.add(
-                    "network_reputation",
-                    cfg.scoring.domain_backing * (n.score - cfg.scoring.base),
-                    &cfg.scoring,
-                );
+                r.back_by(&n, net_key, "network_reputation", &cfg.scoring);
             }
         }
         r.apply_override(self.overrides().for_ip(ip), &cfg.scoring);
@@ -200,11 +194,6 @@ impl Reputation {
             path,
         })
     }
-}
-
-/// The MTA-family key of an MTA's network (/24, /48): `net:192.0.2.0/24`.
-pub fn mta_network_key(ip: IpAddr) -> String {
-    format!("net:{}", crate::message::mta_net_key(ip))
 }
 
 /// One score for a message, from its sender's and its MTA's ratings: the

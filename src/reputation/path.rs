@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, AuthState, Message};
 use crate::store::{pair_key, Counter, Kind, Record, SetKind, StoreError};
 use crate::vocab::{domain_of, org_domain};
+use std::net::IpAddr;
 
 /// Distinct sender domains an MTA must have carried to us to count as a
 /// relay (a list server or a forwarder).
@@ -58,9 +59,20 @@ impl PathTrust {
     }
 }
 
+/// A network's key (`net:192.0.2.0/24`): in the MTA family, the
+/// network's own record; in a pair, a sender's mail from that network.
+fn net_key(net: &str) -> String {
+    format!("net:{net}")
+}
+
+/// The MTA-family key of an MTA's network (/24, /48).
+pub fn mta_network_key(ip: IpAddr) -> String {
+    net_key(&mta_net_key(ip))
+}
+
 /// The pair key of a sender and an MTA's network.
 pub fn net_pair_key(sender: &str, net: &str) -> String {
-    pair_key(sender, &format!("net:{net}"))
+    pair_key(sender, &net_key(net))
 }
 
 /// The network (/24, /48) of an MTA key (an address, or an IPv6 /64).

@@ -119,6 +119,27 @@ impl Rating {
         };
     }
 
+    /// Backing of a subject with too little history of its own by the
+    /// rating of what contains it (an address by its domain, an MTA by its
+    /// network): `domain_backing × (parent score − base)` as the named
+    /// contribution, and the parent's history counted towards
+    /// `min_history`.
+    pub fn back_by(
+        &mut self,
+        parent: &Rating,
+        backed_by: String,
+        contribution: &str,
+        cfg: &ScoringConfig,
+    ) {
+        self.history += parent.history;
+        self.backed_by = Some(backed_by);
+        self.add(
+            contribution,
+            cfg.domain_backing * (parent.score - cfg.base),
+            cfg,
+        );
+    }
+
     /// No trusted class for this message, whatever the score (the
     /// contributions still show why).
     pub fn withhold_trust(&mut self, why: &str, cfg: &ScoringConfig) {
@@ -235,13 +256,7 @@ pub fn rate_sender(
     {
         let domain = domain_of(addr);
         let d = rate_domain(domain, domain_rec, now, cfg);
-        r.history += d.history;
-        r.backed_by = Some(format!("domain:{domain}"));
-        r.add(
-            "domain_reputation",
-            cfg.domain_backing * (d.score - cfg.base),
-            cfg,
-        );
+        r.back_by(&d, format!("domain:{domain}"), "domain_reputation", cfg);
     }
     r
 }

@@ -34,19 +34,18 @@
 //!   in which two or more habits break at once — a network never used, a
 //!   new mail client, a new DKIM selector, Reply-To to a new organisation
 //!   ([`super::habits`]), mail to none of the enterprise people it has
-//!   dealt with (its sender×recipient edges); `behaviour_change` points per broken habit, the
-//!   detail names what broke;
+//!   dealt with (its sender×recipient edges); `behaviour_change` points
+//!   per broken habit, the detail names what broke;
 //! - optional DNS checks: `sender_domain_without_mx`, `dnsbl_listed`.
 //!
-//! The identity anomalies (all but `auth_regression`, `new_mta_for_sender`
-//! and `dnsbl_listed`) weigh against the relationship of that exact
+//! The identity anomalies (all but `auth_regression`, `new_mta_for_sender`,
+//! `behaviour_change` and `dnsbl_listed`) weigh against the relationship of that exact
 //! address: scaled by `1 - relationship`, where the relationship grows with
 //! the messages the enterprise sent to or answered from it
 //! (`relationship_cap`), when the message is authenticated or its path
-//! vouched for (`path`). An employee's
-//! own home address, or a namesake the enterprise corresponds with, is not
-//! an impersonator; for an address without a relationship they count in
-//! full.
+//! vouched for (`path`). An employee's own home address, or a namesake the
+//! enterprise corresponds with, is not an impersonator; for an address
+//! without a relationship they count in full.
 
 //!
 //! Every anomaly is decided here: the store-backed checks, the heuristics
@@ -91,7 +90,7 @@ impl Anomaly {
 /// Anomalies about the path and the sender's behaviour, not the identity
 /// claimed: never discounted by a relationship (a compromised partner's
 /// account has one).
-const PATH_ANOMALIES: [&str; 4] = [
+const UNWEIGHED_ANOMALIES: [&str; 4] = [
     "auth_regression",
     "new_mta_for_sender",
     "behaviour_change",
@@ -203,13 +202,10 @@ impl Reputation {
                 }
             }
             // Its recipients: the sender×recipient edges are the sender's
-            // enterprise-recipient set (both directions feed it). Mail to
-            // none of the people it has dealt with is one more break.
-            let ent: Vec<&String> = msg
-                .recipients
-                .iter()
-                .filter(|r| cfg.is_enterprise_domain(domain_of(r)))
-                .collect();
+            // enterprise-recipient set (both directions feed it; learned
+            // from the same `enterprise_recipients`). Mail to none of the
+            // people it has dealt with is one more break.
+            let ent = cfg.enterprise_recipients(&msg.recipients);
             if !ent.is_empty()
                 && rec.distinct(SetKind::EnterpriseRecipients) > 0
                 && ent
@@ -325,7 +321,10 @@ impl Reputation {
         };
         if rel > 0.0 {
             let sent = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
-            for an in out.iter_mut().filter(|a| !PATH_ANOMALIES.contains(&a.name)) {
+            for an in out
+                .iter_mut()
+                .filter(|a| !UNWEIGHED_ANOMALIES.contains(&a.name))
+            {
                 an.points = round1(an.points * (1.0 - rel));
                 an.detail = format!(
                     "{}; weighed by {sent} messages from the enterprise (x{:.2})",
@@ -333,7 +332,7 @@ impl Reputation {
                     1.0 - rel
                 );
             }
-            out.retain(|a| a.points != 0.0 || PATH_ANOMALIES.contains(&a.name));
+            out.retain(|a| a.points != 0.0 || UNWEIGHED_ANOMALIES.contains(&a.name));
         }
         Ok(out)
     }
