@@ -93,10 +93,28 @@ async fn a_full_disk_answers_per_on_error_and_loses_no_history() {
         errors.contains("sra_milter_errors_total{kind=\"store\"}"),
         "{errors}"
     );
+    // Space again: the daemon reopens the store by itself, and learning
+    // resumes without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let mut resumed = false;
+    for i in 0..40 {
+        let t = send(
+            m.addr,
+            &Mail::inbound("carol@partner.example", &format!("back{i}@p")),
+        )
+        .await;
+        assert_eq!(t.eom_status(), Some(&Status::Continue));
+        if received(&m) > during {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(resumed, "learning did not resume once space was back");
+    let during = received(&m);
     m.stop().await;
 
-    // Space again, restart: the history is all there and learning resumes.
-    std::fs::remove_file(&filler).unwrap();
+    // Restart: the history is all there and learning goes on.
     let m = common::start_with(tempfile::tempdir().unwrap(), cfg).await;
     let after_restart = received(&m);
     assert!(

@@ -11,15 +11,47 @@ use crate::vocab::Target;
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 pub struct RocksStore {
-    db: DB,
+    /// `None` only while a reopen after a write error failed (see
+    /// [`RocksStore::recover_if_due`]).
+    db: RwLock<Option<DB>>,
+    /// Since when writes fail with an I/O error (a full disk): RocksDB then
+    /// refuses every write until it is reopened.
+    failing: Mutex<Option<Failing>>,
     path: PathBuf,
     read_only: bool,
     ttl_secs: u64,
     /// Newest message time seen: the clock for index expiry.
     newest: Arc<AtomicU64>,
+}
+
+/// How often a store whose writes fail tries to reopen.
+const REOPEN_EVERY: Duration = Duration::from_secs(2);
+
+/// Writes failing since `since`; the last reopen was tried at `tried`.
+struct Failing {
+    since: Instant,
+    tried: Option<Instant>,
+}
+
+/// A read lock on the open database.
+struct Db<'a>(RwLockReadGuard<'a, Option<DB>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        // `RocksStore::db` hands out a `Db` only over an open database.
+        self.0.as_ref().expect("checked open")
+    }
+}
+
+/// A column family of `db`.
+fn handle<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
 }
 
 /// The column family of a record kind.
@@ -130,50 +162,66 @@ impl RocksStore {
             .collect()
     }
 
-    /// Opens (creating if needed) the store for writing. Only one process
-    /// may do this at a time.
-    /// Opens the store at `path` for writing. A missing or empty directory
-    /// becomes a new store; a directory holding a store is opened as it
-    /// is; anything else is refused without a byte written
-    /// ([`StoreError::NotAStore`]): a store that lost its `CURRENT` file
-    /// must never be taken for an empty one and initialised over.
+    /// The options every writable open uses (`create` for a new store).
+    fn write_options(create: bool) -> Options {
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(5);
+        opts.increase_parallelism(2);
+        opts
+    }
+
+    fn open_db(&self, create: bool) -> Result<DB, StoreError> {
+        DB::open_cf_descriptors(
+            &Self::write_options(create),
+            &self.path,
+            Self::descriptors(self.ttl_secs, &self.newest),
+        )
+        .map_err(|e| {
+            // RocksDB names its lock file: "IO error: While lock file:
+            // PATH/LOCK: Resource temporarily unavailable" (another
+            // process), "lock hold by current process ... PATH/LOCK: No
+            // locks available". A corrupt block is not a lock.
+            if e.as_ref().contains("/LOCK: ") {
+                StoreError::Locked(self.path.clone())
+            } else {
+                StoreError::Db(e)
+            }
+        })
+    }
+
+    fn closed(path: &Path, message_ttl_secs: u64, read_only: bool) -> RocksStore {
+        RocksStore {
+            db: RwLock::new(None),
+            failing: Mutex::new(None),
+            path: path.to_owned(),
+            read_only,
+            ttl_secs: message_ttl_secs,
+            // The expiry clock is the mail's: it advances with what the
+            // store learns (live mail: now; a replayed archive: its own
+            // dates).
+            newest: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Opens the store at `path` for writing; only one process may. A
+    /// missing or empty directory becomes a new store; a directory holding
+    /// a store is opened as it is; anything else is refused without a byte
+    /// written ([`StoreError::NotAStore`]): a store that lost its `CURRENT`
+    /// file must never be taken for an empty one and initialised over.
     pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
         let new = Self::is_new(path)?;
         if new {
             std::fs::create_dir_all(path)
                 .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
         }
-        let mut opts = Options::default();
-        opts.create_if_missing(new);
-        opts.create_missing_column_families(true);
-        opts.set_keep_log_file_num(5);
-        opts.increase_parallelism(2);
-        // The expiry clock is the mail's: it advances with what the store
-        // learns (live mail: now; a replayed archive: its own dates).
-        let newest = Arc::new(AtomicU64::new(0));
-        let db = DB::open_cf_descriptors(&opts, path, Self::descriptors(message_ttl_secs, &newest))
-            .map_err(|e| {
-                // RocksDB names its lock file: "IO error: While lock file:
-                // PATH/LOCK: Resource temporarily unavailable" (another
-                // process), "lock hold by current process ... PATH/LOCK: No
-                // locks available". A corrupt block is not a lock.
-                if e.as_ref().contains("/LOCK: ") {
-                    StoreError::Locked(path.to_owned())
-                } else {
-                    StoreError::Db(e)
-                }
-            })?;
-        let store = RocksStore {
-            db,
-            path: path.to_owned(),
-            read_only: false,
-            ttl_secs: message_ttl_secs,
-            newest,
-        };
+        let store = Self::closed(path, message_ttl_secs, false);
+        let db = store.open_db(new)?;
+        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         store.check_schema(true)?;
         Ok(store)
     }
-
     /// Whether `path` is a place for a new store: missing, or a directory
     /// with nothing in it but sockets (the control socket lives beside the
     /// store) and `lost+found`. A directory with RocksDB's `CURRENT` is an
@@ -221,42 +269,122 @@ impl RocksStore {
 
     /// Opens an existing store read-only, beside a running daemon.
     pub fn open_read_only(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
-        let opts = Options::default();
-        let newest = Arc::new(AtomicU64::new(0));
+        let store = Self::closed(path, message_ttl_secs, true);
         let db = DB::open_cf_descriptors_read_only(
-            &opts,
+            &Options::default(),
             path,
-            Self::descriptors(message_ttl_secs, &newest),
+            Self::descriptors(message_ttl_secs, &store.newest),
             false,
         )?;
-        let store = RocksStore {
-            db,
-            path: path.to_owned(),
-            read_only: true,
-            ttl_secs: message_ttl_secs,
-            newest,
-        };
+        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         store.check_schema(false)?;
         Ok(store)
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
+    /// The open database, for one operation.
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(StoreError::Io(format!(
+                "the store {} is closed after a write error; it is reopened once writes succeed",
+                self.path.display()
+            )));
+        }
+        Ok(Db(guard))
+    }
+
+    /// Notes a failed write. An I/O error (a full disk) stops every later
+    /// write of RocksDB until the database is reopened: from now on,
+    /// [`Self::recover_if_due`] tries that.
+    fn note_write_error(&self, e: &rocksdb::Error) {
+        if e.kind() != rocksdb::ErrorKind::IOError {
+            return;
+        }
+        let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            tracing::error!(
+                "store: write failed: {e}; reopening {} every {REOPEN_EVERY:?} until writes succeed",
+                self.path.display()
+            );
+            *f = Some(Failing {
+                since: Instant::now(),
+                tried: None,
+            });
+        }
+    }
+
+    /// After a failed write, reopens the database (at most every
+    /// [`REOPEN_EVERY`]): RocksDB replays its log, and learning resumes
+    /// once the disk has room again, without a restart. While the reopen
+    /// fails the store is opened read-only, so ratings are still read.
+    fn recover_if_due(&self) {
+        {
+            let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(fail) = f.as_mut() else { return };
+            if fail.tried.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return;
+            }
+            fail.tried = Some(Instant::now());
+        }
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: one process holds the store's lock once.
+        *db = None;
+        match self.open_db(false) {
+            Ok(fresh) => {
+                *db = Some(fresh);
+                let fail = self
+                    .failing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                let secs = fail.map_or(0, |f| f.since.elapsed().as_secs());
+                tracing::info!(
+                    "store: reopened {} after {secs} s of failed writes; learning resumes",
+                    self.path.display()
+                );
+            }
+            Err(e) => {
+                tracing::warn!("store: cannot reopen {} yet: {e}", self.path.display());
+                *db = DB::open_cf_descriptors_read_only(
+                    &Options::default(),
+                    &self.path,
+                    Self::descriptors(self.ttl_secs, &self.newest),
+                    false,
+                )
+                .map_err(|e| {
+                    tracing::error!(
+                        "store: cannot open {} even read-only: {e}",
+                        self.path.display()
+                    )
+                })
+                .ok();
+            }
+        }
+    }
+
+    /// Runs a write, noting an I/O failure for [`Self::recover_if_due`].
+    fn write_with(&self, f: impl FnOnce(&DB) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.writable()?;
+        self.recover_if_due();
+        let db = self.db()?;
+        let r = f(&db);
+        if let Err(StoreError::Db(e)) = &r {
+            self.note_write_error(e);
+        }
+        r
     }
 
     fn check_schema(&self, may_init: bool) -> Result<(), StoreError> {
-        let meta = self.cf(CF_META)?;
-        match self.db.get_cf(meta, b"schema_version")? {
+        let db = self.db()?;
+        let meta = handle(&db, CF_META)?;
+        match db.get_cf(meta, b"schema_version")? {
             Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
             Some(v) => Err(StoreError::Schema {
                 found: String::from_utf8_lossy(&v).into_owned(),
                 path: self.path.clone(),
             }),
             None if may_init => {
-                self.db
-                    .put_cf(meta, b"schema_version", SCHEMA_VERSION.to_string())?;
+                db.put_cf(meta, b"schema_version", SCHEMA_VERSION.to_string())?;
                 Ok(())
             }
             None => Ok(()),
@@ -265,11 +393,13 @@ impl RocksStore {
 
     /// RocksDB's estimate of the keys per column family.
     pub fn key_estimates(&self) -> Vec<(&'static str, u64)> {
+        let Ok(db) = self.db() else {
+            return Vec::new();
+        };
         CFS.iter()
             .filter_map(|n| {
-                let cf = self.db.cf_handle(n)?;
-                let v = self
-                    .db
+                let cf = db.cf_handle(n)?;
+                let v = db
                     .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
                     .ok()
                     .flatten()?;
@@ -293,16 +423,19 @@ impl RocksStore {
 
 impl ReputationStore for RocksStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
-        let cf = self.cf(family(kind))?;
-        match self.db.get_pinned_cf(cf, key.as_bytes())? {
+        let db = self.db()?;
+        let cf = handle(&db, family(kind))?;
+        let value = db.get_pinned_cf(cf, key.as_bytes())?;
+        match value {
             Some(v) => Ok(Record::decode(&v)?),
             None => Ok(Record::default()),
         }
     }
 
     fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
-        let cf = self.cf(CF_MESSAGES)?;
-        let Some(v) = self.db.get_pinned_cf(cf, id.as_bytes())? else {
+        let db = self.db()?;
+        let cf = handle(&db, CF_MESSAGES)?;
+        let Some(v) = db.get_pinned_cf(cf, id.as_bytes())? else {
             return Ok(None);
         };
         let time = index_time(&v).ok_or_else(|| StoreError::BadIndex(id.into()))?;
@@ -318,46 +451,51 @@ impl ReputationStore for RocksStore {
         if update.is_empty() {
             return Ok(());
         }
-        self.writable()?;
-        let mut batch = WriteBatch::default();
         let mut newest = 0;
-        for (kind, key, delta) in &update.records {
-            batch.merge_cf(self.cf(family(*kind))?, key.as_bytes(), delta.encode());
-            newest = newest.max(delta.last_seen);
-        }
-        let ecf = self.cf(CF_ENGAGEMENT)?;
-        for k in &update.engagement_add {
-            batch.put_cf(ecf, k, b"");
-        }
-        for k in &update.engagement_del {
-            batch.delete_cf(ecf, k);
-        }
-        if let Some(t) = update.engagement_since {
-            if self.engagement_since()?.is_none() {
-                batch.put_cf(self.cf(CF_META)?, b"engagement_since", t.to_string());
+        self.write_with(|db| {
+            let mut batch = WriteBatch::default();
+            for (kind, key, delta) in &update.records {
+                batch.merge_cf(handle(db, family(*kind))?, key.as_bytes(), delta.encode());
+                newest = newest.max(delta.last_seen);
             }
-        }
-        let ncf = self.cf(CF_NAMES)?;
-        for (name, entry) in &update.names {
-            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
-            batch.put_cf(ncf, name.as_bytes(), v);
-        }
-        let mcf = self.cf(CF_MESSAGES)?;
-        for (id, entry) in &update.messages {
-            let mut v = entry.time.to_le_bytes().to_vec();
-            serde_json::to_writer(&mut v, entry).map_err(|e| StoreError::Task(e.to_string()))?;
-            batch.put_cf(mcf, id.as_bytes(), v);
-            newest = newest.max(entry.time);
-        }
-        self.db.write(batch)?;
+            let ecf = handle(db, CF_ENGAGEMENT)?;
+            for k in &update.engagement_add {
+                batch.put_cf(ecf, k, b"");
+            }
+            for k in &update.engagement_del {
+                batch.delete_cf(ecf, k);
+            }
+            if let Some(t) = update.engagement_since {
+                let meta = handle(db, CF_META)?;
+                if db.get_pinned_cf(meta, b"engagement_since")?.is_none() {
+                    batch.put_cf(meta, b"engagement_since", t.to_string());
+                }
+            }
+            let ncf = handle(db, CF_NAMES)?;
+            for (name, entry) in &update.names {
+                let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
+                batch.put_cf(ncf, name.as_bytes(), v);
+            }
+            let mcf = handle(db, CF_MESSAGES)?;
+            for (id, entry) in &update.messages {
+                let mut v = entry.time.to_le_bytes().to_vec();
+                serde_json::to_writer(&mut v, entry)
+                    .map_err(|e| StoreError::Task(e.to_string()))?;
+                batch.put_cf(mcf, id.as_bytes(), v);
+                newest = newest.max(entry.time);
+            }
+            db.write(batch)?;
+            Ok(())
+        })?;
         self.observe_time(newest);
         Ok(())
     }
 
     fn overrides(&self) -> Result<Vec<Override>, StoreError> {
-        let cf = self.cf(CF_OVERRIDES)?;
+        let db = self.db()?;
+        let cf = handle(&db, CF_OVERRIDES)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             match serde_json::from_slice::<Override>(&v) {
                 Ok(o) => out.push(o),
@@ -373,23 +511,29 @@ impl ReputationStore for RocksStore {
     fn set_override(&self, o: &Override) -> Result<(), StoreError> {
         self.writable()?;
         let v = serde_json::to_vec(o).map_err(|e| StoreError::Task(e.to_string()))?;
-        self.db
-            .put_cf(self.cf(CF_OVERRIDES)?, o.target.store_key(), v)?;
-        Ok(())
+        self.write_with(|db| {
+            db.put_cf(handle(db, CF_OVERRIDES)?, o.target.store_key(), &v)?;
+            Ok(())
+        })
     }
 
     fn remove_override(&self, target: &Target) -> Result<bool, StoreError> {
-        self.writable()?;
-        let cf = self.cf(CF_OVERRIDES)?;
-        let key = target.store_key();
-        let existed = self.db.get_pinned_cf(cf, &key)?.is_some();
-        self.db.delete_cf(cf, key)?;
+        let mut existed = false;
+        self.write_with(|db| {
+            let cf = handle(db, CF_OVERRIDES)?;
+            let key = target.store_key();
+            existed = db.get_pinned_cf(cf, &key)?.is_some();
+            db.delete_cf(cf, key)?;
+            Ok(())
+        })?;
         Ok(existed)
     }
 
     fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError> {
-        let cf = self.cf(CF_NAMES)?;
-        match self.db.get_pinned_cf(cf, normalized.as_bytes())? {
+        let db = self.db()?;
+        let cf = handle(&db, CF_NAMES)?;
+        let value = db.get_pinned_cf(cf, normalized.as_bytes())?;
+        match value {
             Some(v) => Ok(serde_json::from_slice(&v).ok()),
             None => Ok(None),
         }
@@ -400,9 +544,10 @@ impl ReputationStore for RocksStore {
         until: u64,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
-        let cf = self.cf(CF_ENGAGEMENT)?;
+        let db = self.db()?;
+        let cf = handle(&db, CF_ENGAGEMENT)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, _) = item?;
             let Some(t) = k
                 .get(..8)
@@ -420,18 +565,19 @@ impl ReputationStore for RocksStore {
     }
 
     fn engagement_since(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, b"engagement_since")?
+        let db = self.db()?;
+        Ok(db
+            .get_cf(handle(&db, CF_META)?, b"engagement_since")?
             .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
     }
 
     fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
-        let cf = self.cf(CF_PAIRS)?;
+        let db = self.db()?;
+        let cf = handle(&db, CF_PAIRS)?;
         let prefix = format!("{sender}\0");
         let mut out = Vec::new();
         let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(cf, mode) {
+        for item in db.iterator_cf(cf, mode) {
             let (k, v) = item?;
             let Some(rest) = k.strip_prefix(prefix.as_bytes()) else {
                 break;
@@ -459,11 +605,13 @@ impl ReputationStore for RocksStore {
             .collect();
         let mut sst = 0;
         let mut mem = 0;
+        let Ok(db) = self.db() else {
+            return out;
+        };
         for n in CFS {
-            if let Some(cf) = self.db.cf_handle(n) {
+            if let Some(cf) = db.cf_handle(n) {
                 let p = |name: &str| {
-                    self.db
-                        .property_int_value_cf(cf, name)
+                    db.property_int_value_cf(cf, name)
                         .ok()
                         .flatten()
                         .unwrap_or(0)
@@ -478,8 +626,9 @@ impl ReputationStore for RocksStore {
     }
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
-        let cf = self.cf(family(kind))?;
-        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let db = self.db()?;
+        let cf = handle(&db, family(kind))?;
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             // A corrupt record is reported where it is read for a message;
             // a scan skips it.
@@ -494,8 +643,9 @@ impl ReputationStore for RocksStore {
         if self.read_only {
             return Ok(());
         }
+        let db = self.db()?;
         for n in CFS {
-            self.db.flush_cf(self.cf(n)?)?;
+            db.flush_cf(handle(&db, n)?)?;
         }
         Ok(())
     }
@@ -714,7 +864,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RocksStore::open(dir.path(), 86400).unwrap();
-            s.db.put_cf(s.cf(CF_META).unwrap(), b"schema_version", b"99")
+            let db = s.db().unwrap();
+            db.put_cf(handle(&db, CF_META).unwrap(), b"schema_version", b"99")
                 .unwrap();
         }
         let e = RocksStore::open(dir.path(), 86400).err().unwrap();
@@ -725,8 +876,15 @@ mod tests {
     fn corrupt_record_is_an_error_and_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = RocksStore::open(dir.path(), 86400).unwrap();
-        let cf = s.cf(CF_SENDERS).unwrap();
-        s.db.put_cf(cf, b"bad@example.org", b"\x07garbage").unwrap();
+        {
+            let db = s.db().unwrap();
+            db.put_cf(
+                handle(&db, CF_SENDERS).unwrap(),
+                b"bad@example.org",
+                b"\x07garbage",
+            )
+            .unwrap();
+        }
         assert!(s.record(Kind::Sender, "bad@example.org").is_err());
         let mut d = Record::seen_at(1);
         d.add(Counter::MessagesReceived, 1);
@@ -736,9 +894,11 @@ mod tests {
             ..Update::default()
         })
         .unwrap();
-        s.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        let db = s.db().unwrap();
+        let cf = handle(&db, CF_SENDERS).unwrap();
+        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         assert_eq!(
-            s.db.get_cf(cf, b"bad@example.org").unwrap().as_deref(),
+            db.get_cf(cf, b"bad@example.org").unwrap().as_deref(),
             Some(&b"\x07garbage"[..])
         );
     }
