@@ -427,37 +427,6 @@ fn a_second_daemon_on_the_same_unix_socket_leaves_it_to_the_first_and_logs_plain
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_daemon_on_the_same_store_is_refused_and_the_first_serves_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let (cfg1, cfg2) = (dir.path().join("one.toml"), dir.path().join("two.toml"));
-    let (port1, port2) = (free_port(), free_port());
-    let ctl = |n: &str| {
-        format!(
-            "[admin]\ncontrol_socket = \"{}\"",
-            dir.path().join(n).display()
-        )
-    };
-    write_config(&cfg1, port1, &state, "monitor", &ctl("one.ctl"));
-    write_config(&cfg2, port2, &state, "monitor", &ctl("two.ctl"));
-    let d = Daemon::start(&cfg1, port1, dir.path().join("one.log"));
-    let second = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(&cfg2)
-        .output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(1), "{second:?}");
-    let err = String::from_utf8_lossy(&second.stderr);
-    assert!(
-        err.contains("in use by another process"),
-        "the message names the lock: {err}"
-    );
-    let t = send(d.addr(), &Mail::inbound("carol@partner.example", "s1@x")).await;
-    assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
-    assert!(d.stop().success());
-}
-
 #[test]
 fn bad_command_lines_are_refused() {
     assert!(!cli(&["explain"]).status.success());

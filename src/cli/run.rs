@@ -42,13 +42,16 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!("cannot open the store at {}: {e}", cfg.state_dir.display());
-                // Restarting cannot mend a directory that is not a store or
-                // a schema this version does not know: EX_CONFIG, which the
-                // unit does not restart on.
+                // Restarting cannot mend a directory that is not a store, a
+                // schema this version does not know, a store the daemon may
+                // not write or a damaged one: EX_CONFIG, which the unit does
+                // not restart on. Other errors (a full disk, a store still
+                // locked) may pass: exit 1, and systemd tries again.
                 return match e {
-                    StoreError::NotAStore { .. } | StoreError::Schema { .. } => {
-                        ExitCode::from(EX_CONFIG as u8)
-                    }
+                    StoreError::NotAStore { .. }
+                    | StoreError::Schema { .. }
+                    | StoreError::Unwritable { .. }
+                    | StoreError::Damaged { .. } => ExitCode::from(EX_CONFIG as u8),
                     _ => ExitCode::FAILURE,
                 };
             }

@@ -82,6 +82,10 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("cannot write the store at {path}: {reason}: refusing to start (the state_dir and its files must belong to the user sra-milter runs as, on a writable file system)")]
+    Unwritable { path: PathBuf, reason: String },
+    #[error("the store at {path} is damaged ({detail}): refusing to open it; restore it from a backup, or move it aside to start an empty one")]
+    Damaged { path: PathBuf, detail: String },
     #[error("{path} is not an sra-milter store (it holds {found} but no RocksDB CURRENT file): refusing to open or initialise it; restore the store, or point state_dir at an empty directory")]
     NotAStore { path: PathBuf, found: String },
 }

@@ -54,6 +54,38 @@ fn handle<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Store
         .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
 }
 
+/// What a failed open means to an admin. RocksDB tells causes apart only
+/// in its messages: the lock file names itself ("While lock file:
+/// PATH/LOCK: Resource temporarily unavailable" for another process, "lock
+/// hold by current process ... No locks available"), and the operating
+/// system's reason ends the message. A corrupt block is not a lock.
+fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
+    let text = e.as_ref();
+    let locked = [
+        "Resource temporarily unavailable",
+        "No locks available",
+        "lock hold by",
+    ];
+    if text.contains("/LOCK: ") && locked.iter().any(|l| text.contains(l)) {
+        return StoreError::Locked(path.to_owned());
+    }
+    for reason in ["Permission denied", "Read-only file system"] {
+        if text.contains(reason) {
+            return StoreError::Unwritable {
+                path: path.to_owned(),
+                reason: text.to_string(),
+            };
+        }
+    }
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        return StoreError::Damaged {
+            path: path.to_owned(),
+            detail: text.to_string(),
+        };
+    }
+    StoreError::Db(e)
+}
+
 /// The column family of a record kind.
 fn family(kind: Kind) -> &'static str {
     match kind {
@@ -178,17 +210,7 @@ impl RocksStore {
             &self.path,
             Self::descriptors(self.ttl_secs, &self.newest),
         )
-        .map_err(|e| {
-            // RocksDB names its lock file: "IO error: While lock file:
-            // PATH/LOCK: Resource temporarily unavailable" (another
-            // process), "lock hold by current process ... PATH/LOCK: No
-            // locks available". A corrupt block is not a lock.
-            if e.as_ref().contains("/LOCK: ") {
-                StoreError::Locked(self.path.clone())
-            } else {
-                StoreError::Db(e)
-            }
-        })
+        .map_err(|e| open_error(&self.path, e))
     }
 
     fn closed(path: &Path, message_ttl_secs: u64, read_only: bool) -> RocksStore {
