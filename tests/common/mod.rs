@@ -207,11 +207,19 @@ fn stops(s: &Status) -> bool {
 
 /// Sends one transaction; stops where the milter refuses.
 pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
-    let mut conn = TestConnection::open(addr).await.unwrap();
+    try_send(addr, m).await.unwrap()
+}
+
+/// [`send`], with the connection's errors returned (a milter killed
+/// mid-session).
+pub async fn try_send(
+    addr: SocketAddr,
+    m: &Mail,
+) -> Result<Transcript, Box<dyn std::error::Error + Send + Sync>> {
+    let mut conn = TestConnection::open(addr).await?;
     conn.macros(MacroStage::Connect, [("j", "mx.example.com")])
-        .await
-        .unwrap();
-    let connect = conn.connect(m.helo.as_str(), m.ip).await.unwrap();
+        .await?;
+    let connect = conn.connect(m.helo.as_str(), m.ip).await?;
     let mut t = Transcript {
         connect,
         mail: None,
@@ -219,20 +227,20 @@ pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
         eom: None,
     };
     if stops(&t.connect) {
-        conn.close().await.unwrap();
-        return t;
+        conn.close().await?;
+        return Ok(t);
     }
-    conn.helo(m.helo.as_str()).await.unwrap();
+    conn.helo(m.helo.as_str()).await?;
     let mut mail_macros = vec![("i", m.queue_id.clone())];
     if let Some(a) = &m.auth {
         mail_macros.push(("{auth_authen}", a.clone()));
     }
-    conn.macros(MacroStage::Mail, mail_macros).await.unwrap();
-    let status = conn.mail([format!("<{}>", m.from)]).await.unwrap();
+    conn.macros(MacroStage::Mail, mail_macros).await?;
+    let status = conn.mail([format!("<{}>", m.from)]).await?;
     t.mail = Some(status.clone());
     if stops(&status) {
-        conn.close().await.unwrap();
-        return t;
+        conn.close().await?;
+        return Ok(t);
     }
     let mut accepted = 0;
     for (i, r) in m.rcpts.iter().enumerate() {
@@ -241,29 +249,27 @@ pub async fn send(addr: SocketAddr, m: &Mail) -> Transcript {
         // client sets no TCP_NODELAY).
         if i == 0 {
             conn.macros(MacroStage::Rcpt, [("i", m.queue_id.as_str())])
-                .await
-                .unwrap();
+                .await?;
         }
-        let s = conn.rcpt([format!("<{r}>")]).await.unwrap();
+        let s = conn.rcpt([format!("<{r}>")]).await?;
         if !stops(&s) {
             accepted += 1;
         }
         t.rcpts.push(s);
     }
     if accepted == 0 {
-        conn.close().await.unwrap();
-        return t;
+        conn.close().await?;
+        return Ok(t);
     }
-    conn.data().await.unwrap();
+    conn.data().await?;
     for (n, v) in &m.headers {
-        conn.header(n.as_str(), v.as_str()).await.unwrap();
+        conn.header(n.as_str(), v.as_str()).await?;
     }
-    conn.eoh().await.unwrap();
-    conn.body(m.body.clone()).await.unwrap();
+    conn.eoh().await?;
+    conn.body(m.body.clone()).await?;
     conn.macros(MacroStage::Eom, [("i", m.queue_id.as_str())])
-        .await
-        .unwrap();
-    t.eom = Some(conn.eom().await.unwrap());
-    conn.close().await.unwrap();
-    t
+        .await?;
+    t.eom = Some(conn.eom().await?);
+    conn.close().await?;
+    Ok(t)
 }
