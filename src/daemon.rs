@@ -30,9 +30,12 @@ pub async fn serve(
     let cfg = shared.config();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();
-    let listener = listener.stop_accepting_on(async move {
-        let _ = stop_rx.wait_for(|v| *v).await;
-    });
+    let listener = listener
+        .stop_accepting_on(async move {
+            let _ = stop_rx.wait_for(|v| *v).await;
+        })
+        .close_silent_after(cfg.milter_timeout.0)
+        .with_slots(cfg.max_connections);
 
     let control = match ControlServer::bind(&cfg.control_socket()) {
         Ok(c) => Some(c),
@@ -72,16 +75,10 @@ pub async fn serve(
             "engagement events on http://{}/v1/events",
             cfg.events.listen
         );
-        let handler = Arc::new(events::handler(shared.clone()));
-        tokio::spawn(http::serve(
-            l,
-            cfg.events.max_body_bytes,
-            Some(events::gate(shared.clone())),
-            handler,
-            async move {
-                let _ = events_stop.wait_for(|v| *v).await;
-            },
-        ));
+        let router = events::router(shared.clone(), cfg.events.max_body_bytes);
+        tokio::spawn(http::serve(l, router, async move {
+            let _ = events_stop.wait_for(|v| *v).await;
+        }));
     }
     // Metrics and health, when configured.
     let mut admin_stop = stop_tx.subscribe();
@@ -92,8 +89,7 @@ pub async fn serve(
                 io::Error::new(e.kind(), format!("admin.listen {}: {e}", cfg.admin.listen))
             })?;
         tracing::info!("metrics on http://{}/metrics", cfg.admin.listen);
-        let handler = Arc::new(admin::handler(shared.clone()));
-        tokio::spawn(http::serve(l, 0, None, handler, async move {
+        tokio::spawn(http::serve(l, admin::router(shared.clone()), async move {
             let _ = admin_stop.wait_for(|v| *v).await;
         }));
     }

@@ -141,13 +141,7 @@ async fn running_out_of_file_descriptors_pauses_accepting_and_never_ends_the_dae
 async fn idle_and_unauthenticated_http_clients_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(dir.path(), 1024);
-    let rss = |pid: u32| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let rss = rss_kib;
     let before = rss(d.child.id());
 
     // 60 clients without the token each announce a 4 MiB body and send
@@ -190,4 +184,66 @@ async fn idle_and_unauthenticated_http_clients_are_bounded() {
     );
     assert!(d.alive());
     drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_idle_milter_clients_and_ten_thousand_idle_http_clients_lock_nobody_out() {
+    // This test's own side of 11,000 connections.
+    rlimit::increase_nofile_limit(24_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), 4096);
+    let pid = d.child.id();
+    d.verdict_within(Duration::from_secs(5), "first@x").await;
+    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
+
+    // 1,000 milter connections that never speak: five times the session
+    // limit (max_connections = 200), all accepted and held by the daemon.
+    let milter: Vec<TcpStream> = (0..1000).filter_map(|_| connect(d.milter)).collect();
+    assert!(milter.len() > 990, "{} milter connections", milter.len());
+    std::thread::sleep(Duration::from_millis(200));
+    let held = open_fds(pid) - fds_before;
+    assert!(
+        held >= milter.len() - 10,
+        "the daemon took them off the socket: {held}"
+    );
+    let start = Instant::now();
+    d.verdict_within(Duration::from_secs(1), "among-idle-milter@x")
+        .await;
+    let milter_latency = start.elapsed();
+
+    // 10,000 idle HTTP connections on the events listener on top: past its
+    // cap of 64 they are closed at accept.
+    let mut http = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        if let Some(s) = connect(d.events) {
+            http.push(s);
+        }
+    }
+    let start = Instant::now();
+    d.verdict_within(Duration::from_secs(1), "among-idle-http@x")
+        .await;
+    let http_latency = start.elapsed();
+    let (fds, rss) = (open_fds(pid), rss_kib(pid));
+    eprintln!(
+        "idle clients: verdict in {milter_latency:?} among 1,000 idle milter connections, {http_latency:?} with 10,000 idle HTTP connections on top; daemon fds {fds_before} -> {fds}, RSS {rss_before} -> {rss} KiB"
+    );
+    assert!(d.alive(), "{}", d.log_text());
+    // Bounded: the silent milter connections (at most 1,024) and the HTTP
+    // cap (64), nothing per HTTP client beyond it.
+    assert!(fds < fds_before + held + 64 + 50, "{fds} descriptors open");
+    assert!(
+        rss < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss} KiB"
+    );
+    drop(http);
+    drop(milter);
+    d.verdict_within(Duration::from_secs(1), "after@x").await;
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

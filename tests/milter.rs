@@ -522,14 +522,14 @@ async fn an_originating_service_is_outbound_from_connect_on() {
 }
 
 #[tokio::test]
-async fn an_idle_connection_is_closed_after_milter_timeout_and_frees_its_slot() {
+async fn a_silent_connection_holds_no_slot_and_is_closed_after_milter_timeout() {
     use tokio::io::AsyncReadExt;
     let m = start(|c| {
         c.max_connections = 1;
         c.milter_timeout = sra_milter::vocab::Span(std::time::Duration::from_secs(1));
     })
     .await;
-    // A client that connects and says nothing holds the only slot.
+    // A client that connects and says nothing does not take the only slot.
     let mut idle = tokio::net::TcpStream::connect(m.addr).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
@@ -538,18 +538,95 @@ async fn an_idle_connection_is_closed_after_milter_timeout_and_frees_its_slot() 
         send(m.addr, &Mail::inbound("carol@partner.example", "idle1@x")),
     )
     .await
+    .expect("a session beside the silent one gets its verdict");
+    assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "not held up by the silent client: {:?}",
+        started.elapsed()
+    );
+    // The silent connection is closed by the milter after milter_timeout.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn an_idle_session_is_closed_after_milter_timeout_and_frees_its_slot() {
+    let m = start(|c| {
+        c.max_connections = 1;
+        c.milter_timeout = sra_milter::vocab::Span(std::time::Duration::from_secs(1));
+    })
+    .await;
+    // A client that negotiates and then says nothing holds the only slot.
+    let _idle = negotiated(m.addr).await;
+    let started = std::time::Instant::now();
+    let t = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send(m.addr, &Mail::inbound("carol@partner.example", "idle2@x")),
+    )
+    .await
     .expect("a session after the idle one gets its verdict");
     assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "it waited for the idle session's slot: {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
-    // The idle connection was closed by the milter.
+}
+
+/// Opens a milter session and negotiates (SMFIC_OPTNEG: version 6, all
+/// actions and protocol steps), then leaves it idle.
+async fn negotiated(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut optneg = vec![0, 0, 0, 13, b'O'];
+    optneg.extend_from_slice(&6u32.to_be_bytes());
+    optneg.extend_from_slice(&0x1ffu32.to_be_bytes());
+    optneg.extend_from_slice(&0x1fffffu32.to_be_bytes());
+    s.write_all(&optneg).await.unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[4], b'O', "negotiated");
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut rest = vec![0u8; len - 1];
+    s.read_exact(&mut rest).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn under_stress_an_idle_session_makes_room_for_a_waiting_one() {
+    use tokio::io::AsyncReadExt;
+    // Every slot is held by a negotiated, idle session; milter_timeout is
+    // long. The waiting session gets the slot once the idle one has been
+    // idle for the stress timeout, and the idle one is closed.
+    let m = start(|c| c.max_connections = 1).await;
+    let mut idle = negotiated(m.addr).await;
+    let started = std::time::Instant::now();
+    let t = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        send(m.addr, &Mail::inbound("carol@partner.example", "stress@x")),
+    )
+    .await
+    .expect("the waiting session gets its verdict");
+    assert!(t.header("X-SRA-Verdict").is_some(), "{t:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= sra_milter::milter::STRESS_IDLE - std::time::Duration::from_secs(1),
+        "{waited:?}"
+    );
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), idle.read(&mut buf))
         .await
-        .expect("closed")
+        .expect("the idle session was closed")
         .unwrap_or(0);
     assert_eq!(n, 0);
 }

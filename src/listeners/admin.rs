@@ -1,33 +1,30 @@
 //! The admin listener: `GET /metrics` (Prometheus text) and `GET /health`.
 
-use super::http::{Request, Response, ResponseFuture};
+use super::http::error;
+use crate::metrics::CONTENT_TYPE;
 use crate::shared::Shared;
 use crate::store::run_blocking;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use std::sync::Arc;
 
-/// `GET /metrics` and `GET /health`.
-pub fn handler(shared: Arc<Shared>) -> impl Fn(Request) -> ResponseFuture + Send + Sync {
-    move |req| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            if req.method != "GET" {
-                return Response::json(405, serde_json::json!({ "error": "use GET" }));
-            }
-            match req.path.as_str() {
-                "/metrics" => {
-                    let s = shared.clone();
-                    let stats = run_blocking(move || Ok(s.engine.store().stats()))
-                        .await
-                        .unwrap_or_default();
-                    let body = shared.metrics.render(shared.active_sessions(), &stats);
-                    Response::text(200, "text/plain; version=0.0.4; charset=utf-8", body)
-                }
-                "/health" => Response::text(200, "text/plain", "ok\n".into()),
-                _ => Response::json(
-                    404,
-                    serde_json::json!({ "error": "not found; GET /metrics or /health" }),
-                ),
-            }
-        })
-    }
+/// The admin router: no request body is read.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found; GET /metrics or /health") })
+        .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let s = shared.clone();
+    let stats = run_blocking(move || Ok(s.engine.store().stats()))
+        .await
+        .unwrap_or_default();
+    let body = shared.metrics.render(shared.active_sessions(), &stats);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }

@@ -10,7 +10,7 @@ mod eom;
 mod listener;
 mod session;
 
-pub use listener::{MilterListener, Stream};
+pub use listener::{MilterListener, Stream, STRESS_IDLE};
 pub use session::Connection;
 
 use crate::shared::Shared;
