@@ -8,6 +8,8 @@ need_postfix
 # A real DNS server for the authentication system tests; Dovecot with the
 # Lua push driver and lua-socket for the engagement system test.
 need_packages dnsmasq-base dovecot-core dovecot-imapd dovecot-lmtpd lua-socket
+# Redis and Redis Cluster for the shared store tests (started by the tests).
+need_packages redis-server redis-tools
 cargo test --all-targets "$@"
 # The packages: build, install with dpkg, check, remove, purge; rpm contents.
 ./scripts/package-test.sh

@@ -194,7 +194,6 @@ async fn a_spoof_of_an_established_sender_from_a_new_mta_is_not_trusted() {
         .store
         .record(sra_milter::store::Kind::Sender, "carol@partner.example")
         .unwrap();
-    use sra_milter::store::ReputationStore;
     assert_eq!(
         rec.count(sra_milter::store::Counter::UnauthMessagesReceived),
         0,
@@ -221,7 +220,6 @@ async fn unauthenticated_mail_does_not_build_trust() {
     spoof.helo = "mx.elsewhere.example".into();
     let t = send(m.addr, &spoof).await;
     assert_eq!(t.eom_status(), Some(&indymilter_test::Status::Continue));
-    use sra_milter::store::ReputationStore;
     let rec = m
         .store
         .record(sra_milter::store::Kind::Sender, "carol@partner.example")

@@ -7,7 +7,7 @@ mod common;
 use common::{send, Mail};
 use indymilter_test::Status;
 use sra_milter::store::Counter;
-use sra_milter::store::{Kind, ReputationStore};
+use sra_milter::store::Kind;
 use std::process::Command;
 
 struct Mount(std::path::PathBuf);

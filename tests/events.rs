@@ -5,7 +5,7 @@ mod support;
 
 use common::{send, Mail};
 use sra_milter::store::Counter;
-use sra_milter::store::{Kind, ReputationStore};
+use sra_milter::store::Kind;
 use std::io::{Read, Write};
 
 const TOKEN: &str = "test-token-0123456789abcdef";

@@ -6,7 +6,7 @@ use common::{send, start, Mail};
 use indymilter_test::Status;
 use sra_milter::listeners::control::{send_control, ControlRequest};
 use sra_milter::store::Counter;
-use sra_milter::store::{Kind, ReputationStore};
+use sra_milter::store::Kind;
 use sra_milter::vocab::Action;
 use sra_milter::vocab::Class;
 use sra_milter::vocab::Target;

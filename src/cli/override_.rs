@@ -6,7 +6,6 @@ use super::{load, Common, Who};
 use sra_milter::config::{Config, Overrides};
 use sra_milter::listeners::control::{execute, send_control, ControlRequest};
 use sra_milter::pipeline::Engine;
-use sra_milter::store::{ReputationStore, RocksStore};
 use sra_milter::vocab::{Class, Target};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,8 +70,8 @@ pub(super) fn control(cfg: &Config, req: ControlRequest) -> ExitCode {
             return ExitCode::FAILURE;
         }
         Err(_) => {
-            let store = match RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()) {
-                Ok(s) => Arc::new(s),
+            let store = match sra_milter::store::open(cfg) {
+                Ok(s) => s,
                 Err(e) => {
                     eprintln!(
                         "sra-milter: the daemon's control socket {} does not answer and the store cannot be opened: {e}",

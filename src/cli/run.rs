@@ -7,7 +7,7 @@ use sra_milter::daemon::{self, Shared};
 use sra_milter::logging;
 use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::store::{run_blocking, ReputationStore, RocksStore, StoreError};
+use sra_milter::store::{run_blocking, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,10 +38,10 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let store = match RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()) {
-            Ok(s) => Arc::new(s),
+        let store = match sra_milter::store::open(&cfg) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot open the store at {}: {e}", cfg.state_dir.display());
+                tracing::error!("cannot open the store {}: {e}", cfg.store_location());
                 // Restarting cannot mend a directory that is not a store, a
                 // schema this version does not know, a store the daemon may
                 // not write or a damaged one: EX_CONFIG, which the unit does

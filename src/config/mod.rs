@@ -10,6 +10,7 @@ mod policy;
 mod scoring;
 mod sections;
 mod socket;
+mod store;
 
 pub use anomalies::AnomalyConfig;
 pub use policy::{ClassActions, PolicyConfig, StagePolicy};
@@ -18,6 +19,7 @@ pub use sections::{
     AdminConfig, AuthConfig, DnsConfig, EventsConfig, ListsConfig, LogConfig, LogFormat, LogTarget,
 };
 pub use socket::{remove_own_socket, remove_stale_socket, SocketSpec};
+pub use store::{Backend, RedisConfig, StoreConfig};
 
 pub use crate::vocab::{Mode, OnError, Span};
 use ipnet::IpNet;
@@ -96,6 +98,7 @@ pub struct Config {
     pub lists: ListsConfig,
     pub policy: PolicyConfig,
     pub scoring: ScoringConfig,
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             lists: ListsConfig::default(),
             policy: PolicyConfig::default(),
             scoring: ScoringConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -254,6 +258,9 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::Invalid(format!("log.level {:?}: {e}", self.log.level)))?;
+        if self.store.backend == Backend::Redis {
+            self.store.redis.validate().map_err(ConfigError::Invalid)?;
+        }
         self.policy.validate().map_err(ConfigError::Invalid)?;
         self.anomalies.validate().map_err(ConfigError::Invalid)?;
         self.events.validate().map_err(ConfigError::Invalid)?;
@@ -319,6 +326,19 @@ impl Config {
         self.internal_networks.iter().any(|n| n.contains(&ip))
     }
 
+    /// Where the store is, for messages: the RocksDB directory or the
+    /// Redis nodes and prefix.
+    pub fn store_location(&self) -> String {
+        match self.store.backend {
+            Backend::Rocksdb => format!("at {}", self.state_dir.display()),
+            Backend::Redis => format!(
+                "on redis {} (prefix {:?})",
+                self.store.redis.nodes.join(","),
+                self.store.redis.prefix
+            ),
+        }
+    }
+
     /// For a reload: puts back the running value of every key that needs a
     /// restart, and names the ones the new file changed.
     pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
@@ -334,6 +354,7 @@ impl Config {
         keep!("socket", socket);
         keep!("socket_mode", socket_mode);
         keep!("state_dir", state_dir);
+        keep!("store", store);
         keep!("max_connections", max_connections);
         keep!("milter_timeout", milter_timeout);
         keep!("message_index_ttl", message_index_ttl);

@@ -27,13 +27,34 @@
 
 mod batching;
 mod record;
+#[cfg(feature = "redis")]
+mod redis_store;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use batching::BatchingStore;
 pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
+
+/// Opens the store `[store]` names, for writing: RocksDB under
+/// `state_dir`, or Redis.
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
+pub fn open(
+    cfg: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
+    let ttl = cfg.message_index_ttl.0.as_secs();
+    Ok(match cfg.store.backend {
+        crate::config::Backend::Rocksdb => {
+            std::sync::Arc::new(RocksStore::open(&cfg.state_dir, ttl)?)
+        }
+        crate::config::Backend::Redis => {
+            std::sync::Arc::new(RedisStore::open(&cfg.store.redis, ttl)?)
+        }
+    })
+}
 
 use crate::vocab::{Class, Direction, Target};
 use serde::{Deserialize, Serialize};
@@ -68,6 +89,8 @@ pub enum StoreError {
     #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
+    #[error("redis: {0}")]
+    Redis(String),
     #[error("{0}")]
     Decode(#[from] record::DecodeError),
     #[error("corrupt message index entry for {0}")]
@@ -141,6 +164,37 @@ pub fn engagement_key(time: u64, message_id: &str) -> Vec<u8> {
     let mut k = time.to_be_bytes().to_vec();
     k.extend_from_slice(message_id.as_bytes());
     k
+}
+
+/// A message index value: the entry's time (8 bytes, little-endian, read
+/// by the expiry filter without parsing) and its JSON.
+pub fn encode_index(entry: &IndexEntry) -> Result<Vec<u8>, StoreError> {
+    let mut v = entry.time.to_le_bytes().to_vec();
+    serde_json::to_writer(&mut v, entry).map_err(|e| StoreError::Task(e.to_string()))?;
+    Ok(v)
+}
+
+/// The time of a message index value.
+pub fn index_time(value: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// A message index value read back: `None` once it is older than `ttl`
+/// by the store's clock `newest`.
+pub fn decode_index(
+    id: &str,
+    value: &[u8],
+    ttl: u64,
+    newest: u64,
+) -> Result<Option<IndexEntry>, StoreError> {
+    let time = index_time(value).ok_or_else(|| StoreError::BadIndex(id.into()))?;
+    if time.saturating_add(ttl) < newest {
+        return Ok(None);
+    }
+    serde_json::from_slice(&value[8..])
+        .map(Some)
+        .map_err(|_| StoreError::BadIndex(id.into()))
 }
 
 /// Who a display name belongs to (impersonation checks).

@@ -287,6 +287,34 @@ impl Record {
     }
 
     /// Named counters for display (`explain`, debugging).
+    /// A record from its parts (a backend that stores them apart); each
+    /// set is sorted and at most `DISTINCT_K` long.
+    pub fn from_parts(
+        first_seen: u64,
+        last_seen: u64,
+        counts: BTreeMap<u8, u64>,
+        sets: BTreeMap<u8, Vec<u64>>,
+        label: String,
+    ) -> Record {
+        Record {
+            first_seen,
+            last_seen,
+            counts,
+            sets,
+            label,
+        }
+    }
+
+    /// Counters by tag, unknown tags included.
+    pub fn raw_counts(&self) -> &BTreeMap<u8, u64> {
+        &self.counts
+    }
+
+    /// Distinct-set sketches by tag: sorted hashes, at most `DISTINCT_K`.
+    pub fn raw_sets(&self) -> &BTreeMap<u8, Vec<u64>> {
+        &self.sets
+    }
+
     pub fn counters(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
         self.counts
             .iter()

@@ -9,7 +9,7 @@ use sra_milter::config::SocketSpec;
 use sra_milter::daemon::{self, Shared};
 use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::store::RocksStore;
+use sra_milter::store::ReputationStore;
 use sra_milter::vocab::Mode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 pub struct Milter {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    pub store: Arc<RocksStore>,
+    pub store: Arc<dyn ReputationStore>,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -55,8 +55,8 @@ pub async fn start_with_auth(
     cfg: Config,
     auth: Arc<sra_milter::auth::Authenticator>,
 ) -> Milter {
-    let store =
-        Arc::new(RocksStore::open(&cfg.state_dir, cfg.message_index_ttl.0.as_secs()).unwrap());
+    // The store `[store]` names: RocksDB in the temp dir, or Redis.
+    let store = sra_milter::store::open(&cfg).unwrap();
     let engine = Arc::new(Engine::new(store.clone(), &cfg).unwrap());
     let listener = MilterListener::bind(&cfg.socket, 0o660).await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dkim;
+pub mod redis;
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {

@@ -3,16 +3,18 @@
 //! the message index.
 
 use super::{
-    IndexEntry, Kind, NameEntry, Override, Record, ReputationStore, StoreError, Update, CFS,
-    CF_DOMAINS, CF_ENGAGEMENT, CF_MESSAGES, CF_META, CF_MTAS, CF_NAMES, CF_OVERRIDES, CF_PAIRS,
-    CF_SENDERS, SCHEMA_VERSION,
+    decode_index, encode_index, IndexEntry, Kind, NameEntry, Override, Record, ReputationStore,
+    StoreError, Update, CFS, CF_ENGAGEMENT, CF_MESSAGES, CF_META, CF_NAMES, CF_OVERRIDES, CF_PAIRS,
+    SCHEMA_VERSION,
 };
 use crate::vocab::Target;
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, DB};
+use rocksdb::{Options, WriteBatch, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
+
+mod setup;
 
 pub struct RocksStore {
     /// `None` only while a reopen after a write error failed (see
@@ -54,146 +56,7 @@ fn handle<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Store
         .ok_or_else(|| StoreError::Io(format!("missing column family {name}")))
 }
 
-/// What a failed open means to an admin. RocksDB tells causes apart only
-/// in its messages: the lock file names itself ("While lock file:
-/// PATH/LOCK: Resource temporarily unavailable" for another process, "lock
-/// hold by current process ... No locks available"), and the operating
-/// system's reason ends the message. A corrupt block is not a lock.
-fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
-    let text = e.as_ref();
-    let locked = [
-        "Resource temporarily unavailable",
-        "No locks available",
-        "lock hold by",
-    ];
-    if text.contains("/LOCK: ") && locked.iter().any(|l| text.contains(l)) {
-        return StoreError::Locked(path.to_owned());
-    }
-    for reason in ["Permission denied", "Read-only file system"] {
-        if text.contains(reason) {
-            return StoreError::Unwritable {
-                path: path.to_owned(),
-                reason: text.to_string(),
-            };
-        }
-    }
-    if e.kind() == rocksdb::ErrorKind::Corruption {
-        return StoreError::Damaged {
-            path: path.to_owned(),
-            detail: text.to_string(),
-        };
-    }
-    StoreError::Db(e)
-}
-
-/// The column family of a record kind.
-fn family(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Sender => CF_SENDERS,
-        Kind::Domain => CF_DOMAINS,
-        Kind::Mta => CF_MTAS,
-        Kind::Pair => CF_PAIRS,
-    }
-}
-
-/// Merge operands a record may collect in the memtable before they are
-/// folded into one value.
-const MAX_SUCCESSIVE_MERGES: usize = 8;
-
-fn merge_records(key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
-    let mut acc = match existing {
-        None => Record::default(),
-        Some(bytes) => match Record::decode(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                // Keep the stored bytes as they are rather than failing the
-                // compaction (which would stop all writes): reads of this
-                // key report the corruption and follow `on_error`.
-                tracing::error!(
-                    "store: {e} for key {:?}; keeping it untouched, dropping {} update(s)",
-                    String::from_utf8_lossy(key),
-                    ops.len()
-                );
-                return Some(bytes.to_vec());
-            }
-        },
-    };
-    for op in ops {
-        match Record::decode(op) {
-            Ok(r) => acc.merge(&r),
-            Err(e) => tracing::error!(
-                "store: skipping {e} in update for key {:?}",
-                String::from_utf8_lossy(key)
-            ),
-        }
-    }
-    Some(acc.encode())
-}
-
-fn index_time(value: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = value.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(b))
-}
-
-/// The block cache shared by the column families: with 10 M senders and
-/// 1 M MTAs (a 460 MiB store) it keeps a point look-up's p99 under 100 µs
-/// (examples/store_scale.rs, docs/performance.md) at ~100 MiB resident.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
-
 impl RocksStore {
-    fn cf_options(
-        name: &str,
-        ttl_secs: u64,
-        newest: &Arc<AtomicU64>,
-        cache: &rocksdb::Cache,
-    ) -> Options {
-        let mut o = Options::default();
-        let mut bb = BlockBasedOptions::default();
-        // Point look-ups dominate: a bloom filter saves a disk read per miss.
-        bb.set_bloom_filter(10.0, false);
-        // One block cache for every family, holding data, index and filter
-        // blocks; the level-0 files' index and filters stay pinned.
-        bb.set_block_cache(cache);
-        bb.set_cache_index_and_filter_blocks(true);
-        bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        o.set_block_based_table_factory(&bb);
-        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        match name {
-            CF_SENDERS | CF_DOMAINS | CF_MTAS | CF_PAIRS => {
-                o.set_merge_operator_associative("sra_record_merge", merge_records);
-                // A key that every message touches (a big provider's domain,
-                // the organisation's relay) would otherwise pile up merge
-                // operands in the memtable until a flush, and every read of
-                // it would fold them all: a message would cost more with
-                // every message before it. Past this many operands RocksDB
-                // folds them into one value as it writes (RocksDB runs such
-                // writes one at a time, so no update is lost).
-                o.set_max_successive_merges(MAX_SUCCESSIVE_MERGES);
-            }
-            CF_MESSAGES => {
-                let newest = newest.clone();
-                o.set_compaction_filter("sra_message_ttl", move |_lvl, _k: &[u8], v: &[u8]| {
-                    let clock = newest.load(Ordering::Relaxed).max(1);
-                    match index_time(v) {
-                        Some(t) if t.saturating_add(ttl_secs) < clock => {
-                            rocksdb::compaction_filter::Decision::Remove
-                        }
-                        _ => rocksdb::compaction_filter::Decision::Keep,
-                    }
-                });
-            }
-            _ => {}
-        }
-        o
-    }
-
-    fn descriptors(ttl_secs: u64, newest: &Arc<AtomicU64>) -> Vec<ColumnFamilyDescriptor> {
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        CFS.iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, Self::cf_options(n, ttl_secs, newest, &cache)))
-            .collect()
-    }
-
     /// The options every writable open uses (`create` for a new store).
     fn write_options(create: bool) -> Options {
         let mut opts = Options::default();
@@ -208,9 +71,9 @@ impl RocksStore {
         DB::open_cf_descriptors(
             &Self::write_options(create),
             &self.path,
-            Self::descriptors(self.ttl_secs, &self.newest),
+            setup::descriptors(self.ttl_secs, &self.newest),
         )
-        .map_err(|e| open_error(&self.path, e))
+        .map_err(|e| setup::open_error(&self.path, e))
     }
 
     fn closed(path: &Path, message_ttl_secs: u64, read_only: bool) -> RocksStore {
@@ -233,7 +96,7 @@ impl RocksStore {
     /// written ([`StoreError::NotAStore`]): a store that lost its `CURRENT`
     /// file must never be taken for an empty one and initialised over.
     pub fn open(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
-        let new = Self::is_new(path)?;
+        let new = setup::is_new(path)?;
         if new {
             std::fs::create_dir_all(path)
                 .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
@@ -244,58 +107,13 @@ impl RocksStore {
         store.check_schema(true)?;
         Ok(store)
     }
-    /// Whether `path` is a place for a new store: missing, or a directory
-    /// with nothing in it but sockets (the control socket lives beside the
-    /// store) and `lost+found`. A directory with RocksDB's `CURRENT` is an
-    /// existing store; any other content is refused.
-    fn is_new(path: &Path) -> Result<bool, StoreError> {
-        use std::os::unix::fs::FileTypeExt;
-        let entries = match std::fs::read_dir(path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        let mut found = Vec::new();
-        for e in entries {
-            let e =
-                e.map_err(|e| StoreError::Io(format!("cannot read {}: {e}", path.display())))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name == "CURRENT" {
-                return Ok(false);
-            }
-            let socket = e.file_type().is_ok_and(|t| t.is_socket());
-            if !socket && name != "lost+found" {
-                found.push(name);
-            }
-        }
-        if found.is_empty() {
-            return Ok(true);
-        }
-        found.sort();
-        let n = found.len();
-        found.truncate(3);
-        let mut listed = found.join(", ");
-        if n > 3 {
-            listed.push_str(&format!(" and {} more", n - 3));
-        }
-        Err(StoreError::NotAStore {
-            path: path.to_owned(),
-            found: listed,
-        })
-    }
-
     /// Opens an existing store read-only, beside a running daemon.
     pub fn open_read_only(path: &Path, message_ttl_secs: u64) -> Result<RocksStore, StoreError> {
         let store = Self::closed(path, message_ttl_secs, true);
         let db = DB::open_cf_descriptors_read_only(
             &Options::default(),
             path,
-            Self::descriptors(message_ttl_secs, &store.newest),
+            setup::descriptors(message_ttl_secs, &store.newest),
             false,
         )?;
         *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
@@ -370,7 +188,7 @@ impl RocksStore {
                 *db = DB::open_cf_descriptors_read_only(
                     &Options::default(),
                     &self.path,
-                    Self::descriptors(self.ttl_secs, &self.newest),
+                    setup::descriptors(self.ttl_secs, &self.newest),
                     false,
                 )
                 .map_err(|e| {
@@ -446,7 +264,7 @@ impl RocksStore {
 impl ReputationStore for RocksStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
         let db = self.db()?;
-        let cf = handle(&db, family(kind))?;
+        let cf = handle(&db, setup::family(kind))?;
         let value = db.get_pinned_cf(cf, key.as_bytes())?;
         match value {
             Some(v) => Ok(Record::decode(&v)?),
@@ -460,13 +278,7 @@ impl ReputationStore for RocksStore {
         let Some(v) = db.get_pinned_cf(cf, id.as_bytes())? else {
             return Ok(None);
         };
-        let time = index_time(&v).ok_or_else(|| StoreError::BadIndex(id.into()))?;
-        if time.saturating_add(self.ttl_secs) < self.newest.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        serde_json::from_slice(&v[8..])
-            .map(Some)
-            .map_err(|_| StoreError::BadIndex(id.into()))
+        decode_index(id, &v, self.ttl_secs, self.newest.load(Ordering::Relaxed))
     }
 
     fn apply(&self, update: &Update) -> Result<(), StoreError> {
@@ -477,7 +289,11 @@ impl ReputationStore for RocksStore {
         self.write_with(|db| {
             let mut batch = WriteBatch::default();
             for (kind, key, delta) in &update.records {
-                batch.merge_cf(handle(db, family(*kind))?, key.as_bytes(), delta.encode());
+                batch.merge_cf(
+                    handle(db, setup::family(*kind))?,
+                    key.as_bytes(),
+                    delta.encode(),
+                );
                 newest = newest.max(delta.last_seen);
             }
             let ecf = handle(db, CF_ENGAGEMENT)?;
@@ -500,9 +316,7 @@ impl ReputationStore for RocksStore {
             }
             let mcf = handle(db, CF_MESSAGES)?;
             for (id, entry) in &update.messages {
-                let mut v = entry.time.to_le_bytes().to_vec();
-                serde_json::to_writer(&mut v, entry)
-                    .map_err(|e| StoreError::Task(e.to_string()))?;
+                let v = encode_index(entry)?;
                 batch.put_cf(mcf, id.as_bytes(), v);
                 newest = newest.max(entry.time);
             }
@@ -649,7 +463,7 @@ impl ReputationStore for RocksStore {
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
         let db = self.db()?;
-        let cf = handle(&db, family(kind))?;
+        let cf = handle(&db, setup::family(kind))?;
         for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             // A corrupt record is reported where it is read for a message;
@@ -676,7 +490,7 @@ impl ReputationStore for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Counter, SetKind};
+    use crate::store::{Counter, SetKind, CF_SENDERS};
     use crate::vocab::Direction;
 
     fn entry(time: u64) -> IndexEntry {

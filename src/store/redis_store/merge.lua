@@ -1,0 +1,39 @@
+#!lua name=sra_milter_1
+local function merge(keys, args)
+  local h = keys[1]
+  local new = redis.call('EXISTS', h) == 0
+  local first = tonumber(args[1])
+  if first ~= 0 then
+    local f = tonumber(redis.call('HGET', h, 'f') or '0')
+    if f == 0 or first < f then redis.call('HSET', h, 'f', args[1]) end
+  end
+  local last = tonumber(args[2])
+  local l = tonumber(redis.call('HGET', h, 'l') or '0')
+  if last >= l then
+    if args[3] ~= '' then redis.call('HSET', h, 'b', args[3]) end
+    redis.call('HSET', h, 'l', args[2])
+  end
+  local k = tonumber(args[4])
+  local i = 6
+  for _ = 1, tonumber(args[5]) do
+    redis.call('HINCRBY', h, args[i], args[i + 1])
+    i = i + 2
+  end
+  for s = 2, #keys do
+    local m = tonumber(args[i])
+    i = i + 1
+    if m > 0 then
+      local za = {}
+      for _ = 1, m do
+        za[#za + 1] = args[i]
+        za[#za + 1] = args[i + 1]
+        i = i + 2
+      end
+      redis.call('ZADD', keys[s], unpack(za))
+      redis.call('ZREMRANGEBYRANK', keys[s], k, -1)
+    end
+  end
+  if new then return 1 end
+  return 0
+end
+redis.register_function('sra_merge_1', merge)

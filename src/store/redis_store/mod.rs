@@ -1,0 +1,528 @@
+//! The shared backend: a Redis server or a Redis Cluster, so that several
+//! mail hosts (MX and submission) keep one reputation.
+//!
+//! The same meaning as the RocksDB store, in Redis's own structures:
+//!
+//! - a record is a hash `P:{k:KIND:KEY}` (`f` first seen, `l` last seen,
+//!   `b` label, `cTAG` counters) and one sorted set per distinct set,
+//!   `P:{k:KIND:KEY}:zTAG`, holding the sketch's hashes; the hash tag puts
+//!   a record's keys in one slot. A delta is merged by the Redis function
+//!   `sra_merge_1` (loaded at start on every master): counters by
+//!   `HINCRBY`, first/last seen by compare-and-set, the sketch by `ZADD`
+//!   and a trim to its `DISTINCT_K` smallest hashes (the score is the hash's
+//!   top 53 bits, exact in a double; the member the whole hash). Merges are
+//!   atomic per record, so hosts never read-modify-write.
+//! - the message index `P:{x:ID}` with a TTL of `message_index_ttl`; the
+//!   expiry by the mail's clock is applied on read, as on RocksDB;
+//! - display names `P:{n:NAME}`, overrides in the hash `P:{o}`, the schema
+//!   version and the first engagement time in `P:{meta}`;
+//! - the engagement queue in 16 sorted sets `P:{e:N}` (by Message-ID), so
+//!   that no key is hot; a sender's pair records are listed in
+//!   `P:{pi:SENDER}`; every record's key in `P:{i:KIND:N}` (16 shards), for
+//!   the background scans.
+//!
+//! All writes of one message go in one pipeline (routed by slot in a
+//! cluster); they are atomic per record, not across records. A lost
+//! connection is dropped and the next operation opens a new one; the
+//! cluster client follows MOVED and ASK itself.
+
+use super::{
+    decode_index, encode_index, engagement_key, record::Record, IndexEntry, Kind, NameEntry,
+    Override, ReputationStore, StoreError, Update, DISTINCT_K, SCHEMA_VERSION,
+};
+use crate::config::RedisConfig;
+use crate::vocab::Target;
+use conn::Conn;
+use redis::cluster::ClusterClient;
+use redis::{Cmd, Value};
+
+mod conn;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Shards of the engagement queue and of the key indexes.
+const SHARDS: u64 = 16;
+/// Distinct-set tags a record may hold (`SetKind`).
+const SET_TAGS: [u8; 5] = [1, 2, 3, 4, 5];
+
+/// The merge function (a Redis function library); its name carries the
+/// version of the layout.
+const LIBRARY: &str = include_str!("merge.lua");
+
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+pub struct RedisStore {
+    client: Client,
+    cfg: RedisConfig,
+    pool: Mutex<Vec<Conn>>,
+    ttl_secs: u64,
+    /// Newest message time seen: the clock for index expiry.
+    newest: AtomicU64,
+}
+
+fn redis_error(e: redis::RedisError) -> StoreError {
+    StoreError::Redis(e.to_string())
+}
+
+fn kind_letter(kind: Kind) -> char {
+    match kind {
+        Kind::Sender => 's',
+        Kind::Domain => 'd',
+        Kind::Mta => 'm',
+        Kind::Pair => 'p',
+    }
+}
+
+fn shard_of(s: &str) -> u64 {
+    super::stable_hash(s) % SHARDS
+}
+
+fn cmd(name: &str) -> Cmd {
+    redis::cmd(name)
+}
+
+impl RedisStore {
+    /// Connects, loads the merge function on every master and checks the
+    /// schema version (setting it on an empty store).
+    pub fn open(cfg: &RedisConfig, message_ttl_secs: u64) -> Result<RedisStore, StoreError> {
+        let password = cfg.password().map_err(StoreError::Io)?;
+        let user = (!cfg.username.is_empty()).then(|| cfg.username.clone());
+        let client = if cfg.cluster {
+            let mut b = ClusterClient::builder(cfg.nodes.clone())
+                .connection_timeout(cfg.connect_timeout.0)
+                .response_timeout(cfg.command_timeout.0);
+            if let Some(u) = &user {
+                b = b.username(u.clone());
+            }
+            if let Some(p) = &password {
+                b = b.password(p.clone());
+            }
+            Client::Cluster(b.build().map_err(redis_error)?)
+        } else {
+            let mut info: redis::ConnectionInfo = cfg.nodes[0]
+                .as_str()
+                .parse()
+                .map_err(|e: redis::RedisError| StoreError::Redis(e.to_string()))?;
+            let mut settings = info.redis_settings().clone();
+            if let Some(u) = &user {
+                settings = settings.set_username(u.clone());
+            }
+            if let Some(p) = &password {
+                settings = settings.set_password(p.clone());
+            }
+            info = info.set_redis_settings(settings);
+            Client::Single(redis::Client::open(info).map_err(redis_error)?)
+        };
+        let store = RedisStore {
+            client,
+            cfg: cfg.clone(),
+            pool: Mutex::new(Vec::new()),
+            ttl_secs: message_ttl_secs,
+            newest: AtomicU64::new(0),
+        };
+        store.with(|c| {
+            c.query::<Value>(cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY))
+                .map(|_| ())
+        })?;
+        let meta = store.key("{meta}");
+        let found: Option<String> =
+            store.with(|c| c.query(cmd("HGET").arg(&meta).arg("schema_version")))?;
+        match found {
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => {
+                return Err(StoreError::Redis(format!(
+                    "store schema version {v} under prefix {:?}, this sra-milter uses {SCHEMA_VERSION}: refusing to use it",
+                    cfg.prefix
+                )))
+            }
+            None => store.with(|c| {
+                c.query::<Value>(cmd("HSETNX").arg(&meta).arg("schema_version").arg(SCHEMA_VERSION))
+                    .map(|_| ())
+            })?,
+        }
+        Ok(store)
+    }
+
+    fn connect(&self) -> redis::RedisResult<Conn> {
+        let timeout = self.cfg.command_timeout.0;
+        match &self.client {
+            Client::Single(c) => {
+                let conn = c.get_connection_with_timeout(self.cfg.connect_timeout.0)?;
+                conn.set_read_timeout(Some(timeout))?;
+                conn.set_write_timeout(Some(timeout))?;
+                Ok(Conn::Single(conn))
+            }
+            Client::Cluster(c) => Ok(Conn::Cluster(Box::new(c.get_connection()?))),
+        }
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is dropped.
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect().map_err(redis_error)?,
+        };
+        let r = f(&mut conn);
+        if r.is_ok() && conn.is_open() {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < self.cfg.pool_size {
+                pool.push(conn);
+            }
+        }
+        r.map_err(redis_error)
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.cfg.prefix)
+    }
+
+    fn record_key(&self, kind: Kind, key: &str) -> String {
+        self.key(&format!("{{k:{}:{key}}}", kind_letter(kind)))
+    }
+
+    fn set_key(record: &str, tag: u8) -> String {
+        format!("{record}:z{tag}")
+    }
+
+    /// The commands that read one record (its hash, then its sets).
+    fn read_record_cmds(&self, kind: Kind, key: &str, out: &mut Vec<Cmd>) {
+        let rk = self.record_key(kind, key);
+        out.push(cmd("HGETALL").arg(&rk).clone());
+        for t in SET_TAGS {
+            out.push(
+                cmd("ZRANGE")
+                    .arg(Self::set_key(&rk, t))
+                    .arg(0)
+                    .arg(-1)
+                    .clone(),
+            );
+        }
+    }
+
+    /// A record from the replies of [`Self::read_record_cmds`].
+    fn record_from(values: &[Value]) -> Result<Record, StoreError> {
+        let bad = |what: &str| StoreError::Redis(format!("unexpected reply for a record's {what}"));
+        let fields: BTreeMap<String, String> =
+            redis::from_redis_value_ref(&values[0]).map_err(|_| bad("hash"))?;
+        let num = |s: &str| s.parse::<u64>().map_err(|_| bad("number"));
+        let mut first_seen = 0;
+        let mut last_seen = 0;
+        let mut label = String::new();
+        let mut counts = BTreeMap::new();
+        for (f, v) in &fields {
+            match f.as_str() {
+                "f" => first_seen = num(v)?,
+                "l" => last_seen = num(v)?,
+                "b" => label = v.clone(),
+                c => {
+                    if let Some(tag) = c.strip_prefix('c').and_then(|t| t.parse::<u8>().ok()) {
+                        counts.insert(tag, num(v)?);
+                    }
+                }
+            }
+        }
+        let mut sets = BTreeMap::new();
+        for (i, t) in SET_TAGS.iter().enumerate() {
+            let members: Vec<String> =
+                redis::from_redis_value_ref(&values[i + 1]).map_err(|_| bad("set"))?;
+            if members.is_empty() {
+                continue;
+            }
+            let mut hashes = members
+                .iter()
+                .map(|m| num(m))
+                .collect::<Result<Vec<u64>, _>>()?;
+            hashes.sort_unstable();
+            hashes.truncate(DISTINCT_K);
+            sets.insert(*t, hashes);
+        }
+        Ok(Record::from_parts(
+            first_seen, last_seen, counts, sets, label,
+        ))
+    }
+
+    /// The merge of one record delta.
+    fn merge_cmd(&self, kind: Kind, key: &str, delta: &Record) -> Cmd {
+        let rk = self.record_key(kind, key);
+        let sets: Vec<(u8, &Vec<u64>)> = delta.raw_sets().iter().map(|(t, s)| (*t, s)).collect();
+        let mut c = cmd("FCALL");
+        c.arg("sra_merge_1").arg(1 + sets.len()).arg(&rk);
+        for (t, _) in &sets {
+            c.arg(Self::set_key(&rk, *t));
+        }
+        c.arg(delta.first_seen)
+            .arg(delta.last_seen)
+            .arg(&delta.label)
+            .arg(DISTINCT_K)
+            .arg(delta.raw_counts().len());
+        for (t, v) in delta.raw_counts() {
+            c.arg(format!("c{t}")).arg(*v);
+        }
+        for (_, s) in &sets {
+            c.arg(s.len());
+            for h in s.iter() {
+                // The score: the hash's top 53 bits, exact in a double.
+                c.arg((h >> 11) as f64).arg(*h);
+            }
+        }
+        c
+    }
+
+    fn index_cmd(&self, kind: Kind, key: &str) -> Cmd {
+        cmd("SADD")
+            .arg(self.key(&format!("{{i:{}:{}}}", kind_letter(kind), shard_of(key))))
+            .arg(key)
+            .clone()
+    }
+
+    fn engagement_shard(&self, id: &str) -> String {
+        self.key(&format!("{{e:{}}}", shard_of(id)))
+    }
+
+    /// Reads many records in one pipeline.
+    fn records(&self, kind: Kind, keys: &[String]) -> Result<Vec<Record>, StoreError> {
+        let mut cmds = Vec::with_capacity(keys.len() * (1 + SET_TAGS.len()));
+        for k in keys {
+            self.read_record_cmds(kind, k, &mut cmds);
+        }
+        let values = self.with(|c| c.pipeline(cmds))?;
+        values
+            .chunks(1 + SET_TAGS.len())
+            .map(Self::record_from)
+            .collect()
+    }
+}
+
+impl ReputationStore for RedisStore {
+    fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
+        let mut cmds = Vec::new();
+        self.read_record_cmds(kind, key, &mut cmds);
+        let values = self.with(|c| c.pipeline(cmds))?;
+        Self::record_from(&values)
+    }
+
+    fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
+        let k = self.key(&format!("{{x:{id}}}"));
+        let v: Option<Vec<u8>> = self.with(|c| c.query(cmd("GET").arg(&k)))?;
+        match v {
+            None => Ok(None),
+            Some(v) => decode_index(id, &v, self.ttl_secs, self.newest.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn apply(&self, update: &Update) -> Result<(), StoreError> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        let mut cmds = Vec::new();
+        let mut newest = 0;
+        for (kind, key, delta) in &update.records {
+            cmds.push(self.merge_cmd(*kind, key, delta));
+            newest = newest.max(delta.last_seen);
+        }
+        let merges = cmds.len();
+        for (kind, key, _) in &update.records {
+            if *kind == Kind::Pair {
+                if let Some((sender, mta)) = key.split_once('\0') {
+                    cmds.push(
+                        cmd("SADD")
+                            .arg(self.key(&format!("{{pi:{sender}}}")))
+                            .arg(mta)
+                            .clone(),
+                    );
+                }
+            }
+        }
+        for k in &update.engagement_add {
+            let (time, id) = split_engagement_key(k)?;
+            cmds.push(
+                cmd("ZADD")
+                    .arg(self.engagement_shard(&id))
+                    .arg(time)
+                    .arg(&id)
+                    .clone(),
+            );
+        }
+        for k in &update.engagement_del {
+            let (_, id) = split_engagement_key(k)?;
+            cmds.push(cmd("ZREM").arg(self.engagement_shard(&id)).arg(&id).clone());
+        }
+        if let Some(t) = update.engagement_since {
+            cmds.push(
+                cmd("HSETNX")
+                    .arg(self.key("{meta}"))
+                    .arg("engagement_since")
+                    .arg(t)
+                    .clone(),
+            );
+        }
+        for (name, entry) in &update.names {
+            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            cmds.push(
+                cmd("SET")
+                    .arg(self.key(&format!("{{n:{name}}}")))
+                    .arg(v)
+                    .clone(),
+            );
+        }
+        for (id, entry) in &update.messages {
+            cmds.push(
+                cmd("SET")
+                    .arg(self.key(&format!("{{x:{id}}}")))
+                    .arg(encode_index(entry)?)
+                    .arg("EX")
+                    .arg(self.ttl_secs.max(1))
+                    .clone(),
+            );
+            newest = newest.max(entry.time);
+        }
+        let values = self.with(|c| c.pipeline(cmds))?;
+        // Records new to the store join the key index of their kind.
+        let index: Vec<Cmd> = update
+            .records
+            .iter()
+            .zip(&values[..merges])
+            .filter(|(_, v)| matches!(v, Value::Int(1)))
+            .map(|((kind, key, _), _)| self.index_cmd(*kind, key))
+            .collect();
+        self.with(|c| c.pipeline(index))?;
+        self.observe_time(newest);
+        Ok(())
+    }
+
+    fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        let all: BTreeMap<String, Vec<u8>> =
+            self.with(|c| c.query(cmd("HGETALL").arg(self.key("{o}"))))?;
+        let mut out = Vec::new();
+        for (k, v) in all {
+            match serde_json::from_slice::<Override>(&v) {
+                Ok(o) => out.push(o),
+                Err(e) => tracing::error!("store: ignoring unreadable override {k:?}: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_override(&self, o: &Override) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(o).map_err(|e| StoreError::Task(e.to_string()))?;
+        self.with(|c| {
+            c.query::<Value>(
+                cmd("HSET")
+                    .arg(self.key("{o}"))
+                    .arg(o.target.store_key())
+                    .arg(v),
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn remove_override(&self, target: &Target) -> Result<bool, StoreError> {
+        let n: u64 =
+            self.with(|c| c.query(cmd("HDEL").arg(self.key("{o}")).arg(target.store_key())))?;
+        Ok(n > 0)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write is acknowledged by the server; its persistence
+        // (AOF, replicas) is the server's configuration.
+        Ok(())
+    }
+
+    fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError> {
+        let v: Option<Vec<u8>> =
+            self.with(|c| c.query(cmd("GET").arg(self.key(&format!("{{n:{normalized}}}")))))?;
+        Ok(v.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    fn engagement_due(
+        &self,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64, String)>, StoreError> {
+        let cmds: Vec<Cmd> = (0..SHARDS)
+            .map(|s| {
+                cmd("ZRANGE")
+                    .arg(self.key(&format!("{{e:{s}}}")))
+                    .arg("-inf")
+                    .arg(until)
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .arg("WITHSCORES")
+                    .clone()
+            })
+            .collect();
+        let values = self.with(|c| c.pipeline(cmds))?;
+        let mut due = Vec::new();
+        for v in &values {
+            let pairs: Vec<(String, f64)> = redis::from_redis_value_ref(v)
+                .map_err(|e| StoreError::Redis(format!("engagement queue: {e}")))?;
+            for (id, t) in pairs {
+                due.push((t as u64, id));
+            }
+        }
+        due.sort();
+        due.truncate(limit);
+        Ok(due
+            .into_iter()
+            .map(|(t, id)| (engagement_key(t, &id), t, id))
+            .collect())
+    }
+
+    fn engagement_since(&self) -> Result<Option<u64>, StoreError> {
+        let v: Option<String> =
+            self.with(|c| c.query(cmd("HGET").arg(self.key("{meta}")).arg("engagement_since")))?;
+        Ok(v.and_then(|v| v.parse().ok()))
+    }
+
+    fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
+        let mut mtas: Vec<String> =
+            self.with(|c| c.query(cmd("SMEMBERS").arg(self.key(&format!("{{pi:{sender}}}")))))?;
+        mtas.sort();
+        mtas.truncate(limit);
+        let keys: Vec<String> = mtas.iter().map(|m| super::pair_key(sender, m)).collect();
+        let records = self.records(Kind::Pair, &keys)?;
+        Ok(mtas.into_iter().zip(records).collect())
+    }
+
+    fn observe_time(&self, time: u64) {
+        self.newest.fetch_max(time, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        // DBSIZE is summed over the masters by the cluster client.
+        match self.with(|c| c.query::<u64>(&cmd("DBSIZE"))) {
+            Ok(n) => vec![("keys:redis".into(), n)],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
+        for s in 0..SHARDS {
+            let idx = self.key(&format!("{{i:{}:{s}}}", kind_letter(kind)));
+            let keys: Vec<String> = self.with(|c| c.query(cmd("SMEMBERS").arg(&idx)))?;
+            for chunk in keys.chunks(100) {
+                for (k, r) in chunk.iter().zip(self.records(kind, chunk)?) {
+                    f(k, &r);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The time and Message-ID of an engagement queue key.
+fn split_engagement_key(k: &[u8]) -> Result<(u64, String), StoreError> {
+    let t = k
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Redis("malformed engagement key".into()))?;
+    Ok((t, String::from_utf8_lossy(&k[8..]).into_owned()))
+}

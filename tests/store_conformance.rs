@@ -1,0 +1,328 @@
+//! One store conformance suite, the same assertions against every backend:
+//! RocksDB in a temp dir, one real Redis server, and a real Redis Cluster
+//! (three masters, three replicas) started by the test. Each run also
+//! replays one stream of random updates into RocksDB and into the Redis
+//! backend and compares every record read back, byte for byte.
+
+mod support;
+
+use sra_milter::config::RedisConfig;
+use sra_milter::store::{
+    engagement_key, pair_key, Counter, IndexEntry, Kind, NameEntry, Override, Record, RedisStore,
+    ReputationStore, RocksStore, SetKind, Update, DISTINCT_K,
+};
+use sra_milter::vocab::{Class, Direction, Target};
+use support::redis::Redis;
+
+fn redis_store(r: &Redis, cluster: bool, prefix: &str) -> RedisStore {
+    let cfg = RedisConfig {
+        nodes: r.urls(),
+        cluster,
+        prefix: prefix.into(),
+        ..RedisConfig::default()
+    };
+    cfg.validate().unwrap();
+    RedisStore::open(&cfg, 86400).unwrap()
+}
+
+fn entry(time: u64, sender: &str) -> IndexEntry {
+    IndexEntry {
+        time,
+        direction: Direction::Outbound,
+        sender: sender.into(),
+        mta: None,
+        recipients: vec!["bob@partner.example".into()],
+        has_attachment: false,
+        has_url: true,
+        opened: false,
+        junk: false,
+        not_opened_counted: false,
+        habits: Vec::new(),
+    }
+}
+
+fn records(v: Vec<(Kind, &str, Record)>) -> Update {
+    Update {
+        records: v
+            .into_iter()
+            .map(|(k, s, r)| (k, s.to_string(), r))
+            .collect(),
+        ..Update::default()
+    }
+}
+
+/// The assertions every backend must pass.
+fn conformance(s: &dyn ReputationStore) {
+    // An unknown key reads as an empty record.
+    assert!(s
+        .record(Kind::Sender, "nobody@x.example")
+        .unwrap()
+        .is_empty());
+
+    // Records merge: counters add, first seen is the earliest non-zero,
+    // last seen the latest (with its label), sets unite.
+    let mut a = Record::seen_at(200);
+    a.add(Counter::MessagesReceived, 2)
+        .insert(SetKind::EnterpriseRecipients, "alice@example.com");
+    a.label = "mx1.partner.example".into();
+    let mut b = Record::seen_at(100);
+    b.add(Counter::MessagesReceived, 1)
+        .add(Counter::RepliesSent, 4)
+        .insert(SetKind::EnterpriseRecipients, "bob@example.com")
+        .insert(SetKind::EnterpriseRecipients, "alice@example.com");
+    b.label = "older.partner.example".into();
+    let c = Record::touched_at(300);
+    s.apply(&records(vec![(Kind::Sender, "carol@partner.example", a)]))
+        .unwrap();
+    s.apply(&records(vec![(Kind::Sender, "carol@partner.example", b)]))
+        .unwrap();
+    s.apply(&records(vec![(Kind::Sender, "carol@partner.example", c)]))
+        .unwrap();
+    let r = s.record(Kind::Sender, "carol@partner.example").unwrap();
+    assert_eq!(r.count(Counter::MessagesReceived), 3);
+    assert_eq!(r.count(Counter::RepliesSent), 4);
+    assert_eq!((r.first_seen, r.last_seen), (100, 300));
+    assert_eq!(r.label, "mx1.partner.example");
+    assert_eq!(r.distinct(SetKind::EnterpriseRecipients), 2);
+    assert_eq!(
+        r.contains(SetKind::EnterpriseRecipients, "bob@example.com"),
+        Some(true)
+    );
+
+    // A distinct set past the sketch size is estimated within its error
+    // (k = 256: about 6 %; 20 % here).
+    let mut many = Record::seen_at(50);
+    for i in 0..3000 {
+        many.insert(SetKind::EnterpriseRecipients, &format!("u{i}@example.com"));
+    }
+    s.apply(&records(vec![(Kind::Domain, "bulk.example", many)]))
+        .unwrap();
+    let d = s.record(Kind::Domain, "bulk.example").unwrap();
+    let est = d.distinct(SetKind::EnterpriseRecipients) as f64;
+    assert!((est - 3000.0).abs() / 3000.0 < 0.2, "{est}");
+
+    // Kinds are apart.
+    assert!(s
+        .record(Kind::Mta, "carol@partner.example")
+        .unwrap()
+        .is_empty());
+
+    // The message index, and its expiry by the store's clock.
+    s.apply(&Update {
+        messages: vec![("m1@example.com".into(), entry(1000, "alice@example.com"))],
+        ..Update::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.message("m1@example.com").unwrap(),
+        Some(entry(1000, "alice@example.com"))
+    );
+    assert_eq!(s.message("m2@example.com").unwrap(), None);
+    s.observe_time(1000 + 86400 + 1);
+    assert_eq!(s.message("m1@example.com").unwrap(), None, "expired");
+
+    // Display names.
+    let name = NameEntry {
+        address: "alice@example.com".into(),
+        enterprise: true,
+    };
+    s.apply(&Update {
+        names: vec![("alice example".into(), name.clone())],
+        ..Update::default()
+    })
+    .unwrap();
+    assert_eq!(s.name("alice example").unwrap(), Some(name));
+    assert_eq!(s.name("nobody").unwrap(), None);
+
+    // Overrides.
+    let target = Target::Sender("mallory@bad.example".into());
+    let o = Override {
+        target: target.clone(),
+        class: Class::Malicious,
+        reason: "phish".into(),
+        time: 5,
+        source: "store".into(),
+    };
+    s.set_override(&o).unwrap();
+    assert_eq!(s.overrides().unwrap(), vec![o]);
+    assert!(s.remove_override(&target).unwrap());
+    assert!(!s.remove_override(&target).unwrap());
+    assert!(s.overrides().unwrap().is_empty());
+
+    // The engagement queue: due entries oldest first, at most `limit`;
+    // removed entries are gone; the first engagement time is kept.
+    let keys: Vec<Vec<u8>> = (0..40u64)
+        .map(|i| engagement_key(1000 + (i * 7919) % 40, &format!("e{i}@example.com")))
+        .collect();
+    s.apply(&Update {
+        engagement_add: keys.clone(),
+        engagement_since: Some(900),
+        ..Update::default()
+    })
+    .unwrap();
+    s.apply(&Update {
+        engagement_since: Some(950),
+        ..Update::default()
+    })
+    .unwrap();
+    assert_eq!(s.engagement_since().unwrap(), Some(900));
+    let due = s.engagement_due(1019, 15).unwrap();
+    assert_eq!(due.len(), 15);
+    assert!(due.windows(2).all(|w| w[0].1 <= w[1].1), "oldest first");
+    assert!(due.iter().all(|(_, t, _)| *t <= 1019));
+    assert_eq!(due[0].1, 1000);
+    for (k, t, id) in &due {
+        assert_eq!(*k, engagement_key(*t, id));
+    }
+    s.apply(&Update {
+        engagement_del: due.iter().map(|(k, _, _)| k.clone()).collect(),
+        ..Update::default()
+    })
+    .unwrap();
+    let rest = s.engagement_due(u64::MAX / 2, 1000).unwrap();
+    assert_eq!(rest.len(), 25);
+    assert!(rest.iter().all(|r| !due.contains(r)));
+
+    // A sender's pair records, in key order, at most `limit`.
+    let mut pairs = Vec::new();
+    for mta in ["192.0.2.30", "192.0.2.10", "net:192.0.2.0/24", "192.0.2.20"] {
+        let mut p = Record::seen_at(10);
+        p.add(Counter::MessagesReceived, 1);
+        pairs.push((Kind::Pair, pair_key("dave@partner.example", mta), p));
+    }
+    s.apply(&Update {
+        records: pairs,
+        ..Update::default()
+    })
+    .unwrap();
+    let got: Vec<String> = s
+        .pairs_of("dave@partner.example", 3)
+        .unwrap()
+        .into_iter()
+        .map(|(m, r)| {
+            assert_eq!(r.count(Counter::MessagesReceived), 1);
+            m
+        })
+        .collect();
+    assert_eq!(got, ["192.0.2.10", "192.0.2.20", "192.0.2.30"]);
+    assert!(s.pairs_of("nobody@x.example", 10).unwrap().is_empty());
+
+    // A scan sees every record of its kind.
+    let mut seen = Vec::new();
+    s.scan(Kind::Domain, &mut |k, r| {
+        seen.push((k.to_string(), r.count(Counter::MessagesReceived)))
+    })
+    .unwrap();
+    assert_eq!(seen, vec![("bulk.example".to_string(), 0)]);
+    s.flush().unwrap();
+}
+
+/// A deterministic stream of updates: many keys, repeated merges, sets
+/// past the sketch size, out-of-order times.
+fn random_updates(n: usize) -> Vec<Update> {
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| {
+            let mut u = Update::default();
+            for _ in 0..4 {
+                let kind =
+                    [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair][(next() % 4) as usize];
+                let key = format!("k{}@d{}.example", next() % 20, next() % 2);
+                let t = 1_700_000_000 + next() % 100_000;
+                let mut r = if next() % 3 == 0 {
+                    Record::touched_at(t)
+                } else {
+                    Record::seen_at(t)
+                };
+                r.add(Counter::MessagesReceived, next() % 3)
+                    .add(Counter::Opened, next() % 2);
+                for _ in 0..(next() % 120) {
+                    r.insert(
+                        SetKind::EnterpriseRecipients,
+                        &format!("e{}", next() % 2000),
+                    );
+                }
+                if next() % 4 == 0 {
+                    r.label = format!("helo{}", next() % 9);
+                }
+                u.records.push((kind, key, r));
+            }
+            u
+        })
+        .collect()
+}
+
+/// The same updates into RocksDB and into `other`: every record equal.
+fn same_records_as_rocksdb(other: &dyn ReputationStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = RocksStore::open(dir.path(), 86400).unwrap();
+    let updates = random_updates(400);
+    let mut keys = std::collections::BTreeSet::new();
+    for u in &updates {
+        rocks.apply(u).unwrap();
+        other.apply(u).unwrap();
+        for (k, key, _) in &u.records {
+            keys.insert((*k as u8, key.clone()));
+        }
+    }
+    let mut big_sets = 0;
+    for (k, key) in &keys {
+        let kind = [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair][*k as usize];
+        let a = rocks.record(kind, key).unwrap();
+        let b = other.record(kind, key).unwrap();
+        assert_eq!(a, b, "{key}");
+        if a.distinct(SetKind::EnterpriseRecipients) as usize >= DISTINCT_K {
+            big_sets += 1;
+        }
+    }
+    assert!(
+        keys.len() > 100 && big_sets > 10,
+        "{} keys, {big_sets} big sets",
+        keys.len()
+    );
+}
+
+#[test]
+fn rocksdb_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open(dir.path(), 86400).unwrap();
+    conformance(&s);
+}
+
+#[test]
+fn a_redis_server_conforms_and_agrees_with_rocksdb() {
+    let r = Redis::single();
+    conformance(&redis_store(&r, false, "t1"));
+    same_records_as_rocksdb(&redis_store(&r, false, "t2"));
+}
+
+#[test]
+fn a_redis_cluster_conforms_and_agrees_with_rocksdb() {
+    let r = Redis::cluster();
+    conformance(&redis_store(&r, true, "t1"));
+    same_records_as_rocksdb(&redis_store(&r, true, "t2"));
+}
+
+#[test]
+fn prefixes_keep_sites_apart_on_one_cluster() {
+    let r = Redis::single();
+    let a = redis_store(&r, false, "site-a");
+    let b = redis_store(&r, false, "site-b");
+    let mut d = Record::seen_at(1);
+    d.add(Counter::MessagesReceived, 1);
+    a.apply(&records(vec![(Kind::Sender, "x@y.example", d)]))
+        .unwrap();
+    assert_eq!(
+        a.record(Kind::Sender, "x@y.example")
+            .unwrap()
+            .count(Counter::MessagesReceived),
+        1
+    );
+    assert!(b.record(Kind::Sender, "x@y.example").unwrap().is_empty());
+}

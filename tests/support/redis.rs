@@ -1,0 +1,199 @@
+//! A real Redis for the tests, on loopback: one server, or a Redis Cluster
+//! of three masters and three replicas made by `redis-cli --cluster
+//! create`. Started by the test that needs it (Debian's `redis-server` and
+//! `redis-tools`, installed by scripts/test.sh), stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Redis {
+    pub ports: Vec<u16>,
+    children: Vec<Child>,
+    pub dir: tempfile::TempDir,
+}
+
+/// `count` free loopback ports.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
+    let node = dir.join(port.to_string());
+    std::fs::create_dir_all(&node).unwrap();
+    let mut args: Vec<String> = vec![
+        "--port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--dir".into(),
+        node.display().to_string(),
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "yes".into(),
+        "--appendfsync".into(),
+        "everysec".into(),
+        "--daemonize".into(),
+        "no".into(),
+    ];
+    if cluster {
+        args.extend([
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            node.join("nodes.conf").display().to_string(),
+            "--cluster-node-timeout".into(),
+            "2000".into(),
+        ]);
+    }
+    Command::new("redis-server")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test.sh installs it)")
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_ping(port: u16) {
+    let start = Instant::now();
+    while !cli(port, &["ping"]).contains("PONG") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Redis {
+    /// One server.
+    pub fn single() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(1);
+        let children = vec![start_server(dir.path(), ports[0], false)];
+        wait_ping(ports[0]);
+        Redis {
+            ports,
+            children,
+            dir,
+        }
+    }
+
+    /// Three masters, three replicas.
+    pub fn cluster() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(6);
+        let children = ports
+            .iter()
+            .map(|p| start_server(dir.path(), *p, true))
+            .collect();
+        for p in &ports {
+            wait_ping(*p);
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let r = Redis {
+            ports,
+            children,
+            dir,
+        };
+        r.wait_cluster_ok();
+        r
+    }
+
+    /// Until every node says `cluster_state:ok` and knows all slots.
+    pub fn wait_cluster_ok(&self) {
+        let start = Instant::now();
+        loop {
+            let ok = self.ports.iter().all(|p| {
+                let info = cli(*p, &["cluster", "info"]);
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the cluster did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` for each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The port of the master that holds `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = cli(self.ports[0], &["cluster", "keyslot", key]);
+        let slot: u16 = slot.trim().parse().unwrap();
+        let nodes = cli(self.ports[0], &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    if (a..=b).contains(&slot) {
+                        let port = f[1].split(['@', ':']).nth(1).unwrap();
+                        return port.parse().unwrap();
+                    }
+                }
+            }
+        }
+        panic!("no master for slot {slot}");
+    }
+
+    /// Stops the server on `port` (SIGKILL: a crash).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
