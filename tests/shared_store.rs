@@ -75,3 +75,79 @@ async fn the_mx_sees_what_the_submission_host_learned() {
     mx.stop().await;
     submission.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_killed_while_mail_flows_never_hangs_a_session() {
+    let mut r = tokio::task::spawn_blocking(Redis::cluster).await.unwrap();
+    let m = common::start(|c| on_cluster(&r, c)).await;
+    let hot = "carol@partner.example";
+    let master = r.master_of(&format!("acme:{{k:s:{hot}}}"));
+
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (sent, stop, addr) = (sent.clone(), stop.clone(), m.addr);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let id = format!("c{c}m{i}@partner.example");
+                    let started = std::time::Instant::now();
+                    let t = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        send(addr, &Mail::inbound(hot, &id)),
+                    )
+                    .await
+                    .expect("no session hangs");
+                    let took = started.elapsed();
+                    assert_eq!(t.eom_status(), Some(&Status::Continue), "per on_error");
+                    let verdict = t.header("X-SRA-Verdict").is_some();
+                    sent.lock().unwrap().push((started, took, verdict));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let killed_at = std::time::Instant::now();
+    r.kill(master);
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let sent = sent.lock().unwrap().clone();
+    let slowest = sent.iter().map(|s| s.1).max().unwrap();
+    let with_verdict = sent.iter().filter(|s| s.2).count();
+    let during: Vec<_> = sent.iter().filter(|s| s.0 >= killed_at).collect();
+    let recovered = during.iter().rev().take(10).all(|s| s.2);
+    let metrics = m.shared.metrics.render(0, &[]);
+    let errors = metrics
+        .lines()
+        .find(|l| l.starts_with("sra_milter_errors_total{kind=\"store\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // What the store holds for the hot sender, read through the replica
+    // that took over.
+    let cfg = m.shared.config();
+    let stored = m
+        .shared
+        .engine
+        .rate_sender(&cfg, hot, sra_milter::now())
+        .map(|r| r.factor("messages_received").unwrap().value.unwrap_or(0.0) as usize)
+        .expect("the store answers again after the failover");
+    eprintln!(
+        "failover: {} sessions, {with_verdict} with a verdict, slowest {slowest:?}, {errors} store errors, {stored} messages stored for the hot sender ({} of the verdicts' updates lost)",
+        sent.len(),
+        with_verdict.saturating_sub(stored)
+    );
+    assert!(slowest < std::time::Duration::from_secs(5), "{slowest:?}");
+    assert!(errors > 0, "the failover was felt and counted: {metrics}");
+    assert!(recovered, "verdicts again once a replica took over");
+    assert!(
+        stored <= sent.len(),
+        "{stored} stored for {} sent",
+        sent.len()
+    );
+    m.stop().await;
+}

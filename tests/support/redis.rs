@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub ports: Vec<u16>,
     children: Vec<Child>,
+    killed: Vec<bool>,
     pub dir: tempfile::TempDir,
 }
 
@@ -42,6 +43,11 @@ fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
         "everysec".into(),
         "--daemonize".into(),
         "no".into(),
+        // Replicas sync at once (a failover needs a synced replica).
+        "--repl-diskless-sync-delay".into(),
+        "0".into(),
+        "--logfile".into(),
+        node.join("redis.log").display().to_string(),
     ];
     if cluster {
         args.extend([
@@ -89,6 +95,7 @@ impl Redis {
         let children = vec![start_server(dir.path(), ports[0], false)];
         wait_ping(ports[0]);
         Redis {
+            killed: vec![false; ports.len()],
             ports,
             children,
             dir,
@@ -119,6 +126,7 @@ impl Redis {
             String::from_utf8_lossy(&out.stdout)
         );
         let r = Redis {
+            killed: vec![false; ports.len()],
             ports,
             children,
             dir,
@@ -127,13 +135,17 @@ impl Redis {
         r
     }
 
-    /// Until every node says `cluster_state:ok` and knows all slots.
+    /// Until every live node says `cluster_state:ok`, knows all slots, and
+    /// every replica has synced with its master.
     pub fn wait_cluster_ok(&self) {
         let start = Instant::now();
         loop {
-            let ok = self.ports.iter().all(|p| {
+            let ok = self.live_ports().iter().all(|p| {
                 let info = cli(*p, &["cluster", "info"]);
-                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                let repl = cli(*p, &["info", "replication"]);
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
             });
             if ok {
                 return;
@@ -146,6 +158,16 @@ impl Redis {
         }
     }
 
+    /// The ports of the nodes not killed.
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.killed)
+            .filter(|(_, k)| !**k)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     /// `redis://127.0.0.1:PORT` for each node.
     pub fn urls(&self) -> Vec<String> {
         self.ports
@@ -156,9 +178,10 @@ impl Redis {
 
     /// The port of the master that holds `key`'s slot.
     pub fn master_of(&self, key: &str) -> u16 {
-        let slot = cli(self.ports[0], &["cluster", "keyslot", key]);
+        let port = self.live_ports()[0];
+        let slot = cli(port, &["cluster", "keyslot", key]);
         let slot: u16 = slot.trim().parse().unwrap();
-        let nodes = cli(self.ports[0], &["cluster", "nodes"]);
+        let nodes = cli(port, &["cluster", "nodes"]);
         for line in nodes.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
@@ -182,6 +205,7 @@ impl Redis {
         let i = self.ports.iter().position(|p| *p == port).unwrap();
         let _ = self.children[i].kill();
         let _ = self.children[i].wait();
+        self.killed[i] = true;
     }
 
     pub fn data_dir(&self) -> PathBuf {

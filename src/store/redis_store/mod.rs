@@ -94,7 +94,14 @@ impl RedisStore {
         let client = if cfg.cluster {
             let mut b = ClusterClient::builder(cfg.nodes.clone())
                 .connection_timeout(cfg.connect_timeout.0)
-                .response_timeout(cfg.command_timeout.0);
+                .response_timeout(cfg.command_timeout.0)
+                // A failed command is retried briefly (a failover, MOVED
+                // and ASK are followed) and then answered per on_error: the
+                // client's default of 16 retries would hold an SMTP session
+                // for minutes.
+                .retries(2)
+                .min_retry_wait(50)
+                .max_retry_wait(250);
             if let Some(u) = &user {
                 b = b.username(u.clone());
             }
