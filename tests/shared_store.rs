@@ -151,3 +151,129 @@ async fn a_master_killed_while_mail_flows_never_hangs_a_session() {
     );
     m.stop().await;
 }
+
+/// Everything a store exports, sorted, for comparing two stores.
+fn exported(s: &dyn sra_milter::store::ReputationStore) -> Vec<String> {
+    let mut out = Vec::new();
+    s.export(&mut |item| {
+        out.push(format!("{item:?}"));
+        Ok(())
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+#[test]
+fn store_copy_moves_a_history_to_the_cluster_and_back() {
+    use sra_milter::store::{
+        engagement_key, Counter, IndexEntry, Kind, NameEntry, Override, Record, ReputationStore,
+        RocksStore, SetKind, Update,
+    };
+    use sra_milter::vocab::{Class, Direction, Target};
+    let r = Redis::cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    {
+        let s = RocksStore::open(&a, 86400).unwrap();
+        let mut u = Update::default();
+        for i in 0..300 {
+            let mut rec = Record::seen_at(1_700_000_000 + i);
+            rec.add(Counter::MessagesReceived, i + 1)
+                .insert(SetKind::EnterpriseRecipients, &format!("u{}", i % 7));
+            let kind = [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair][(i % 4) as usize];
+            u.records
+                .push((kind, format!("key{i}@x{}.example", i % 3), rec));
+        }
+        for i in 0..50 {
+            u.messages.push((
+                format!("m{i}@example.com"),
+                IndexEntry {
+                    time: 1_700_000_000 + i,
+                    direction: Direction::Outbound,
+                    sender: "alice@example.com".into(),
+                    mta: None,
+                    recipients: vec![format!("r{i}@partner.example")],
+                    has_attachment: i % 2 == 0,
+                    has_url: false,
+                    opened: false,
+                    junk: false,
+                    not_opened_counted: false,
+                    habits: Vec::new(),
+                },
+            ));
+            u.engagement_add.push(engagement_key(
+                1_700_000_000 + i,
+                &format!("m{i}@example.com"),
+            ));
+        }
+        u.names.push((
+            "alice example".into(),
+            NameEntry {
+                address: "alice@example.com".into(),
+                enterprise: true,
+            },
+        ));
+        u.engagement_since = Some(1_699_999_000);
+        s.apply(&u).unwrap();
+        s.set_override(&Override {
+            target: Target::Domain("bad.example".into()),
+            class: Class::Malicious,
+            reason: "seen phishing".into(),
+            time: 7,
+            source: "store".into(),
+        })
+        .unwrap();
+        s.flush().unwrap();
+    }
+    let cfg = dir.path().join("sra.toml");
+    std::fs::write(&cfg, "enterprise_domains = [\"example.com\"]\n").unwrap();
+    let seed = r.urls()[0].clone();
+    let run = |from: &str, to: &str, flag: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sra-milter"))
+            .args(["store", "copy", "-c"])
+            .arg(&cfg)
+            .args(["--from", from, "--to", to, flag, "--prefix", "moved"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("verified"), "{text}");
+        assert!(
+            text.contains("sender records: 75 copied, 75 in the destination"),
+            "{text}"
+        );
+        text
+    };
+    let there = run(&format!("rocksdb:{}", a.display()), &seed, "--to-cluster");
+    assert!(
+        there.contains("message index entries: 50 copied"),
+        "{there}"
+    );
+    run(&seed, &format!("rocksdb:{}", b.display()), "--from-cluster");
+    // Into a store that is not empty: refused.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_sra-milter"))
+        .args(["store", "copy", "-c"])
+        .arg(&cfg)
+        .args([
+            "--from",
+            &format!("rocksdb:{}", a.display()),
+            "--to",
+            &seed,
+            "--to-cluster",
+            "--prefix",
+            "moved",
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    // The round trip holds exactly what the source held.
+    let sa = RocksStore::open(&a, 86400).unwrap();
+    let sb = RocksStore::open(&b, 86400).unwrap();
+    assert_eq!(exported(&sa), exported(&sb));
+}

@@ -8,6 +8,7 @@ mod import_events;
 mod override_;
 mod replay;
 mod run;
+mod store;
 
 use clap::{Args, Parser, Subcommand};
 use sra_milter::config::SocketSpec;
@@ -117,6 +118,9 @@ enum Command {
         file: PathBuf,
     },
     /// Fix the class of a sender, domain, MTA or network (or --remove it)
+    /// The store itself: `copy` a site's history between backends.
+    #[command(subcommand)]
+    Store(StoreCommand),
     Override {
         #[command(flatten)]
         common: Common,
@@ -131,6 +135,31 @@ enum Command {
         /// Remove the override instead
         #[arg(long, conflicts_with = "class")]
         remove: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copies everything one store holds into an empty other (RocksDB to
+    /// Redis and back), verified by counts.
+    Copy {
+        #[command(flatten)]
+        common: Common,
+        /// rocksdb:PATH or redis://HOST:PORT
+        #[arg(long, value_name = "SPEC")]
+        from: String,
+        /// rocksdb:PATH or redis://HOST:PORT
+        #[arg(long, value_name = "SPEC")]
+        to: String,
+        /// The source is a Redis Cluster (SPEC names a seed node).
+        #[arg(long)]
+        from_cluster: bool,
+        /// The destination is a Redis Cluster.
+        #[arg(long)]
+        to_cluster: bool,
+        /// Key prefix on Redis (default: [store.redis] prefix).
+        #[arg(long)]
+        prefix: Option<String>,
     },
 }
 
@@ -189,5 +218,24 @@ pub fn main() -> ExitCode {
             reason,
             remove,
         } => override_::main(&common, who, class, reason, remove),
+        Command::Store(StoreCommand::Copy {
+            common,
+            from,
+            to,
+            from_cluster,
+            to_cluster,
+            prefix,
+        }) => store::copy_main(
+            &common,
+            store::Spec {
+                text: from,
+                cluster: from_cluster,
+            },
+            store::Spec {
+                text: to,
+                cluster: to_cluster,
+            },
+            prefix,
+        ),
     }
 }

@@ -138,6 +138,14 @@ impl ReputationStore for BatchingStore {
         self.inner.scan(kind, f)
     }
 
+    fn export(
+        &self,
+        f: &mut dyn FnMut(super::Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write_pending()?;
+        self.inner.export(f)
+    }
+
     fn engagement_due(
         &self,
         until: u64,

@@ -26,6 +26,7 @@
 //! The calls here block; async callers go through [`run_blocking`].
 
 mod batching;
+mod copy;
 mod record;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -33,6 +34,7 @@ mod redis_store;
 mod rocks;
 
 pub use batching::BatchingStore;
+pub use copy::{copy, CopyReport};
 pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
@@ -286,6 +288,37 @@ pub trait ReputationStore: Send + Sync + 'static {
     fn stats(&self) -> Vec<(String, u64)>;
     /// Calls `f` for every record of `kind` (background scans only).
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
+    /// Calls `f` for everything the store holds (`store copy`).
+    fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError>;
+}
+
+/// One thing a store holds, as [`ReputationStore::export`] hands it out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Record(Kind, String, Record),
+    Message(String, IndexEntry),
+    Name(String, NameEntry),
+    Override(Override),
+    /// An engagement queue key ([`engagement_key`]).
+    Engagement(Vec<u8>),
+    EngagementSince(u64),
+}
+
+impl Item {
+    /// The name of the item's kind, for counts.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Item::Record(Kind::Sender, ..) => "sender records",
+            Item::Record(Kind::Domain, ..) => "domain records",
+            Item::Record(Kind::Mta, ..) => "MTA records",
+            Item::Record(Kind::Pair, ..) => "sender×MTA records",
+            Item::Message(..) => "message index entries",
+            Item::Name(..) => "display names",
+            Item::Override(..) => "overrides",
+            Item::Engagement(..) => "engagement queue entries",
+            Item::EngagementSince(..) => "engagement start",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

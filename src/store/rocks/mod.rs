@@ -3,9 +3,9 @@
 //! the message index.
 
 use super::{
-    decode_index, encode_index, IndexEntry, Kind, NameEntry, Override, Record, ReputationStore,
-    StoreError, Update, CFS, CF_ENGAGEMENT, CF_MESSAGES, CF_META, CF_NAMES, CF_OVERRIDES, CF_PAIRS,
-    SCHEMA_VERSION,
+    decode_index, encode_index, IndexEntry, Item, Kind, NameEntry, Override, Record,
+    ReputationStore, StoreError, Update, CFS, CF_ENGAGEMENT, CF_MESSAGES, CF_META, CF_NAMES,
+    CF_OVERRIDES, CF_PAIRS, SCHEMA_VERSION,
 };
 use crate::vocab::Target;
 use rocksdb::{Options, WriteBatch, DB};
@@ -471,6 +471,49 @@ impl ReputationStore for RocksStore {
             if let (Ok(key), Ok(rec)) = (std::str::from_utf8(&k), Record::decode(&v)) {
                 f(key, &rec);
             }
+        }
+        Ok(())
+    }
+
+    fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let all = |name: &str| -> Result<_, StoreError> {
+            Ok(db.iterator_cf(handle(&db, name)?, rocksdb::IteratorMode::Start))
+        };
+        for kind in [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair] {
+            for item in all(setup::family(kind))? {
+                let (k, v) = item?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                match Record::decode(&v) {
+                    Ok(r) => f(Item::Record(kind, key, r))?,
+                    Err(e) => tracing::error!("store: not exported: {e} for key {key:?}"),
+                }
+            }
+        }
+        for item in all(CF_MESSAGES)? {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k).into_owned();
+            // Every entry, expired by the mail's clock or not.
+            if let Some(e) = decode_index(&id, &v, u64::MAX / 2, 0)? {
+                f(Item::Message(id, e))?;
+            }
+        }
+        for item in all(CF_NAMES)? {
+            let (k, v) = item?;
+            if let Ok(e) = serde_json::from_slice(&v) {
+                f(Item::Name(String::from_utf8_lossy(&k).into_owned(), e))?;
+            }
+        }
+        for item in all(CF_ENGAGEMENT)? {
+            let (k, _) = item?;
+            f(Item::Engagement(k.to_vec()))?;
+        }
+        drop(db);
+        for o in self.overrides()? {
+            f(Item::Override(o))?;
+        }
+        if let Some(t) = self.engagement_since()? {
+            f(Item::EngagementSince(t))?;
         }
         Ok(())
     }
