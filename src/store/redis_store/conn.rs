@@ -1,5 +1,8 @@
 //! A connection to a Redis server or to a Redis Cluster, behind one face.
 
+use super::redis_error;
+use crate::config::RedisConfig;
+use crate::store::StoreError;
 use redis::cluster::ClusterConnection;
 use redis::{Cmd, ConnectionLike, Value};
 
@@ -45,4 +48,21 @@ impl Conn {
             Conn::Cluster(c) => c.is_open(),
         }
     }
+}
+
+/// A client of one server at `url`, with the configured credentials.
+pub(super) fn single_client(url: &str, cfg: &RedisConfig) -> Result<redis::Client, StoreError> {
+    let password = cfg.password().map_err(StoreError::Io)?;
+    let mut info: redis::ConnectionInfo = url
+        .parse()
+        .map_err(|e: redis::RedisError| StoreError::Redis(e.to_string()))?;
+    let mut settings = info.redis_settings().clone();
+    if !cfg.username.is_empty() {
+        settings = settings.set_username(cfg.username.clone());
+    }
+    if let Some(p) = password {
+        settings = settings.set_password(p);
+    }
+    info = info.set_redis_settings(settings);
+    redis::Client::open(info).map_err(redis_error)
 }

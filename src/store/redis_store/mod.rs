@@ -32,11 +32,12 @@ use super::{
 };
 use crate::config::RedisConfig;
 use crate::vocab::Target;
-use conn::Conn;
+use conn::{single_client, Conn};
 use redis::cluster::ClusterClient;
 use redis::{Cmd, Value};
 
 mod conn;
+mod export;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -279,53 +280,6 @@ impl RedisStore {
         self.key(&format!("{{e:{}}}", shard_of(id)))
     }
 
-    /// Every key that starts with `start` (`SCAN` on each master; only for
-    /// `store copy`).
-    fn keys_like(&self, start: &str) -> Result<Vec<String>, StoreError> {
-        let pattern = format!("{}*", glob_escape(start));
-        let servers: Vec<String> = match &self.client {
-            Client::Single(_) => vec![self.cfg.nodes[0].clone()],
-            Client::Cluster(_) => {
-                let nodes: String = self.with(|c| c.query(&cmd("CLUSTER").arg("NODES").clone()))?;
-                nodes
-                    .lines()
-                    .filter_map(|l| {
-                        let f: Vec<&str> = l.split_whitespace().collect();
-                        let master = f.get(2)?.contains("master") && !f[2].contains("fail");
-                        let addr = f.get(1)?.split('@').next()?;
-                        master.then(|| format!("redis://{addr}"))
-                    })
-                    .collect()
-            }
-        };
-        let mut out = Vec::new();
-        for url in servers {
-            let mut conn = single_client(&url, &self.cfg)?
-                .get_connection_with_timeout(self.cfg.connect_timeout.0)
-                .map_err(redis_error)?;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                    .map_err(redis_error)?;
-                out.extend(keys);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        // SCAN may return a key twice.
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-
     /// Reads many records in one pipeline.
     fn records(&self, kind: Kind, keys: &[String]) -> Result<Vec<Record>, StoreError> {
         let mut cmds = Vec::with_capacity(keys.len() * (1 + SET_TAGS.len()));
@@ -546,60 +500,7 @@ impl ReputationStore for RedisStore {
     }
 
     fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        for kind in [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair] {
-            for s in 0..SHARDS {
-                let idx = self.key(&format!("{{i:{}:{s}}}", kind_letter(kind)));
-                let keys: Vec<String> = self.with(|c| c.query(cmd("SMEMBERS").arg(&idx)))?;
-                for chunk in keys.chunks(100) {
-                    for (k, r) in chunk.iter().zip(self.records(kind, chunk)?) {
-                        f(Item::Record(kind, k.clone(), r))?;
-                    }
-                }
-            }
-        }
-        for (tag, message) in [("x", true), ("n", false)] {
-            let start = self.key(&format!("{{{tag}:"));
-            let keys = self.keys_like(&start)?;
-            for chunk in keys.chunks(100) {
-                let cmds = chunk.iter().map(|k| cmd("GET").arg(k).clone()).collect();
-                let values = self.with(|c| c.pipeline(cmds))?;
-                for (k, v) in chunk.iter().zip(values) {
-                    let Ok(Some(v)) = redis::from_redis_value::<Option<Vec<u8>>>(v) else {
-                        continue;
-                    };
-                    // The key is START + name + "}".
-                    let name = &k[start.len()..k.len().saturating_sub(1)];
-                    if message {
-                        if let Some(e) = decode_index(name, &v, u64::MAX / 2, 0)? {
-                            f(Item::Message(name.to_string(), e))?;
-                        }
-                    } else if let Ok(e) = serde_json::from_slice(&v) {
-                        f(Item::Name(name.to_string(), e))?;
-                    }
-                }
-            }
-        }
-        for o in self.overrides()? {
-            f(Item::Override(o))?;
-        }
-        for s in 0..SHARDS {
-            let all: Vec<(String, f64)> = self.with(|c| {
-                c.query(
-                    cmd("ZRANGE")
-                        .arg(self.key(&format!("{{e:{s}}}")))
-                        .arg(0)
-                        .arg(-1)
-                        .arg("WITHSCORES"),
-                )
-            })?;
-            for (id, t) in all {
-                f(Item::Engagement(engagement_key(t as u64, &id)))?;
-            }
-        }
-        if let Some(t) = self.engagement_since()? {
-            f(Item::EngagementSince(t))?;
-        }
-        Ok(())
+        self.export_all(f)
     }
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
@@ -614,35 +515,6 @@ impl ReputationStore for RedisStore {
         }
         Ok(())
     }
-}
-
-/// A client of one server at `url`, with the configured credentials.
-fn single_client(url: &str, cfg: &RedisConfig) -> Result<redis::Client, StoreError> {
-    let password = cfg.password().map_err(StoreError::Io)?;
-    let mut info: redis::ConnectionInfo = url
-        .parse()
-        .map_err(|e: redis::RedisError| StoreError::Redis(e.to_string()))?;
-    let mut settings = info.redis_settings().clone();
-    if !cfg.username.is_empty() {
-        settings = settings.set_username(cfg.username.clone());
-    }
-    if let Some(p) = password {
-        settings = settings.set_password(p);
-    }
-    info = info.set_redis_settings(settings);
-    redis::Client::open(info).map_err(redis_error)
-}
-
-/// `s` with the glob characters of `SCAN MATCH` escaped.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The time and Message-ID of an engagement queue key.
