@@ -3,7 +3,11 @@
 //! concurrent indymilter-test clients that speak to it as Postfix does
 //! (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message).
 //!
-//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf]
+//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL]
+//!
+//! `redis=redis://HOST:PORT` (one server) or `redis-cluster=redis://HOST:PORT`
+//! (a seed node) runs on the shared Redis store instead of RocksDB, under a
+//! fresh key prefix.
 //!
 //! Prints messages/s and per-message latency percentiles.
 //!
@@ -26,7 +30,6 @@ use sra_milter::config::SocketSpec;
 use sra_milter::daemon::{self, Shared};
 use sra_milter::milter::MilterListener;
 use sra_milter::pipeline::Engine;
-use sra_milter::store::RocksStore;
 use sra_milter::vocab::Mode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +61,19 @@ async fn main() {
     cfg.admin.control_socket = Some(dir.path().join("control.sock"));
     // Measures the milter and the store, not DNS round trips.
     cfg.auth.verify = false;
+    for a in &raw {
+        let (cluster, url) = match a.split_once('=') {
+            Some(("redis", u)) => (false, u),
+            Some(("redis-cluster", u)) => (true, u),
+            _ => continue,
+        };
+        cfg.store.backend = sra_milter::config::Backend::Redis;
+        cfg.store.redis.nodes = vec![url.to_string()];
+        cfg.store.redis.cluster = cluster;
+        cfg.store.redis.prefix = format!("bench{}", std::process::id());
+    }
     cfg.validate().expect("config");
-    let store = Arc::new(RocksStore::open(&cfg.state_dir, 86400 * 90).expect("store"));
+    let store = sra_milter::store::open(&cfg).expect("store");
     let engine = Arc::new(Engine::new(store.clone(), &cfg).expect("engine"));
     let listener = MilterListener::bind(&cfg.socket, 0o600)
         .await

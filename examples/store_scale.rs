@@ -4,13 +4,21 @@
 //!
 //!     cargo run --release --example store_scale -- DIR [SENDERS] [MTAS] [LOOKUPS]
 //!
+//! DIR may also be `redis://HOST:PORT` (one Redis server) or
+//! `redis-cluster://HOST:PORT` (a Redis Cluster seed node): the same records
+//! go to the shared store under the prefix `scale`, and the look-ups run
+//! there (measure the server's memory with `redis-cli info memory`).
+//!
 //! Prints the load rate, the reopen (startup) time, the look-up latency
 //! percentiles (random existing keys, and misses), the process's resident
 //! memory now and at its peak, and the store's size on disk. DIR is kept
 //! (delete it after); an existing store there is reused as it is, so a
 //! second run measures startup and look-ups only.
 
-use sra_milter::store::{Counter, Kind, Record, ReputationStore, RocksStore, SetKind, Update};
+use sra_milter::config::RedisConfig;
+use sra_milter::store::{
+    Counter, Kind, Record, RedisStore, ReputationStore, RocksStore, SetKind, Update,
+};
 use std::path::Path;
 use std::time::Instant;
 
@@ -86,8 +94,37 @@ fn main() {
     let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (senders, mtas, lookups) = (n(1, 10_000_000), n(2, 1_000_000), n(3, 200_000));
 
-    if !dir.join("CURRENT").exists() {
-        let store = RocksStore::open(&dir, 90 * DAY).expect("open a new store");
+    let target = dir.to_string_lossy().into_owned();
+    let redis = if let Some(rest) = target.strip_prefix("redis-cluster://") {
+        Some((format!("redis://{rest}"), true))
+    } else if target.starts_with("redis://") {
+        Some((target.clone(), false))
+    } else {
+        None
+    };
+    let open = || -> Box<dyn ReputationStore> {
+        match &redis {
+            Some((url, cluster)) => {
+                let cfg = RedisConfig {
+                    nodes: vec![url.clone()],
+                    cluster: *cluster,
+                    prefix: "scale".into(),
+                    ..RedisConfig::default()
+                };
+                Box::new(RedisStore::open(&cfg, 90 * DAY).expect("redis"))
+            }
+            None => Box::new(RocksStore::open(&dir, 90 * DAY).expect("open the store")),
+        }
+    };
+    let fresh = match &redis {
+        Some(_) => open()
+            .record(Kind::Sender, &sender(0))
+            .expect("read")
+            .is_empty(),
+        None => !dir.join("CURRENT").exists(),
+    };
+    if fresh {
+        let store = open();
         let t = Instant::now();
         let batch = 10_000u64;
         for (kind, total, key) in [
@@ -120,7 +157,7 @@ fn main() {
     }
 
     let t = Instant::now();
-    let store = RocksStore::open(&dir, 90 * DAY).expect("reopen");
+    let store = open();
     println!(
         "startup (open an existing store): {:.2} s",
         t.elapsed().as_secs_f64()
@@ -171,4 +208,5 @@ fn main() {
         status("VmHWM:"),
         du(&dir) as f64 / (1 << 20) as f64
     );
+    println!("store: {:?}", store.stats());
 }

@@ -4,10 +4,11 @@
 //! running daemon.
 
 use super::Engine;
+use crate::config::Backend;
 use crate::config::Config;
 use crate::message::mta_key;
 use crate::reputation::Rating;
-use crate::store::{Counter, Kind, ReputationStore, RocksStore, StoreError};
+use crate::store::{Counter, Kind, RedisStore, ReputationStore, RocksStore, StoreError};
 use crate::vocab::{clean_address, domain_of};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub enum Subject {
 pub enum ExplainError {
     #[error("{0}")]
     Input(String),
-    #[error("cannot open the store at {path}: {source}")]
+    #[error("cannot open the store {path}: {source}")]
     Store { path: String, source: StoreError },
 }
 
@@ -39,13 +40,19 @@ pub struct Explained {
 }
 
 pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, ExplainError> {
-    let path = cfg.state_dir.display().to_string();
-    let store = RocksStore::open_read_only(&cfg.state_dir, cfg.message_index_ttl.0.as_secs())
-        .map_err(|source| ExplainError::Store {
-            path: path.clone(),
-            source,
-        })?;
-    let store: Arc<dyn ReputationStore> = Arc::new(store);
+    let path = cfg.store_location();
+    let ttl = cfg.message_index_ttl.0.as_secs();
+    // RocksDB read-only, beside the running daemon; Redis is shared anyway.
+    let opened: Result<Arc<dyn ReputationStore>, StoreError> = match cfg.store.backend {
+        Backend::Rocksdb => {
+            RocksStore::open_read_only(&cfg.state_dir, ttl).map(|s| Arc::new(s) as _)
+        }
+        Backend::Redis => RedisStore::open(&cfg.store.redis, ttl).map(|s| Arc::new(s) as _),
+    };
+    let store = opened.map_err(|source| ExplainError::Store {
+        path: path.clone(),
+        source,
+    })?;
     let err = |source| ExplainError::Store {
         path: path.clone(),
         source,

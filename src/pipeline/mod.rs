@@ -29,7 +29,7 @@
 
 mod assess;
 pub mod engagement;
-#[cfg(feature = "rocksdb")]
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub mod explain;
 mod learn;
 

@@ -37,3 +37,14 @@ local function merge(keys, args)
   return 0
 end
 redis.register_function('sra_merge_1', merge)
+
+-- One record at once: its hash (flat field/value list), then each set's
+-- members in score order. KEYS[1] = hash, KEYS[2..] = the sets.
+local function read(keys, args)
+  local out = { redis.call('HGETALL', keys[1]) }
+  for s = 2, #keys do
+    out[#out + 1] = redis.call('ZRANGE', keys[s], 0, -1)
+  end
+  return out
+end
+redis.register_function{function_name = 'sra_read_1', callback = read, flags = { 'no-writes' }}

@@ -38,9 +38,10 @@ use redis::{Cmd, Value};
 
 mod conn;
 mod export;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Shards of the engagement queue and of the key indexes.
 const SHARDS: u64 = 16;
@@ -63,7 +64,17 @@ pub struct RedisStore {
     ttl_secs: u64,
     /// Newest message time seen: the clock for index expiry.
     newest: AtomicU64,
+    /// Records read in the last [`READ_CACHE_TTL`]: one message's stages
+    /// read the same sender, domain and MTA again; this host's own writes
+    /// drop their keys from it.
+    recent: Mutex<HashMap<(Kind, String), (Instant, Record)>>,
 }
+
+/// How long a record read is reused. Within one message's stages; another
+/// host's update shows this much later at most.
+const READ_CACHE_TTL: Duration = Duration::from_millis(250);
+/// Records kept for reuse at most (the map is emptied past this).
+const READ_CACHE_MAX: usize = 4096;
 
 fn redis_error(e: redis::RedisError) -> StoreError {
     StoreError::Redis(e.to_string())
@@ -119,6 +130,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             ttl_secs: message_ttl_secs,
             newest: AtomicU64::new(0),
+            recent: Mutex::new(HashMap::new()),
         };
         store.with(|c| {
             c.query::<Value>(cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY))
@@ -185,23 +197,25 @@ impl RedisStore {
         format!("{record}:z{tag}")
     }
 
-    /// The commands that read one record (its hash, then its sets).
-    fn read_record_cmds(&self, kind: Kind, key: &str, out: &mut Vec<Cmd>) {
+    /// The command that reads one record: its hash and its sets, in one
+    /// call of the function `sra_read_1`.
+    fn read_record_cmd(&self, kind: Kind, key: &str) -> Cmd {
         let rk = self.record_key(kind, key);
-        out.push(cmd("HGETALL").arg(&rk).clone());
+        let mut c = cmd("FCALL_RO");
+        c.arg("sra_read_1").arg(1 + SET_TAGS.len()).arg(&rk);
         for t in SET_TAGS {
-            out.push(
-                cmd("ZRANGE")
-                    .arg(Self::set_key(&rk, t))
-                    .arg(0)
-                    .arg(-1)
-                    .clone(),
-            );
+            c.arg(Self::set_key(&rk, t));
         }
+        c
     }
 
-    /// A record from the replies of [`Self::read_record_cmds`].
-    fn record_from(values: &[Value]) -> Result<Record, StoreError> {
+    /// A record from the reply of [`Self::read_record_cmd`].
+    fn record_from(value: Value) -> Result<Record, StoreError> {
+        let values: Vec<Value> = redis::from_redis_value(value)
+            .map_err(|_| StoreError::Redis("unexpected reply for a record".into()))?;
+        if values.len() != 1 + SET_TAGS.len() {
+            return Err(StoreError::Redis("unexpected reply for a record".into()));
+        }
         let bad = |what: &str| StoreError::Redis(format!("unexpected reply for a record's {what}"));
         let fields: BTreeMap<String, String> =
             redis::from_redis_value_ref(&values[0]).map_err(|_| bad("hash"))?;
@@ -280,26 +294,35 @@ impl RedisStore {
         self.key(&format!("{{e:{}}}", shard_of(id)))
     }
 
+    fn recent_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Kind, String), (Instant, Record)>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Reads many records in one pipeline.
     fn records(&self, kind: Kind, keys: &[String]) -> Result<Vec<Record>, StoreError> {
-        let mut cmds = Vec::with_capacity(keys.len() * (1 + SET_TAGS.len()));
-        for k in keys {
-            self.read_record_cmds(kind, k, &mut cmds);
-        }
+        let cmds = keys.iter().map(|k| self.read_record_cmd(kind, k)).collect();
         let values = self.with(|c| c.pipeline(cmds))?;
-        values
-            .chunks(1 + SET_TAGS.len())
-            .map(Self::record_from)
-            .collect()
+        values.into_iter().map(Self::record_from).collect()
     }
 }
 
 impl ReputationStore for RedisStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
-        let mut cmds = Vec::new();
-        self.read_record_cmds(kind, key, &mut cmds);
-        let values = self.with(|c| c.pipeline(cmds))?;
-        Self::record_from(&values)
+        let lookup = (kind, key.to_string());
+        if let Some((at, r)) = self.recent_lock().get(&lookup) {
+            if at.elapsed() < READ_CACHE_TTL {
+                return Ok(r.clone());
+            }
+        }
+        let c = self.read_record_cmd(kind, key);
+        let value = self.with(|conn| conn.query::<Value>(&c))?;
+        let r = Self::record_from(value)?;
+        let mut recent = self.recent_lock();
+        if recent.len() >= READ_CACHE_MAX {
+            recent.clear();
+        }
+        recent.insert(lookup, (Instant::now(), r.clone()));
+        Ok(r)
     }
 
     fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
@@ -322,6 +345,13 @@ impl ReputationStore for RedisStore {
             newest = newest.max(delta.last_seen);
         }
         let merges = cmds.len();
+        {
+            // Forget what this host is about to change.
+            let mut recent = self.recent_lock();
+            for (kind, key, _) in &update.records {
+                recent.remove(&(*kind, key.clone()));
+            }
+        }
         for (kind, key, _) in &update.records {
             if *kind == Kind::Pair {
                 if let Some((sender, mta)) = key.split_once('\0') {
@@ -377,7 +407,16 @@ impl ReputationStore for RedisStore {
             );
             newest = newest.max(entry.time);
         }
-        let values = self.with(|c| c.pipeline(cmds))?;
+        let values = self.with(|c| c.pipeline(cmds));
+        {
+            // And again after it: a read that raced the write may have
+            // kept the old value.
+            let mut recent = self.recent_lock();
+            for (kind, key, _) in &update.records {
+                recent.remove(&(*kind, key.clone()));
+            }
+        }
+        let values = values?;
         // Records new to the store join the key index of their kind.
         let index: Vec<Cmd> = update
             .records
