@@ -326,3 +326,32 @@ fn prefixes_keep_sites_apart_on_one_cluster() {
     );
     assert!(b.record(Kind::Sender, "x@y.example").unwrap().is_empty());
 }
+
+#[test]
+fn an_acl_user_with_a_password_file_connects_and_a_wrong_password_is_named() {
+    let r = Redis::single_with_user("sra-milter", "s3cret-acl-password");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("redis.password");
+    std::fs::write(&pw, "s3cret-acl-password\n").unwrap();
+    let mut cfg = RedisConfig {
+        nodes: r.urls(),
+        username: "sra-milter".into(),
+        password_file: pw.clone(),
+        prefix: "acl".into(),
+        ..RedisConfig::default()
+    };
+    cfg.validate().unwrap();
+    let s = RedisStore::open(&cfg, 86400).unwrap();
+    conformance(&s);
+    std::fs::write(&pw, "wrong").unwrap();
+    let e = RedisStore::open(&cfg, 86400).err().expect("refused");
+    assert!(
+        e.to_string()
+            .to_lowercase()
+            .contains("authentication failed"),
+        "{e}"
+    );
+    cfg.password_file = dir.path().join("missing");
+    let e = cfg.validate().unwrap_err();
+    assert!(e.contains("password_file"), "{e}");
+}

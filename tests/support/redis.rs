@@ -26,6 +26,10 @@ fn free_ports(count: usize) -> Vec<u16> {
 }
 
 fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
+    start_server_with(dir, port, cluster, &[])
+}
+
+fn start_server_with(dir: &Path, port: u16, cluster: bool, extra: &[&str]) -> Child {
     let node = dir.join(port.to_string());
     std::fs::create_dir_all(&node).unwrap();
     let mut args: Vec<String> = vec![
@@ -59,6 +63,7 @@ fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
             "2000".into(),
         ]);
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     Command::new("redis-server")
         .args(&args)
         .stdout(Stdio::null())
@@ -96,6 +101,49 @@ impl Redis {
         wait_ping(ports[0]);
         Redis {
             killed: vec![false; ports.len()],
+            ports,
+            children,
+            dir,
+        }
+    }
+
+    /// One server that knows only the ACL user `user` with `password`
+    /// (the default user is off).
+    pub fn single_with_user(user: &str, password: &str) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(1);
+        let pass = format!(">{password}");
+        let children = vec![start_server_with(
+            dir.path(),
+            ports[0],
+            false,
+            &[
+                "--user", user, "on", &pass, "~*", "&*", "+@all", "--user", "default", "off",
+            ],
+        )];
+        let start = Instant::now();
+        while !Command::new("redis-cli")
+            .args([
+                "-p",
+                &ports[0].to_string(),
+                "--user",
+                user,
+                "--pass",
+                password,
+                "ping",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            .unwrap_or(false)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            killed: vec![false],
             ports,
             children,
             dir,
