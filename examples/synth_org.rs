@@ -25,6 +25,7 @@
 //! Deterministic for a seed. About one legitimate inbound message in eight
 //! does not authenticate, as in real traffic.
 
+use sra_milter::vocab::{rfc3339, rfc5322};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -229,50 +230,6 @@ struct Gen {
     wrote: std::collections::HashSet<String>,
 }
 
-fn date(t: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (t / DAY) as i64;
-    let (y, m, d) = civil(days);
-    let s = t % DAY;
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-fn rfc3339(t: u64) -> String {
-    let (y, m, d) = civil((t / DAY) as i64);
-    let s = t % DAY;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
-fn civil(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Edit distance (for keeping generated domains apart).
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -444,7 +401,7 @@ fn message_headers(
         .map(|p| format!("\"{}\" <{}>", p.name, p.addr))
         .collect();
     let _ = write!(h, "To: {}\r\n", to.join(", "));
-    let _ = write!(h, "Date: {}\r\nMessage-ID: <{id}>\r\n", date(time));
+    let _ = write!(h, "Date: {}\r\nMessage-ID: <{id}>\r\n", rfc5322(time));
     if let Some(last) = refs.last() {
         let refs: Vec<String> = refs.iter().map(|r| format!("<{r}>")).collect();
         let _ = write!(
@@ -542,7 +499,7 @@ impl Gen {
             "Received: from {helo} ({helo} [{ip}])\r\n\tby {MX} (Postfix) with ESMTPS id {:X}\r\n\tfor <{}>; {}\r\n",
             self.seq,
             rcpt[0],
-            date(time)
+            rfc5322(time)
         );
         message_headers(&mut h, from, to, time, &id, refs);
         if !agent.is_empty() {
@@ -566,7 +523,7 @@ impl Gen {
             self.rng.below(8),
             2 + self.rng.below(200),
             self.seq,
-            date(time)
+            rfc5322(time)
         );
         message_headers(&mut h, from, to, time, &id, refs);
         h.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nSubject: Re: our project\r\n\r\nThanks, see you then.\r\n");

@@ -26,7 +26,7 @@ pub mod metrics;
 pub mod milter;
 pub mod pipeline;
 pub mod policy;
-#[cfg(feature = "rocksdb")]
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub mod replay;
 pub mod reputation;
 pub mod shared;

@@ -277,3 +277,93 @@ fn store_copy_moves_a_history_to_the_cluster_and_back() {
     let sb = RocksStore::open(&b, 86400).unwrap();
     assert_eq!(exported(&sa), exported(&sb));
 }
+
+/// An archive of a small organisation's mail as its MX kept it: inbound
+/// from 30 correspondents through 10 MTAs, outbound to them, and replies
+/// both ways, over 60 days.
+fn archive(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let day = 86_400u64;
+    for i in 0..300u64 {
+        let t = 1_176_000_000 + i * day / 5;
+        let date = sra_milter::vocab::rfc5322(t);
+        let who = format!("p{}@partner{}.example", i % 30, i % 7);
+        let mta = format!("192.0.2.{}", 10 + i % 10);
+        let text = if i % 4 == 0 {
+            format!(
+                "Return-Path: <alice@example.com>\r\nReceived: from laptop (unknown [198.51.100.7])\r\n\t(Authenticated sender: alice)\r\n\tby mx.example.com (Postfix) with ESMTPSA id 5DEF; {date}\r\nFrom: Alice <alice@example.com>\r\nTo: <{who}>\r\nSubject: question {i}\r\nDate: {date}\r\nMessage-ID: <o{i}@example.com>\r\n\r\nHi.\r\n"
+            )
+        } else {
+            let reply = if i % 4 == 1 {
+                format!("In-Reply-To: <o{}@example.com>\r\n", i - 1)
+            } else {
+                String::new()
+            };
+            format!(
+                "Return-Path: <{who}>\r\nDelivered-To: alice@example.com\r\nReceived: from mx.partner.example (mx.partner.example [{mta}])\r\n\tby mx.example.com (Postfix) with ESMTP id 4ABC; {date}\r\nFrom: P <{who}>\r\nTo: <alice@example.com>\r\nSubject: hello {i}\r\nDate: {date}\r\nMessage-ID: <i{i}@partner.example>\r\n{reply}\r\nHello, see https://partner.example/x\r\n"
+            )
+        };
+        std::fs::write(dir.join(format!("{i:04}.eml")), text).unwrap();
+    }
+}
+
+#[test]
+fn replay_into_rocksdb_and_into_the_cluster_gives_the_same_answers() {
+    use sra_milter::replay::{replay, ReplayOptions};
+    use sra_milter::store::Item;
+    let r = Redis::cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    archive(&mail);
+    let mut outputs = Vec::new();
+    let mut held = Vec::new();
+    for redis in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(d.path());
+        cfg.mode = sra_milter::vocab::Mode::Monitor;
+        if redis {
+            on_cluster(&r, &mut cfg);
+        }
+        let opts = ReplayOptions {
+            paths: vec![mail.clone()],
+            batch: 50,
+            ..ReplayOptions::default()
+        };
+        let mut out = Vec::new();
+        let s = replay(&cfg, &opts, &mut out).unwrap();
+        assert_eq!(s.messages, 300);
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("source");
+                v
+            })
+            .collect();
+        outputs.push(lines);
+        let store = sra_milter::store::open(&cfg).unwrap();
+        let mut items = Vec::new();
+        store
+            .export(&mut |item| {
+                if matches!(item, Item::Record(..) | Item::Message(..)) {
+                    items.push(format!("{item:?}"));
+                }
+                Ok(())
+            })
+            .unwrap();
+        items.sort();
+        held.push(items);
+        store.flush().unwrap();
+    }
+    assert_eq!(outputs[0].len(), 300);
+    for (a, b) in outputs[0].iter().zip(&outputs[1]) {
+        assert_eq!(a, b, "the same verdict record, message by message");
+    }
+    assert!(
+        held[0].len() > 300,
+        "{} records and index entries",
+        held[0].len()
+    );
+    assert_eq!(held[0], held[1], "the same records and index");
+}

@@ -7,7 +7,7 @@ mod address;
 mod time;
 
 pub use address::{canonical_ip, clean_address, domain_of, org_domain, Target};
-pub use time::{now, parse_rfc3339, rfc3339, Span};
+pub use time::{now, parse_rfc3339, rfc3339, rfc5322, Span};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -83,11 +83,9 @@ impl Serialize for Span {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 UTC (`2026-11-24T10:00:00Z`).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil-from-days (H. Hinnant), valid for the proleptic Gregorian calendar.
+/// (year, month, day) of a day count since 1970-01-01: civil-from-days
+/// (H. Hinnant), valid for the proleptic Gregorian calendar.
+fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -96,9 +94,35 @@ pub fn rfc3339(secs: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Formats Unix seconds as RFC 3339 UTC (`2026-11-24T10:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let (y, m, d) = civil((secs / 86400) as i64);
+    let rem = secs % 86400;
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Formats Unix seconds as an RFC 5322 date in UTC (`Tue, 24 Nov 2026
+/// 10:00:00 +0000`), as a `Date:` or `Received:` header writes it.
+pub fn rfc5322(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (secs / 86400) as i64;
+    let (y, m, d) = civil(days);
+    let rem = secs % 86400;
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
@@ -168,6 +192,14 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_176_000_000), "2007-04-08T02:40:00Z");
         assert_eq!(rfc3339(1_795_478_400), "2026-11-24T00:00:00Z");
+    }
+
+    #[test]
+    fn rfc5322_formats_known_dates() {
+        assert_eq!(rfc5322(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(rfc5322(1_176_199_200), "Tue, 10 Apr 2007 10:00:00 +0000");
+        assert_eq!(rfc5322(1_795_478_400), "Tue, 24 Nov 2026 00:00:00 +0000");
     }
 
     #[test]
