@@ -355,3 +355,26 @@ fn an_acl_user_with_a_password_file_connects_and_a_wrong_password_is_named() {
     let e = cfg.validate().unwrap_err();
     assert!(e.contains("password_file"), "{e}");
 }
+
+#[test]
+fn a_redis_server_over_tls_conforms_and_an_unknown_ca_is_refused() {
+    let r = Redis::single_tls();
+    let url = format!("rediss://127.0.0.1:{}", r.ports[0]);
+    let mut cfg = RedisConfig {
+        nodes: vec![url.clone()],
+        ca_file: r.ca(),
+        prefix: "tls".into(),
+        ..RedisConfig::default()
+    };
+    cfg.validate().unwrap();
+    conformance(&RedisStore::open(&cfg, 86400).unwrap());
+    // Plain text to a TLS port, or TLS without the CA: refused.
+    cfg.ca_file = std::path::PathBuf::new();
+    assert!(
+        RedisStore::open(&cfg, 86400).is_err(),
+        "the system's roots do not know the test CA"
+    );
+    cfg.nodes = vec![format!("redis://127.0.0.1:{}", r.ports[0])];
+    cfg.command_timeout = sra_milter::vocab::Span(std::time::Duration::from_millis(300));
+    assert!(RedisStore::open(&cfg, 86400).is_err());
+}

@@ -26,7 +26,7 @@ fn open(
     if let Some(path) = spec.text.strip_prefix("rocksdb:") {
         return Ok(Arc::new(RocksStore::open(std::path::Path::new(path), ttl)?));
     }
-    if spec.text.starts_with("redis://") {
+    if spec.text.starts_with("redis://") || spec.text.starts_with("rediss://") {
         let mut r = cfg.store.redis.clone();
         r.nodes = spec.text.split(',').map(str::to_string).collect();
         r.cluster = spec.cluster;
@@ -37,7 +37,7 @@ fn open(
         return Ok(Arc::new(RedisStore::open(&r, ttl)?));
     }
     Err(StoreError::Io(format!(
-        "{:?}: use rocksdb:PATH or redis://HOST:PORT",
+        "{:?}: use rocksdb:PATH, redis://HOST:PORT or rediss://HOST:PORT",
         spec.text
     )))
 }

@@ -27,8 +27,11 @@ pub struct StoreConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// Seed nodes, `redis://HOST:PORT`.
+    /// Seed nodes, `redis://HOST:PORT`, or `rediss://HOST:PORT` for TLS.
     pub nodes: Vec<String>,
+    /// CA certificates (PEM) that sign the servers' TLS certificates;
+    /// empty: the system's roots.
+    pub ca_file: PathBuf,
     /// A Redis Cluster (slots spread over masters) rather than one server.
     pub cluster: bool,
     /// ACL user; empty: the default user.
@@ -48,6 +51,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             nodes: Vec::new(),
+            ca_file: PathBuf::new(),
             cluster: false,
             username: String::new(),
             password_file: PathBuf::new(),
@@ -74,17 +78,36 @@ impl RedisConfig {
         Ok(Some(p.trim_end_matches(['\r', '\n']).to_string()))
     }
 
+    /// The CA certificates from `ca_file`, if one is set.
+    pub fn ca_certificates(&self) -> Result<Option<Vec<u8>>, String> {
+        if self.ca_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(&self.ca_file)
+            .map(Some)
+            .map_err(|e| format!("store.redis.ca_file {}: {e}", self.ca_file.display()))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.nodes.is_empty() {
             return Err("store.redis.nodes: at least one redis://HOST:PORT".into());
         }
+        let tls = self
+            .nodes
+            .iter()
+            .filter(|n| n.starts_with("rediss://"))
+            .count();
         for n in &self.nodes {
-            if !n.starts_with("redis://") {
+            if !n.starts_with("redis://") && !n.starts_with("rediss://") {
                 return Err(format!(
-                    "store.redis.nodes: {n:?}: use redis://HOST:PORT (TLS is not supported yet)"
+                    "store.redis.nodes: {n:?}: use redis://HOST:PORT, or rediss://HOST:PORT for TLS"
                 ));
             }
         }
+        if tls != 0 && tls != self.nodes.len() {
+            return Err("store.redis.nodes: all redis:// or all rediss://".into());
+        }
+        self.ca_certificates()?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err("store.redis.prefix: a non-empty name without braces".into());
         }

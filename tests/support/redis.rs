@@ -150,6 +150,113 @@ impl Redis {
         }
     }
 
+    /// One server that speaks only TLS, with a certificate for 127.0.0.1
+    /// signed by a CA made here (`openssl`); the CA is at `ca()`.
+    pub fn single_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "openssl {args:?}");
+        };
+        ssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sra-milter test CA",
+        ]);
+        ssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        ssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let ports = free_ports(1);
+        let p = |f: &str| d.join(f).display().to_string();
+        let (cert, key, ca) = (p("srv.crt"), p("srv.key"), p("ca.crt"));
+        let tls_port = ports[0].to_string();
+        let children = vec![start_server_with(
+            d,
+            0,
+            false,
+            &[
+                "--tls-port",
+                &tls_port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ],
+        )];
+        let start = Instant::now();
+        while !Command::new("redis-cli")
+            .args(["-p", &tls_port, "--tls", "--cacert", &ca, "ping"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+            .unwrap_or(false)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis (TLS) did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            killed: vec![false],
+            ports,
+            children,
+            dir,
+        }
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
     /// Three masters, three replicas.
     pub fn cluster() -> Redis {
         let dir = tempfile::tempdir().unwrap();

@@ -64,5 +64,23 @@ pub(super) fn single_client(url: &str, cfg: &RedisConfig) -> Result<redis::Clien
         settings = settings.set_password(p);
     }
     info = info.set_redis_settings(settings);
-    redis::Client::open(info).map_err(redis_error)
+    match tls_certificates(cfg)? {
+        Some(certs) if url.starts_with("rediss://") => {
+            redis::Client::build_with_tls(info, certs).map_err(redis_error)
+        }
+        _ => redis::Client::open(info).map_err(redis_error),
+    }
+}
+
+/// The CA of `ca_file` for TLS connections (`None`: the system's roots).
+pub(super) fn tls_certificates(
+    cfg: &RedisConfig,
+) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    Ok(cfg
+        .ca_certificates()
+        .map_err(StoreError::Io)?
+        .map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        }))
 }

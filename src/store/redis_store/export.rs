@@ -75,6 +75,11 @@ impl RedisStore {
         let servers: Vec<String> = match &self.client {
             Client::Single(_) => vec![self.cfg.nodes[0].clone()],
             Client::Cluster(_) => {
+                let scheme = if self.cfg.nodes[0].starts_with("rediss://") {
+                    "rediss://"
+                } else {
+                    "redis://"
+                };
                 let nodes: String = self.with(|c| c.query(&cmd("CLUSTER").arg("NODES").clone()))?;
                 nodes
                     .lines()
@@ -82,7 +87,7 @@ impl RedisStore {
                         let f: Vec<&str> = l.split_whitespace().collect();
                         let master = f.get(2)?.contains("master") && !f[2].contains("fail");
                         let addr = f.get(1)?.split('@').next()?;
-                        master.then(|| format!("redis://{addr}"))
+                        master.then(|| format!("{scheme}{addr}"))
                     })
                     .collect()
             }

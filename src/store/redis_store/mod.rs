@@ -120,6 +120,9 @@ impl RedisStore {
             if let Some(p) = &password {
                 b = b.password(p.clone());
             }
+            if let Some(certs) = conn::tls_certificates(cfg)? {
+                b = b.certs(certs);
+            }
             Client::Cluster(b.build().map_err(redis_error)?)
         } else {
             Client::Single(single_client(&cfg.nodes[0], cfg)?)
