@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Through a real Postfix: no milter, a no-op milter, then sra-milter, in
+# turn, ROUNDS times (the cost must not grow with the sender's history).
+# smtp-source sends MESSAGES messages over SESSIONS sessions from one sender
+# and one client IP (a hot sender, as any load test is); Postfix relays to
+# smtp-sink. Prints messages/s and the milter's CPU per 1000 messages.
+#
+#   scripts/postfix-bench.sh [MESSAGES] [SESSIONS] [ROUNDS] [tcp|unix]
+#
+# sra-milter runs with [auth] verify = false (no DNS here) and a fresh store
+# in a temp dir; Postfix is a private instance on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+messages=${1:-1000}
+sessions=${2:-10}
+rounds=${3:-3}
+transport=${4:-tcp}
+. scripts/deps.sh
+need_postfix
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sra-milter/target}"
+cargo build --release --bin sra-milter --example noop_milter >&2
+bin="$CARGO_TARGET_DIR/release"
+
+work=$(mktemp -d /tmp/sra-pfbench.XXXXXX)
+chmod 0755 "$work"
+pids=()
+cleanup() {
+    postfix -c "$work/etc" stop >/dev/null 2>&1 || true
+    [ -f "$work/postfix-start.log" ] && cat "$work/postfix-start.log" >&2
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+smtp_port=$(port); sink_port=$(port); sra_port=$(port); noop_port=$(port)
+if [ "$transport" = unix ]; then
+    mkdir -p "$work/spool/milter" && chmod 0777 "$work/spool/milter"
+    sra_sock="unix:$work/spool/milter/sra.sock"; noop_sock="unix:$work/spool/milter/noop.sock"
+    sra_pf="unix:$work/spool/milter/sra.sock"; noop_pf="unix:$work/spool/milter/noop.sock"
+else
+    sra_sock="inet:127.0.0.1:$sra_port"; noop_sock="inet:127.0.0.1:$noop_port"
+    sra_pf="inet:127.0.0.1:$sra_port"; noop_pf="inet:127.0.0.1:$noop_port"
+fi
+
+# The relay behind Postfix.
+smtp-sink -u postfix "127.0.0.1:$sink_port" 256 &
+pids+=($!)
+
+# The milters.
+cat >"$work/sra.toml" <<CONF
+socket = "$sra_sock"
+socket_mode = "0666"
+state_dir = "$work/state"
+enterprise_domains = ["example.com"]
+internal_networks = []
+[admin]
+control_socket = "$work/control.sock"
+[auth]
+verify = false
+[log]
+level = "warn"
+CONF
+"$bin/sra-milter" run -c "$work/sra.toml" 2>"$work/sra.log" &
+sra_pid=$!
+pids+=($sra_pid)
+"$bin/examples/noop_milter" "$noop_sock" &
+noop_pid=$!
+pids+=($noop_pid)
+
+# A private Postfix (its own main.cf and master.cf, smtpd not chrooted so
+# that a unix milter socket outside the spool is reachable).
+mkdir -p "$work/etc" "$work/spool/etc" "$work/data"
+chown postfix "$work/data"
+for f in localtime services resolv.conf hosts nsswitch.conf host.conf; do
+    cp "/etc/$f" "$work/spool/etc/" 2>/dev/null || true
+done
+cat >"$work/etc/master.cf" <<CONF
+127.0.0.1:$smtp_port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CONF
+cat >"$work/etc/main.cf" <<CONF
+compatibility_level = 3.6
+queue_directory = $work/spool
+data_directory = $work/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.example.com
+mydomain = example.com
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.com
+relayhost = [127.0.0.1]:$sink_port
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+maillog_file_prefixes = /var, /dev/stdout, /tmp
+maillog_file = $work/maillog
+disable_dns_lookups = yes
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = no
+smtpd_client_connection_count_limit = 0
+smtpd_client_message_rate_limit = 0
+milter_default_action = accept
+milter_protocol = 6
+smtpd_milters =
+CONF
+postfix -c "$work/etc" start >"$work/postfix-start.log" 2>&1 || { cat "$work/postfix-start.log" >&2; exit 1; }
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$smtp_port") 2>/dev/null && break
+    sleep 0.1
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+run() { # NAME MILTER PID
+    postconf -c "$work/etc" -e "smtpd_milters = $2"
+    postfix -c "$work/etc" reload >/dev/null 2>&1
+    sleep 1
+    local before=0 after=0
+    [ -n "$3" ] && before=$(cpu_ticks "$3")
+    local start end
+    start=$(date +%s.%N)
+    smtp-source -s "$sessions" -m "$messages" -f carol@partner.example \
+        -t alice@example.com "127.0.0.1:$smtp_port"
+    end=$(date +%s.%N)
+    [ -n "$3" ] && after=$(cpu_ticks "$3")
+    python3 - "$1" "$start" "$end" "$before" "$after" "$hz" "$messages" <<'PY'
+import sys
+name, start, end, before, after, hz, n = sys.argv[1:]
+secs = float(end) - float(start)
+cpu = (int(after) - int(before)) / int(hz)
+per = f"{cpu / int(n) * 1000:.2f} s CPU per 1000" if name != "none" else ""
+print(f"  {name:<10} {int(n) / secs:7.0f} msg/s  {per}")
+PY
+}
+
+echo "postfix-bench: $messages messages x $sessions sessions, $transport, $rounds rounds"
+for r in $(seq "$rounds"); do
+    echo "round $r"
+    run none "" ""
+    run noop "$noop_pf" "$noop_pid"
+    run sra "$sra_pf" "$sra_pid"
+done
