@@ -378,3 +378,28 @@ fn a_redis_server_over_tls_conforms_and_an_unknown_ca_is_refused() {
     cfg.command_timeout = sra_milter::vocab::Span(std::time::Duration::from_millis(300));
     assert!(RedisStore::open(&cfg, 86400).is_err());
 }
+
+#[test]
+fn a_redis_cluster_over_tls_conforms() {
+    let r = Redis::cluster_tls();
+    let cfg = RedisConfig {
+        nodes: r.urls(),
+        cluster: true,
+        ca_file: r.ca(),
+        prefix: "tlsc".into(),
+        ..RedisConfig::default()
+    };
+    cfg.validate().unwrap();
+    let s = RedisStore::open(&cfg, 86400).unwrap();
+    conformance(&s);
+    same_records_as_rocksdb(
+        &RedisStore::open(
+            &RedisConfig {
+                prefix: "tlsc2".into(),
+                ..cfg
+            },
+            86400,
+        )
+        .unwrap(),
+    );
+}

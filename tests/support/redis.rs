@@ -11,6 +11,8 @@ pub struct Redis {
     pub ports: Vec<u16>,
     children: Vec<Child>,
     killed: Vec<bool>,
+    /// TLS only: the CA's certificate, which `redis-cli` needs too.
+    tls: Option<PathBuf>,
     pub dir: tempfile::TempDir,
 }
 
@@ -73,17 +75,23 @@ fn start_server_with(dir: &Path, port: u16, cluster: bool, extra: &[&str]) -> Ch
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
+    cli_tls(None, port, args)
+}
+
+/// `redis-cli` on `port`, over TLS with the CA `tls` when given.
+fn cli_tls(tls: Option<&Path>, port: u16, args: &[&str]) -> String {
+    let mut c = Command::new("redis-cli");
+    c.args(["-p", &port.to_string()]);
+    if let Some(ca) = tls {
+        c.arg("--tls").arg("--cacert").arg(ca);
+    }
+    let out = c.args(args).output().expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_ping(port: u16) {
+fn wait_ping(tls: Option<&Path>, port: u16) {
     let start = Instant::now();
-    while !cli(port, &["ping"]).contains("PONG") {
+    while !cli_tls(tls, port, &["ping"]).contains("PONG") {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "redis on {port} did not start"
@@ -92,15 +100,76 @@ fn wait_ping(port: u16) {
     }
 }
 
+/// A CA and a certificate for 127.0.0.1 signed by it, in `d` (`ca.crt`,
+/// `srv.crt`, `srv.key`), made with `openssl`.
+fn make_certificates(d: &Path) {
+    let ssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sra-milter test CA",
+    ]);
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
 impl Redis {
     /// One server.
     pub fn single() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(1);
         let children = vec![start_server(dir.path(), ports[0], false)];
-        wait_ping(ports[0]);
+        wait_ping(None, ports[0]);
         Redis {
             killed: vec![false; ports.len()],
+            tls: None,
             ports,
             children,
             dir,
@@ -144,6 +213,7 @@ impl Redis {
         }
         Redis {
             killed: vec![false],
+            tls: None,
             ports,
             children,
             dir,
@@ -155,61 +225,7 @@ impl Redis {
     pub fn single_tls() -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ssl = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "openssl {args:?}");
-        };
-        ssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=sra-milter test CA",
-        ]);
-        ssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ]);
+        make_certificates(d);
         let ports = free_ports(1);
         let p = |f: &str| d.join(f).display().to_string();
         let (cert, key, ca) = (p("srv.crt"), p("srv.key"), p("ca.crt"));
@@ -231,21 +247,10 @@ impl Redis {
                 "no",
             ],
         )];
-        let start = Instant::now();
-        while !Command::new("redis-cli")
-            .args(["-p", &tls_port, "--tls", "--cacert", &ca, "ping"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-            .unwrap_or(false)
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis (TLS) did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_ping(Some(&d.join("ca.crt")), ports[0]);
         Redis {
             killed: vec![false],
+            tls: Some(d.join("ca.crt")),
             ports,
             children,
             dir,
@@ -259,17 +264,70 @@ impl Redis {
 
     /// Three masters, three replicas.
     pub fn cluster() -> Redis {
+        Redis::cluster_with(false)
+    }
+
+    /// Three masters, three replicas, speaking only TLS (clients, the
+    /// cluster bus and replication), with the certificates of
+    /// `make_certificates`.
+    pub fn cluster_tls() -> Redis {
+        Redis::cluster_with(true)
+    }
+
+    fn cluster_with(tls: bool) -> Redis {
         let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let ports = free_ports(6);
-        let children = ports
-            .iter()
-            .map(|p| start_server(dir.path(), *p, true))
-            .collect();
-        for p in &ports {
-            wait_ping(*p);
+        let ca = d.join("ca.crt");
+        let p = |f: &str| d.join(f).display().to_string();
+        let children = if tls {
+            make_certificates(d);
+            let (cert, key, ca) = (p("srv.crt"), p("srv.key"), p("ca.crt"));
+            ports
+                .iter()
+                .map(|port| {
+                    let tls_port = port.to_string();
+                    let node = d.join(format!("n{port}"));
+                    std::fs::create_dir_all(&node).unwrap();
+                    start_server_with(
+                        &node,
+                        0,
+                        true,
+                        &[
+                            "--tls-port",
+                            &tls_port,
+                            "--tls-cert-file",
+                            &cert,
+                            "--tls-key-file",
+                            &key,
+                            "--tls-ca-cert-file",
+                            &ca,
+                            "--tls-auth-clients",
+                            "no",
+                            "--tls-cluster",
+                            "yes",
+                            "--tls-replication",
+                            "yes",
+                        ],
+                    )
+                })
+                .collect()
+        } else {
+            ports
+                .iter()
+                .map(|port| start_server(d, *port, true))
+                .collect()
+        };
+        let tls = tls.then_some(ca);
+        for port in &ports {
+            wait_ping(tls.as_deref(), *port);
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(ca) = &tls {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = create
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -277,11 +335,13 @@ impl Redis {
             .unwrap();
         assert!(
             out.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let r = Redis {
             killed: vec![false; ports.len()],
+            tls,
             ports,
             children,
             dir,
@@ -296,8 +356,8 @@ impl Redis {
         let start = Instant::now();
         loop {
             let ok = self.live_ports().iter().all(|p| {
-                let info = cli(*p, &["cluster", "info"]);
-                let repl = cli(*p, &["info", "replication"]);
+                let info = cli_tls(self.tls.as_deref(), *p, &["cluster", "info"]);
+                let repl = cli_tls(self.tls.as_deref(), *p, &["info", "replication"]);
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
                     && (repl.contains("role:master") || repl.contains("master_link_status:up"))
@@ -327,16 +387,23 @@ impl Redis {
     pub fn urls(&self) -> Vec<String> {
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| {
+                let scheme = if self.tls.is_some() {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                format!("{scheme}://127.0.0.1:{p}")
+            })
             .collect()
     }
 
     /// The port of the master that holds `key`'s slot.
     pub fn master_of(&self, key: &str) -> u16 {
         let port = self.live_ports()[0];
-        let slot = cli(port, &["cluster", "keyslot", key]);
+        let slot = cli_tls(self.tls.as_deref(), port, &["cluster", "keyslot", key]);
         let slot: u16 = slot.trim().parse().unwrap();
-        let nodes = cli(port, &["cluster", "nodes"]);
+        let nodes = cli_tls(self.tls.as_deref(), port, &["cluster", "nodes"]);
         for line in nodes.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
