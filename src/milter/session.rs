@@ -13,7 +13,7 @@ use crate::pipeline::Assessment;
 use crate::policy::{self, class_reason, Outcome};
 use crate::reputation::Rating;
 use crate::shared::{ActiveGuard, Shared};
-use crate::store::run_blocking;
+use crate::store::{run_blocking, StoreError};
 use crate::verdict::{emit_verdict, VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{canonical_ip, Action, Direction, Mode, Stage};
 use indymilter::{Context, Macros, SetErrorReply, SmtpReply, Status};
@@ -150,7 +150,7 @@ impl Connection {
         let engine = shared.engine.clone();
         let c = cfg.clone();
         let now = crate::vocab::now();
-        let mta = match run_blocking(move || engine.rate_mta(&c, ip, now)).await {
+        let mta = match stage_reads(&shared, move || engine.rate_mta(&c, ip, now)).await {
             Ok(r) => r,
             Err(e) => {
                 return (
@@ -286,7 +286,8 @@ impl Connection {
         let c = cfg.clone();
         let now = crate::vocab::now();
         let s = sender.clone();
-        let rating = match run_blocking(move || engine.rate_sender(&c, &s, now)).await {
+        let rating = match stage_reads(&self.shared, move || engine.rate_sender(&c, &s, now)).await
+        {
             Ok(r) => r,
             Err(e) => return on_error(&self.shared, &self.qid(), &e, reply),
         };
@@ -390,5 +391,21 @@ impl Connection {
     pub fn abort(&mut self) {
         self.msg = None;
         self.mail_rating = None;
+    }
+}
+
+/// The reads of a stage that only reads (the MTA's rating at connect, the
+/// envelope sender's at MAIL): on the runtime's worker when the store is
+/// embedded (RocksDB point reads take microseconds; the hop to the
+/// blocking pool and back costs more, ~8 % of the milter's throughput),
+/// on the blocking pool when the store waits on a network.
+async fn stage_reads<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    if shared.engine.store().is_embedded() {
+        f()
+    } else {
+        run_blocking(f).await
     }
 }

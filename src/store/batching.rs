@@ -138,6 +138,10 @@ impl ReputationStore for BatchingStore {
         self.inner.scan(kind, f)
     }
 
+    fn is_embedded(&self) -> bool {
+        self.inner.is_embedded()
+    }
+
     fn export(
         &self,
         f: &mut dyn FnMut(super::Item) -> Result<(), StoreError>,

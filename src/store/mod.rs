@@ -288,6 +288,12 @@ pub trait ReputationStore: Send + Sync + 'static {
     fn stats(&self) -> Vec<(String, u64)>;
     /// Calls `f` for every record of `kind` (background scans only).
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError>;
+    /// Whether the store lives in this process (RocksDB): its reads take
+    /// microseconds and never wait on a network, so a stage may make them
+    /// on the async runtime's worker instead of the blocking pool.
+    fn is_embedded(&self) -> bool {
+        false
+    }
     /// Calls `f` for everything the store holds (`store copy`).
     fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError>;
 }

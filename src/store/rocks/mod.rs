@@ -475,6 +475,10 @@ impl ReputationStore for RocksStore {
         Ok(())
     }
 
+    fn is_embedded(&self) -> bool {
+        true
+    }
+
     fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError> {
         let db = self.db()?;
         let all = |name: &str| -> Result<_, StoreError> {
