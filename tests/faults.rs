@@ -123,6 +123,27 @@ fn run_cmd(cfg: &Path) -> Command {
     c
 }
 
+/// `sra-milter run` in the background, logging to `log`, once its milter
+/// socket on `port` answers.
+fn start_daemon(cfg: &Path, port: u16, log: &Path) -> Child {
+    let mut child = run_cmd(cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited: {}",
+            std::fs::read_to_string(log).unwrap()
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -228,22 +249,8 @@ async fn a_corrupted_sst_block_is_answered_per_on_error_and_kept() {
     let port = free_port();
     let cfg = write_config(dir.path(), &state, port);
     let log = dir.path().join("log");
-    let mut child: Child = run_cmd(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = start_daemon(&cfg, port, &log);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "exited: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // Mail from senders across the store: every message is answered (a
     // record in a damaged block per on_error = accept), none hangs.
     for i in (0..SENDERS).step_by(150) {
@@ -377,18 +384,8 @@ async fn a_second_daemon_on_a_running_store_is_refused_and_changes_nothing() {
     let port = free_port();
     let cfg = write_config(dir.path(), &state, port);
     let log = dir.path().join("log");
-    let mut first = run_cmd(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut first = start_daemon(&cfg, port, &log);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(first.try_wait().unwrap().is_none());
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The second one has its own socket; only the store is shared.
     let dir2 = tempfile::tempdir().unwrap();
     let cfg2 = write_config(dir2.path(), &state, free_port());

@@ -100,6 +100,24 @@ fn wait_ping(tls: Option<&Path>, port: u16) {
     }
 }
 
+/// A server's TLS settings: TLS only on `port`, the certificates of
+/// [`make_certificates`] in `d`, no client certificates.
+fn tls_args(d: &Path, port: u16) -> Vec<String> {
+    let p = |f: &str| d.join(f).display().to_string();
+    vec![
+        "--tls-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        p("srv.crt"),
+        "--tls-key-file".into(),
+        p("srv.key"),
+        "--tls-ca-cert-file".into(),
+        p("ca.crt"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
+}
+
 /// A CA and a certificate for 127.0.0.1 signed by it, in `d` (`ca.crt`,
 /// `srv.crt`, `srv.key`), made with `openssl`.
 fn make_certificates(d: &Path) {
@@ -227,26 +245,9 @@ impl Redis {
         let d = dir.path();
         make_certificates(d);
         let ports = free_ports(1);
-        let p = |f: &str| d.join(f).display().to_string();
-        let (cert, key, ca) = (p("srv.crt"), p("srv.key"), p("ca.crt"));
-        let tls_port = ports[0].to_string();
-        let children = vec![start_server_with(
-            d,
-            0,
-            false,
-            &[
-                "--tls-port",
-                &tls_port,
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-ca-cert-file",
-                &ca,
-                "--tls-auth-clients",
-                "no",
-            ],
-        )];
+        let args = tls_args(d, ports[0]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let children = vec![start_server_with(d, 0, false, &args)];
         wait_ping(Some(&d.join("ca.crt")), ports[0]);
         Redis {
             killed: vec![false],
@@ -279,37 +280,19 @@ impl Redis {
         let d = dir.path();
         let ports = free_ports(6);
         let ca = d.join("ca.crt");
-        let p = |f: &str| d.join(f).display().to_string();
         let children = if tls {
             make_certificates(d);
-            let (cert, key, ca) = (p("srv.crt"), p("srv.key"), p("ca.crt"));
             ports
                 .iter()
                 .map(|port| {
-                    let tls_port = port.to_string();
                     let node = d.join(format!("n{port}"));
                     std::fs::create_dir_all(&node).unwrap();
-                    start_server_with(
-                        &node,
-                        0,
-                        true,
-                        &[
-                            "--tls-port",
-                            &tls_port,
-                            "--tls-cert-file",
-                            &cert,
-                            "--tls-key-file",
-                            &key,
-                            "--tls-ca-cert-file",
-                            &ca,
-                            "--tls-auth-clients",
-                            "no",
-                            "--tls-cluster",
-                            "yes",
-                            "--tls-replication",
-                            "yes",
-                        ],
-                    )
+                    let mut args = tls_args(d, *port);
+                    for a in ["--tls-cluster", "yes", "--tls-replication", "yes"] {
+                        args.push(a.into());
+                    }
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    start_server_with(&node, 0, true, &args)
                 })
                 .collect()
         } else {
