@@ -1,7 +1,7 @@
 //! A synthetic organisation's mail timeline, with attacks, for evaluating
 //! the ratings (docs/evaluation.md; `scripts/evaluate.sh` runs it all).
 //!
-//!     cargo run --release --example synth_org -- OUT_DIR [--days N] [--seed N] [--phish DIR]
+//!     cargo run --release --example synth_org -- OUT_DIR [--days N] [--seed N] [--phish DIR] [--ham TREC_INDEX]
 //!
 //! Writes `OUT_DIR/mail/*.eml` (inbound mail as the MX received it, with
 //! the MX's `Authentication-Results`; outbound mail as submitted),
@@ -20,7 +20,13 @@
 //! display-name impersonation of employees from outside (freemail)
 //! addresses, and first-contact phishing — real phishing bodies when
 //! `--phish` names a directory of phishing mail (e.g. the unpacked
-//! `../shared/corpus/phishing-public.tar.xz`), else synthetic ones.
+//! `../shared/corpus/phishing-public.tar.xz`), else synthetic ones. With
+//! `--ham` (the `index` of the unpacked TREC 2007 corpus) the first
+//! messages of new legitimate contacts carry the bodies of real legitimate
+//! mail that came to a person directly (not list mail), so that what the
+//! body shows is compared between real mail on both sides; a real message
+//! that named someone else in `To:` (it came as Bcc) keeps its `To:`, as
+//! a real phishing message does.
 //!
 //! Deterministic for a seed. About one legitimate inbound message in eight
 //! does not authenticate, as in real traffic.
@@ -228,6 +234,9 @@ struct Gen {
     first_contact_seen: std::collections::HashSet<String>,
     /// Employees who have sent mail out.
     wrote: std::collections::HashSet<String>,
+    /// The `To:` header of the next inbound message when it is not its
+    /// recipient (a real message that reached its mailbox as Bcc).
+    next_to: Option<String>,
 }
 
 /// Edit distance (for keeping generated domains apart).
@@ -502,6 +511,16 @@ impl Gen {
             rfc5322(time)
         );
         message_headers(&mut h, from, to, time, &id, refs);
+        if let Some(shown) = self.next_to.take() {
+            let start = h.find("\r\nTo: ").map(|i| i + 2).expect("a To line");
+            let end = start + h[start..].find("\r\n").expect("a line end") + 2;
+            let line = if shown.is_empty() {
+                String::new()
+            } else {
+                format!("To: {shown}\r\n")
+            };
+            h.replace_range(start..end, &line);
+        }
         if !agent.is_empty() {
             let _ = write!(h, "User-Agent: {agent}\r\n");
         }
@@ -587,6 +606,103 @@ struct Phish {
     from_name: String,
     from_addr: String,
     body: String,
+    /// Its `To:` when that was not the honeypot's own mailbox: the
+    /// honeypot got it as Bcc.
+    to: Option<String>,
+}
+
+/// A real legitimate message's Subject and MIME body, and its `To:` when
+/// that did not name its recipient.
+#[derive(Clone)]
+struct Ham {
+    body: String,
+    to: Option<String>,
+}
+
+/// The folded header lines and the body of a message file.
+fn read_message(path: &Path) -> Option<(Vec<String>, String)> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n")?;
+    let mut headers: Vec<String> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(h) = headers.last_mut() {
+                h.push(' ');
+                h.push_str(line.trim());
+            }
+        } else {
+            headers.push(line.to_string());
+        }
+    }
+    Some((headers, body.to_string()))
+}
+
+fn header(headers: &[String], name: &str) -> Option<String> {
+    headers.iter().find_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The headers that travel with a body, then the body.
+fn mime_of(headers: &[String], body: &str, with_reply_to: bool) -> String {
+    let mut mime = String::new();
+    for k in [
+        "Subject",
+        "Reply-To",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+    ] {
+        if k == "Reply-To" && !with_reply_to {
+            continue;
+        }
+        if let Some(v) = header(headers, k) {
+            let _ = write!(mime, "{k}: {v}\r\n");
+        }
+    }
+    let _ = write!(mime, "\r\n{}", body.replace('\n', "\r\n"));
+    mime
+}
+
+/// The legitimate mail of the TREC 2007 corpus (its `index` file) that
+/// came to a person directly: not list mail, not from the university
+/// itself. Its bodies stand for what new contacts write.
+fn load_ham(index: &Path) -> Vec<Ham> {
+    let Ok(list) = std::fs::read_to_string(index) else {
+        return Vec::new();
+    };
+    let base = index.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for line in list.lines() {
+        let Some(("ham", rel)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((headers, body)) = read_message(&base.join(rel)) else {
+            continue;
+        };
+        let from = header(&headers, "From").unwrap_or_default().to_lowercase();
+        let listy = ["List-Id", "List-Post", "Mailing-List", "X-Mailing-List"]
+            .iter()
+            .any(|k| header(&headers, k).is_some())
+            || header(&headers, "Precedence")
+                .is_some_and(|p| p.eq_ignore_ascii_case("list") || p.eq_ignore_ascii_case("bulk"));
+        if listy || from.contains("uwaterloo.ca") || body.len() > 200_000 {
+            continue;
+        }
+        let to = [header(&headers, "To"), header(&headers, "Cc")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Ham {
+            body: mime_of(&headers, &body, false),
+            to: (!to.to_lowercase().contains("uwaterloo.ca")).then_some(to),
+        });
+    }
+    out
 }
 
 fn load_phish(dir: &Path) -> Vec<Phish> {
@@ -608,33 +724,12 @@ fn load_phish(dir: &Path) -> Vec<Phish> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let Ok(bytes) = std::fs::read(&f) else {
+        let Some((headers, body)) = read_message(&f) else {
             continue;
         };
-        let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
-        let Some((head, body)) = text.split_once("\n\n") else {
+        let Some(from) = header(&headers, "From") else {
             continue;
         };
-        let mut headers: Vec<String> = Vec::new();
-        for line in head.lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(h) = headers.last_mut() {
-                    h.push(' ');
-                    h.push_str(line.trim());
-                }
-            } else {
-                headers.push(line.to_string());
-            }
-        }
-        let get = |n: &str| {
-            headers.iter().find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(n)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let Some(from) = get("From") else { continue };
         let (name, addr) = match from.rsplit_once('<') {
             Some((n, a)) => (
                 n.trim().trim_matches('"').to_string(),
@@ -654,22 +749,12 @@ fn load_phish(dir: &Path) -> Vec<Phish> {
         if !valid || addr.ends_with(ORG) {
             continue;
         }
-        let mut mime = String::new();
-        for k in [
-            "Subject",
-            "Reply-To",
-            "Content-Type",
-            "Content-Transfer-Encoding",
-        ] {
-            if let Some(v) = get(k) {
-                let _ = write!(mime, "{k}: {v}\r\n");
-            }
-        }
-        let _ = write!(mime, "\r\n{}", body.replace('\n', "\r\n"));
+        let to = header(&headers, "To").unwrap_or_default();
         out.push(Phish {
             from_name: name.replace('"', ""),
             from_addr: addr,
-            body: mime,
+            body: mime_of(&headers, &body, true),
+            to: (!to.contains("phishing@pot")).then_some(to),
         });
     }
     out
@@ -706,13 +791,16 @@ fn synthetic_phish(rng: &mut Rng, i: usize) -> Phish {
         body: format!(
             "{reply}Content-Type: text/html\r\nSubject: Action required: verify your account\r\n\r\n<a href=\"http://{dom}/login\">Verify now</a>\r\n"
         ),
+        to: None,
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(out) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: synth_org OUT_DIR [--days N] [--seed N] [--phish DIR]");
+        eprintln!(
+            "usage: synth_org OUT_DIR [--days N] [--seed N] [--phish DIR] [--ham TREC_INDEX]"
+        );
         std::process::exit(64);
     };
     let opt = |name: &str| {
@@ -731,8 +819,13 @@ fn main() {
         seq: 0,
         first_contact_seen: Default::default(),
         wrote: Default::default(),
+        next_to: None,
     };
     let phish = phish_dir.as_deref().map(load_phish).unwrap_or_default();
+    let ham = opt("--ham")
+        .map(|i| load_ham(Path::new(&i)))
+        .unwrap_or_default();
+    let mut ham_i = 0usize;
 
     // Employees.
     let employees: Vec<Person> = (0..40)
@@ -1081,7 +1174,12 @@ fn main() {
                 } else {
                     Auth::Pass
                 };
-                let body = if g.rng.chance(0.15) {
+                let body = if !ham.is_empty() {
+                    let h = ham[ham_i % ham.len()].clone();
+                    ham_i += 1;
+                    g.next_to = h.to;
+                    h.body
+                } else if g.rng.chance(0.15) {
                     with_attachment("Inquiry", "Please see my CV attached.")
                 } else {
                     plain(
@@ -1299,7 +1397,11 @@ fn main() {
                     .filter(|i| g.wrote.contains(&employees[*i].addr))
                     .collect();
                 let victim = employees[senders[g.rng.below(senders.len())]].clone();
-                let target = employees[10 + g.rng.below(30)].clone();
+                // Someone else: a name shown to its own owner deceives no one.
+                let mut target = employees[10 + g.rng.below(30)].clone();
+                while target.addr == victim.addr {
+                    target = employees[10 + g.rng.below(30)].clone();
+                }
                 let fm = *g.rng.pick(&FREEMAIL);
                 let person = Person {
                     name: victim.name.clone(),
@@ -1342,6 +1444,7 @@ fn main() {
                         from_name: p.from_name.clone(),
                         from_addr: p.from_addr.clone(),
                         body: p.body.clone(),
+                        to: p.to.clone(),
                     }
                 };
                 phish_i += 1;
@@ -1362,6 +1465,7 @@ fn main() {
                     _ => Auth::Spoof,
                 };
                 let dom = domain_of(&ph.from_addr).to_string();
+                g.next_to = ph.to.clone();
                 let id = g.inbound(
                     t,
                     &person,

@@ -14,6 +14,12 @@ pub struct AnomalyConfig {
     pub reply_to_divergence: f64,
     pub first_contact_unauthenticated: f64,
     pub display_name_mismatch: f64,
+    /// First contact: no enterprise address in To/Cc (sent Bcc).
+    pub undisclosed_recipients: f64,
+    /// First contact: HTML without a plain-text alternative.
+    pub html_only: f64,
+    /// First contact: every URL points to another organisation.
+    pub links_elsewhere: f64,
     /// Per broken habit, when two or more break at once.
     pub behaviour_change: f64,
     pub hash_like_local_part: f64,
@@ -50,6 +56,9 @@ impl Default for AnomalyConfig {
             reply_to_divergence: -10.0,
             first_contact_unauthenticated: -10.0,
             display_name_mismatch: -8.0,
+            undisclosed_recipients: -8.0,
+            html_only: -4.0,
+            links_elsewhere: -4.0,
             behaviour_change: -15.0,
             hash_like_local_part: -8.0,
             hash_like_display_name: -5.0,
@@ -110,6 +119,9 @@ impl AnomalyConfig {
             self.reply_to_divergence,
             self.first_contact_unauthenticated,
             self.display_name_mismatch,
+            self.undisclosed_recipients,
+            self.html_only,
+            self.links_elsewhere,
             self.behaviour_change,
             self.hash_like_local_part,
             self.hash_like_display_name,

@@ -1,11 +1,13 @@
 //! What a message's text says that the rating needs, read with mail-parser
 //! in one pass: the `From:` address and display name, `Reply-To:`,
 //! Message-ID and the thread it answers, the Authentication-Results of
-//! upstream hosts, and whether the body carries an attachment or a URL.
+//! upstream hosts, the To/Cc addresses, and what the body carries: an
+//! attachment, URLs (and the organisations they point to), HTML without a
+//! plain-text alternative.
 
 use super::address::{message_ids_in, normalize_message_id};
-use crate::vocab::clean_address;
-use mail_parser::{HeaderValue, MessageParser};
+use crate::vocab::{clean_address, org_domain};
+use mail_parser::{Address, HeaderValue, MessageParser, PartType};
 
 /// The rating's view of a message's text.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,6 +26,15 @@ pub struct Content {
     pub auth_results: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    /// The body is HTML with no plain-text alternative.
+    pub html_only: bool,
+    /// The organisations (registrable domains, or IP literals) that the
+    /// body's `http(s)://` URLs point to, in order of appearance, at most
+    /// [`MAX_LINK_ORGS`].
+    pub link_orgs: Vec<String>,
+    /// The `To:` and `Cc:` addresses, lower-cased, at most
+    /// [`MAX_ADDRESSED`]: whom the message says it is for.
+    pub addressed: Vec<String>,
     /// `List-Id:` (RFC 2919): the message came through a mailing list.
     pub list_id: Option<String>,
     /// The mail client (`User-Agent:` or `X-Mailer:`), its name without
@@ -49,6 +60,10 @@ pub fn client_name(header: &str) -> Option<String> {
 
 /// Longest header value kept for `list_id`.
 const MAX_KEPT_HEADER: usize = 200;
+/// Distinct link organisations kept per message.
+pub const MAX_LINK_ORGS: usize = 16;
+/// To/Cc addresses kept per message.
+pub const MAX_ADDRESSED: usize = 100;
 
 impl Content {
     /// Reads a parsed message.
@@ -69,7 +84,11 @@ impl Content {
                 references.push(id);
             }
         }
-        let (has_attachment, has_url) = message_features(msg);
+        let body = body_features(msg);
+        let mut addressed: Vec<String> = Vec::new();
+        for a in [msg.to(), msg.cc()].into_iter().flatten() {
+            addressed.extend(addresses(a).take(MAX_ADDRESSED - addressed.len().min(MAX_ADDRESSED)));
+        }
         Content {
             header_from,
             display_name,
@@ -85,8 +104,11 @@ impl Content {
                 .filter(|(n, _)| n.eq_ignore_ascii_case(crate::auth::AR_HEADER))
                 .map(|(_, v)| v.trim().to_string())
                 .collect(),
-            has_attachment,
-            has_url,
+            has_attachment: body.has_attachment,
+            has_url: body.has_url,
+            html_only: body.html_only,
+            link_orgs: body.link_orgs,
+            addressed,
             list_id: msg
                 .headers_raw()
                 .find(|(n, _)| n.eq_ignore_ascii_case("List-Id"))
@@ -131,23 +153,120 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
-/// `(has_attachment, has_url)` of a parsed message.
-fn message_features(msg: &mail_parser::Message<'_>) -> (bool, bool) {
-    let has_attachment = msg.attachment_count() > 0;
-    let has_url = msg
-        .text_bodies()
-        .chain(msg.html_bodies())
+/// The addresses of an address header (groups flattened), cleaned.
+fn addresses<'a>(a: &'a Address<'_>) -> impl Iterator<Item = String> + 'a {
+    a.iter().filter_map(|x| x.address().and_then(clean_address))
+}
+
+/// What the body carries.
+#[derive(Default)]
+struct BodyFeatures {
+    has_attachment: bool,
+    has_url: bool,
+    html_only: bool,
+    link_orgs: Vec<String>,
+}
+
+fn body_features(msg: &mail_parser::Message<'_>) -> BodyFeatures {
+    let mut f = BodyFeatures {
+        has_attachment: msg.attachment_count() > 0,
+        ..BodyFeatures::default()
+    };
+    // mail-parser lists an HTML part among the text bodies when there is no
+    // plain-text alternative.
+    let mut texts = 0;
+    let mut htmls = 0;
+    for p in msg.text_bodies() {
+        match p.body {
+            PartType::Html(_) => htmls += 1,
+            PartType::Text(_) => texts += 1,
+            _ => {}
+        }
+    }
+    f.html_only = htmls > 0 && texts == 0;
+    // Each body part once: an HTML part can be listed as both.
+    let mut ids: Vec<u32> = msg
+        .text_body
+        .iter()
+        .chain(&msg.html_body)
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for text in ids
+        .into_iter()
+        .filter_map(|id| msg.part(id))
         .filter_map(|p| p.text_contents())
-        .any(contains_url);
-    (has_attachment, has_url)
+    {
+        f.has_url |= contains_url(text);
+        link_orgs(text, &mut f.link_orgs);
+    }
+    f
+}
+
+/// Adds the organisations that the `http://` and `https://` URLs of
+/// `text` point to. The host is what follows the scheme up to the path,
+/// after any `user@` (`https://bank.example@evil.example/` goes to
+/// evil.example); IP literals are kept as they are.
+fn link_orgs(text: &str, out: &mut Vec<String>) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while out.len() < MAX_LINK_ORGS {
+        let Some(p) = find_ascii_ci(&bytes[i..], b"http") else {
+            break;
+        };
+        let mut s = i + p + 4;
+        if bytes.get(s).is_some_and(|c| c.eq_ignore_ascii_case(&b's')) {
+            s += 1;
+        }
+        if !bytes[s..].starts_with(b"://") {
+            i = s;
+            continue;
+        }
+        let start = s + 3;
+        let end = bytes[start..]
+            .iter()
+            .position(|c| {
+                matches!(
+                    c,
+                    b'/' | b'?' | b'#' | b'"' | b'\'' | b'<' | b'>' | b'\\' | b')' | b']'
+                ) || c.is_ascii_whitespace()
+            })
+            .map_or(bytes.len(), |e| start + e);
+        // Both ends sit next to ASCII bytes: character boundaries.
+        let authority = &text[start..end];
+        i = end;
+        let host = authority.rsplit('@').next().unwrap_or("");
+        let host = if host.starts_with('[') {
+            host.split(']').next().unwrap_or("").trim_start_matches('[')
+        } else {
+            host.split(':').next().unwrap_or("")
+        };
+        let host = host.trim_end_matches('.').to_lowercase();
+        if host.len() < 3 || host.len() > 253 || !(host.contains('.') || host.contains(':')) {
+            continue;
+        }
+        let org = if host.parse::<std::net::IpAddr>().is_ok() {
+            host
+        } else {
+            org_domain(&host)
+        };
+        if !out.contains(&org) {
+            out.push(org);
+        }
+    }
+}
+
+/// The first position of an ASCII needle, ignoring ASCII case.
+fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn contains_url(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    ["http://", "https://", "www."].iter().any(|needle| {
-        let n = needle.as_bytes();
-        bytes.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-    })
+    ["http://", "https://", "www."]
+        .iter()
+        .any(|needle| find_ascii_ci(text.as_bytes(), needle.as_bytes()).is_some())
 }
 
 #[cfg(test)]
@@ -210,5 +329,50 @@ mod tests {
         // Garbage never panics.
         let _ = body_features(b"\xff\xfe\x00\r\n\r\n\r\n--");
         let _ = body_features(b"");
+    }
+
+    #[test]
+    fn html_without_a_plain_text_alternative_is_html_only() {
+        let html = b"From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<p>Hi</p>\r\n";
+        assert!(Content::parse(html).html_only);
+        let alt = b"From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nHi\r\n--A\r\nContent-Type: text/html\r\n\r\n<p>Hi</p>\r\n--A--\r\n";
+        assert!(!Content::parse(alt).html_only);
+        let plain = b"From: a@b.example\r\n\r\nHi\r\n";
+        assert!(!Content::parse(plain).html_only);
+    }
+
+    #[test]
+    fn link_organisations_are_read_from_every_url() {
+        let raw = b"From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<a href=\"https://login.Bank.co.uk/x?y\">bank</a> <a href='http://paypal.com@evil.example:8080/p'>p</a> https://192.0.2.7/a HTTP://[2001:db8::1]/z https://www.bank.co.uk. http://x https:// httpsfoo\r\n";
+        let c = Content::parse(raw);
+        assert_eq!(
+            c.link_orgs,
+            ["bank.co.uk", "evil.example", "192.0.2.7", "2001:db8::1"]
+        );
+        assert!(c.has_url);
+        // A multi-byte letter next to a URL cuts no character in two.
+        let c =
+            Content::parse("From: a@b.example\r\n\r\nhttps://ö.example/ä http://ü\r\n".as_bytes());
+        assert_eq!(c.link_orgs, ["ö.example"]);
+        // Bounded.
+        let many: String = (0..100).map(|i| format!("http://d{i}.example/ ")).collect();
+        let c = Content::parse(format!("From: a@b.example\r\n\r\n{many}\r\n").as_bytes());
+        assert_eq!(c.link_orgs.len(), MAX_LINK_ORGS);
+    }
+
+    #[test]
+    fn to_and_cc_addresses_are_read() {
+        let raw = b"From: a@b.example\r\nTo: \"Jo\" <Jo@Acme.Example>, team: x@acme.example, y@z.example;\r\nCc: c@d.example\r\n\r\nhi\r\n";
+        assert_eq!(
+            Content::parse(raw).addressed,
+            [
+                "jo@acme.example",
+                "x@acme.example",
+                "y@z.example",
+                "c@d.example"
+            ]
+        );
+        let bcc = b"From: a@b.example\r\nTo: undisclosed-recipients:;\r\n\r\nhi\r\n";
+        assert!(Content::parse(bcc).addressed.is_empty());
     }
 }

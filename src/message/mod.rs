@@ -128,6 +128,12 @@ pub struct Message {
     pub references: Vec<String>,
     pub has_attachment: bool,
     pub has_url: bool,
+    /// HTML without a plain-text alternative.
+    pub html_only: bool,
+    /// The organisations the body's URLs point to (bounded).
+    pub link_orgs: Vec<String>,
+    /// The `To:` and `Cc:` addresses (bounded).
+    pub addressed: Vec<String>,
     /// `List-Id:`: it came through a mailing list.
     pub list_id: Option<String>,
     /// The mail client's name (`User-Agent:`, `X-Mailer:`), no version.
@@ -164,6 +170,9 @@ impl Message {
             references: content.references.clone(),
             has_attachment: content.has_attachment,
             has_url: content.has_url,
+            html_only: content.html_only,
+            link_orgs: content.link_orgs.clone(),
+            addressed: content.addressed.clone(),
             list_id: content.list_id.clone(),
             mail_client: content.mail_client.clone(),
             ..Message::from_envelope(env)

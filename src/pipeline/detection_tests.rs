@@ -38,6 +38,7 @@ fn inbound(from: &str, ip: &str, time: u64, id: &str, refs: &[&str]) -> Message 
         envelope_from: Some(from.into()),
         header_from: Some(from.into()),
         recipients: vec!["alice@example.com".into()],
+        addressed: vec!["alice@example.com".into()],
         message_id: Some(id.into()),
         references: refs.iter().map(|s| s.to_string()).collect(),
         auth_state: AuthState::Pass,
@@ -215,6 +216,12 @@ fn impersonation_weighs_against_the_relationship_of_that_address() {
         &[],
     );
     stranger.display_name = Some("Alice Example".into());
+    // Shown to Alice alone, her name deceives no one (her home address
+    // writing to work); shown to Bob, it impersonates her.
+    let a = e.assess(&cfg, &stranger).unwrap();
+    assert!(!names(&a).contains(&"display_name_impersonation"));
+    stranger.recipients = vec!["bob@example.com".into()];
+    stranger.addressed = vec!["bob@example.com".into()];
     let a = e.assess(&cfg, &stranger).unwrap();
     let full = a
         .anomalies

@@ -93,6 +93,9 @@ impl Engine {
 mod detection_tests;
 
 #[cfg(test)]
+mod first_contact_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{pair_key, Counter, Kind, RocksStore};
@@ -130,6 +133,7 @@ mod tests {
             envelope_from: Some(from.into()),
             header_from: Some(from.into()),
             recipients: vec!["alice@example.com".into()],
+            addressed: vec!["alice@example.com".into()],
             message_id: Some(id.into()),
             references: refs.iter().map(|s| s.to_string()).collect(),
             ..Message::default()

@@ -19,7 +19,9 @@
 //!   little authenticated history of its own) arrives from a network from
 //!   which the enterprise has answered its mail before: the history stands.
 //!   Answering is the enterprise's act; an attacker cannot cause it from
-//!   another network.
+//!   another network. So is a message that answers mail the enterprise
+//!   sent to that very address (In-Reply-To/References name it): the
+//!   thread's identifiers are known to its correspondents only.
 //! - [`PathTrust::Unproven`]: anything else — the claim to the address gets
 //!   none of its history (`unauthenticated`).
 
@@ -28,12 +30,15 @@ use crate::auth::AuthResult;
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, AuthState, Message};
 use crate::store::{pair_key, Counter, Kind, Record, SetKind, StoreError};
-use crate::vocab::{domain_of, org_domain};
+use crate::vocab::{domain_of, org_domain, Direction};
 use std::net::IpAddr;
 
 /// Distinct sender domains an MTA must have carried to us to count as a
 /// relay (a list server or a forwarder).
 pub const RELAY_DOMAINS: u64 = 5;
+
+/// Thread identifiers (In-Reply-To, References) looked up for a reply.
+const THREAD_REFERENCES: usize = 20;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PathTrust {
@@ -42,7 +47,8 @@ pub enum PathTrust {
     Full,
     /// Relayed by a list or forwarder we know (why).
     Indirect(&'static str),
-    /// A never-authenticating sender on a network the enterprise answered.
+    /// A never-authenticating sender on a network the enterprise answered,
+    /// or answering mail the enterprise sent to it.
     Answered,
     /// Nothing vouches for the claim.
     Unproven,
@@ -126,6 +132,17 @@ impl Reputation {
                 .record(Kind::Pair, &net_pair_key(sender, &mta_net_key(ip)))?;
             if pair.count(Counter::RepliesSent) > 0 {
                 return Ok(PathTrust::Answered);
+            }
+            // It answers mail the enterprise sent to this very address: the
+            // thread's identifiers are known only to its correspondents.
+            for id in msg.references.iter().take(THREAD_REFERENCES) {
+                if let Some(e) = self.store.message(id)? {
+                    if e.direction == Direction::Outbound
+                        && e.recipients.iter().any(|r| r == sender)
+                    {
+                        return Ok(PathTrust::Answered);
+                    }
+                }
             }
         }
         Ok(PathTrust::Unproven)

@@ -24,14 +24,17 @@ pub fn normalize_name(name: &str) -> Option<String> {
     }
 }
 
-/// Looks random: long hex runs, digits mixed into letters, or long
-/// consonant runs.
+/// Looks random: a token (between separators) of 12 or more letters and
+/// digits with a long hex run, digits mixed into letters, or a long run of
+/// ASCII consonants. Structured addresses — a bounce address's numbers
+/// (`bounce-9224459-5491332`), a VERP-encoded recipient — are tokens each
+/// too short to judge.
 pub fn hash_like(s: &str) -> bool {
-    let t: String = s
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect::<String>()
-        .to_lowercase();
+    s.split(|c: char| !c.is_alphanumeric()).any(token_hash_like)
+}
+
+fn token_hash_like(token: &str) -> bool {
+    let t = token.to_lowercase();
     let n = t.chars().count();
     if n < 12 {
         return false;
@@ -42,7 +45,8 @@ pub fn hash_like(s: &str) -> bool {
     let mut run = 0;
     let mut longest = 0;
     for c in t.chars() {
-        if c.is_alphabetic() && !"aeiouy".contains(c) {
+        // Letters outside ASCII (ö, ð) are not judged: a run breaks there.
+        if c.is_ascii_alphabetic() && !"aeiouy".contains(c) {
             run += 1;
             longest = longest.max(run);
         } else {
@@ -126,6 +130,15 @@ mod tests {
         assert!(!hash_like("jane.doe"));
         assert!(!hash_like("newsletter-team"));
         assert!(!hash_like("customer.service"));
+        // Structured, not random: a bounce address, a VERP-encoded
+        // recipient, a name written with letters outside ASCII.
+        assert!(!hash_like("bounce-9224459-5491332"));
+        assert!(!hash_like("news_weekend_html-jdoe=mail.example.org"));
+        assert!(!hash_like("Ævar Arnfjörð Bjarmason"));
+        assert!(
+            hash_like("offers-a8f3c9d2e1b7"),
+            "one random token suffices"
+        );
     }
 
     #[test]

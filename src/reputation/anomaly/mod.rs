@@ -16,7 +16,9 @@
 //!   subdomain);
 //! - `display_name_impersonation`: the display name is an enterprise
 //!   person's (learned from outbound mail) or a trusted correspondent's, on
-//!   another address, or it shows an enterprise address;
+//!   another address (not when it goes to that person alone: an
+//!   employee's home address writing to work), or it shows an enterprise
+//!   address;
 //! - `reply_to_divergence`: Reply-To in another organisation than From
 //!   (and than the envelope sender; never for list mail, whose Reply-To
 //!   names the list);
@@ -26,7 +28,9 @@
 //!   word with its address, as brand phishing's does). Each is weighed so
 //!   that one alone leaves a stranger neutral and two make it suspicious:
 //!   unauthenticated mail from lists, forwarders and small domains is not
-//!   condemned by itself;
+//!   condemned by itself; and, weaker still, what its message shows of
+//!   how it was sent ([`first_contact_content`]): `undisclosed_recipients`
+//!   (Bcc), `html_only`, `links_elsewhere`;
 //! - the seed framework's heuristics: `hash_like_local_part`,
 //!   `hash_like_display_name`, `suspicious_tld`, `long_domain`;
 //! - `behaviour_change`: a settled sender (≥ `settled_messages`
@@ -118,7 +122,65 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 3 && w.chars().all(char::is_alphabetic))
         .collect();
-    !words.is_empty() && !words.iter().any(|w| addr.contains(w))
+    // A team's initials are its address: "Accounts Payable" <ap@…>.
+    let local: String = address
+        .split('@')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .collect::<String>()
+        .to_lowercase();
+    let initials: String = words.iter().filter_map(|w| w.chars().next()).collect();
+    let initialled = words.len() >= 2 && local == initials;
+    !words.is_empty() && !initialled && !words.iter().any(|w| addr.contains(w))
+}
+
+/// What a first contact's message shows of how it was sent, each weak
+/// alone (`[anomalies]` weighs them so that none, nor two, condemns a
+/// stranger): the enterprise recipient is not among the To/Cc addresses
+/// and it is not list mail (`undisclosed_recipients`: sent Bcc, as bulk
+/// phishing is), an HTML body without a plain-text alternative
+/// (`html_only`), and URLs that all point to organisations other than the
+/// From's and the envelope sender's (`links_elsewhere`).
+pub fn first_contact_content(cfg: &Config, msg: &Message, sender: &str) -> Vec<Anomaly> {
+    let ac = &cfg.anomalies;
+    let mut out = Vec::new();
+    if msg.list_id.is_none()
+        && !cfg.enterprise_recipients(&msg.recipients).is_empty()
+        && cfg.enterprise_recipients(&msg.addressed).is_empty()
+    {
+        let shown = if msg.addressed.is_empty() {
+            "no To or Cc address".to_string()
+        } else {
+            format!("To/Cc: {}", msg.addressed[0])
+        };
+        out.push(Anomaly::new(
+            "undisclosed_recipients",
+            ac.undisclosed_recipients,
+            shown,
+        ));
+    }
+    if msg.html_only {
+        out.push(Anomaly::new(
+            "html_only",
+            ac.html_only,
+            "HTML without a plain-text part",
+        ));
+    }
+    let own = [Some(sender), msg.envelope_from.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(|a| org_domain(domain_of(a)))
+        .collect::<Vec<_>>();
+    if !msg.link_orgs.is_empty() && msg.link_orgs.iter().all(|o| !own.contains(o)) {
+        out.push(Anomaly::new(
+            "links_elsewhere",
+            ac.links_elsewhere,
+            format!("links to {}", msg.link_orgs.join(", ")),
+        ));
+    }
+    out
 }
 
 impl Reputation {
@@ -235,7 +297,12 @@ impl Reputation {
                     format!("shows {a}"),
                 ));
             } else if let Some((_, Some(owner))) = name {
-                if owner.address != sender {
+                // A name shown only to its own owner deceives no one: an
+                // employee's home address writing to their work address.
+                let ent = cfg.enterprise_recipients(&msg.recipients);
+                let to_owner =
+                    owner.enterprise && !ent.is_empty() && ent.iter().all(|r| **r == owner.address);
+                if owner.address != sender && !to_owner {
                     let impersonated = owner.enterprise
                         || self.rate_sender(cfg, &owner.address, msg.time)?.class == Class::Trusted;
                     if impersonated {
@@ -299,6 +366,9 @@ impl Reputation {
                     ),
                 ));
             }
+        }
+        if first_contact && !own_domain {
+            out.extend(first_contact_content(cfg, msg, sender));
         }
         if msg.dns.sender_domain_accepts_mail == Some(false) {
             out.push(Anomaly::new(

@@ -1,0 +1,186 @@
+//! First contact: what a stranger's message shows of how it was sent, a
+//! team's initials, a reply in a thread the enterprise started, and a name
+//! shown to its own owner.
+
+use super::tests::{run, setup};
+use crate::auth::{AuthResult, AuthSummary};
+use crate::message::{AuthState, Message};
+use crate::reputation::PathTrust;
+use crate::vocab::{Class, Direction};
+
+const T: u64 = 1_800_000_000;
+
+/// An authenticated stranger's message to alice, addressed to her.
+fn stranger(from: &str) -> Message {
+    Message {
+        time: T,
+        direction: Some(Direction::Inbound),
+        client_ip: Some("198.51.100.9".parse().unwrap()),
+        envelope_from: Some(from.into()),
+        header_from: Some(from.into()),
+        recipients: vec!["alice@example.com".into()],
+        addressed: vec!["alice@example.com".into()],
+        message_id: Some("m1@x".into()),
+        auth_state: AuthState::Pass,
+        auth: Some(AuthSummary {
+            dmarc: AuthResult::Pass,
+            ..AuthSummary::default()
+        }),
+        ..Message::default()
+    }
+}
+
+fn names(e: &super::Engine, cfg: &crate::config::Config, m: &Message) -> Vec<&'static str> {
+    e.assess(cfg, m)
+        .unwrap()
+        .anomalies
+        .iter()
+        .map(|a| a.name)
+        .collect()
+}
+
+fn class(e: &super::Engine, cfg: &crate::config::Config, m: &Message) -> Class {
+    e.assess(cfg, m).unwrap().sender.unwrap().class
+}
+
+#[test]
+fn each_content_signal_is_named_and_weak_alone() {
+    let (_d, e, cfg) = setup();
+    let plain = stranger("jo@vendor.example");
+    assert!(names(&e, &cfg, &plain).is_empty());
+
+    let mut bcc = plain.clone();
+    bcc.addressed = vec!["someone@else.example".into()];
+    assert_eq!(names(&e, &cfg, &bcc), ["undisclosed_recipients"]);
+    assert!(class(&e, &cfg, &bcc) < Class::Suspicious);
+    bcc.addressed.clear();
+    assert_eq!(names(&e, &cfg, &bcc), ["undisclosed_recipients"]);
+    // List mail names the list, not its readers.
+    bcc.list_id = Some("<news.lists.example>".into());
+    assert!(names(&e, &cfg, &bcc).is_empty());
+
+    let mut html = plain.clone();
+    html.html_only = true;
+    assert_eq!(names(&e, &cfg, &html), ["html_only"]);
+
+    let mut links = plain.clone();
+    links.link_orgs = vec!["elsewhere.example".into(), "cdn.example".into()];
+    assert_eq!(names(&e, &cfg, &links), ["links_elsewhere"]);
+    // One link to its own organisation, or to the envelope sender's (a
+    // bulk sender's click tracking), and the links are not elsewhere.
+    links.link_orgs.push("vendor.example".into());
+    assert!(names(&e, &cfg, &links).is_empty());
+    links.link_orgs = vec!["esp.example".into()];
+    links.envelope_from = Some("bounce-42@mail.esp.example".into());
+    assert!(names(&e, &cfg, &links).is_empty());
+
+    // Two weak ones leave a stranger neutral.
+    let mut two = html.clone();
+    two.link_orgs = vec!["elsewhere.example".into()];
+    assert_eq!(names(&e, &cfg, &two), ["html_only", "links_elsewhere"]);
+    assert!(class(&e, &cfg, &two) < Class::Suspicious);
+}
+
+#[test]
+fn content_signals_add_up_with_the_first_contact_signals() {
+    let (_d, e, cfg) = setup();
+    // Brand phishing that authenticates for its own domain.
+    let mut m = stranger("no-reply@x7.example");
+    m.display_name = Some("Microsoft 365".into());
+    assert_eq!(names(&e, &cfg, &m), ["display_name_mismatch"]);
+    assert!(class(&e, &cfg, &m) < Class::Suspicious);
+    m.addressed.clear();
+    assert_eq!(
+        names(&e, &cfg, &m),
+        ["display_name_mismatch", "undisclosed_recipients"]
+    );
+    assert_eq!(class(&e, &cfg, &m), Class::Suspicious);
+
+    // All three weak ones together.
+    let mut w = stranger("offers@y8.example");
+    w.addressed.clear();
+    w.html_only = true;
+    w.link_orgs = vec!["z9.example".into()];
+    assert_eq!(class(&e, &cfg, &w), Class::Suspicious);
+}
+
+#[test]
+fn content_signals_are_for_first_contact_only() {
+    let (_d, e, cfg) = setup();
+    let mut m = stranger("jo@vendor.example");
+    m.html_only = true;
+    m.link_orgs = vec!["elsewhere.example".into()];
+    m.addressed.clear();
+    assert_eq!(names(&e, &cfg, &m).len(), 3);
+    run(&e, &cfg, &m);
+    let mut again = m.clone();
+    again.message_id = Some("m2@x".into());
+    again.time = T + 60;
+    assert!(names(&e, &cfg, &again).is_empty());
+}
+
+#[test]
+fn a_teams_initials_match_its_address() {
+    use crate::reputation::anomaly::name_mismatch;
+    assert!(!name_mismatch("Accounts Payable", "ap@vendor.example"));
+    assert!(!name_mismatch("Human Resources", "hr@vendor.example"));
+    // One word is no team's initials.
+    assert!(name_mismatch("Payroll", "p@vendor.example"));
+    assert!(name_mismatch("Account Security", "xy@vendor.example"));
+}
+
+#[test]
+fn a_reply_in_a_thread_the_enterprise_started_is_believed() {
+    let (_d, e, cfg) = setup();
+    // The enterprise writes to a small domain without DKIM or DMARC.
+    let out = Message {
+        time: T,
+        direction: Some(Direction::Outbound),
+        client_ip: Some("10.0.0.5".parse().unwrap()),
+        envelope_from: Some("alice@example.com".into()),
+        header_from: Some("alice@example.com".into()),
+        recipients: vec!["bob@small.example".into()],
+        message_id: Some("o1@example.com".into()),
+        ..Message::default()
+    };
+    run(&e, &cfg, &out);
+    let mut reply = stranger("bob@small.example");
+    reply.time = T + 3600;
+    reply.auth_state = AuthState::Fail;
+    reply.auth = Some(AuthSummary::default());
+    reply.references = vec!["o1@example.com".into()];
+    assert_eq!(e.assess(&cfg, &reply).unwrap().path, PathTrust::Answered);
+    // The same claim without the thread, or answering mail sent to
+    // someone else, is unproven.
+    let mut cold = reply.clone();
+    cold.references.clear();
+    assert_eq!(e.assess(&cfg, &cold).unwrap().path, PathTrust::Unproven);
+    let mut other = reply.clone();
+    other.header_from = Some("carol@small.example".into());
+    other.envelope_from = Some("carol@small.example".into());
+    assert_eq!(e.assess(&cfg, &other).unwrap().path, PathTrust::Unproven);
+}
+
+#[test]
+fn a_name_shown_to_its_own_owner_is_no_impersonation() {
+    let (_d, e, cfg) = setup();
+    let out = Message {
+        time: T,
+        direction: Some(Direction::Outbound),
+        client_ip: Some("10.0.0.5".parse().unwrap()),
+        envelope_from: Some("alice@example.com".into()),
+        header_from: Some("alice@example.com".into()),
+        display_name: Some("Alice Example".into()),
+        recipients: vec!["x@elsewhere.example".into()],
+        message_id: Some("o1@example.com".into()),
+        ..Message::default()
+    };
+    run(&e, &cfg, &out);
+    let mut home = stranger("alice.home@mailbox.example");
+    home.display_name = Some("Alice Example".into());
+    home.time = T + 60;
+    assert!(!names(&e, &cfg, &home).contains(&"display_name_impersonation"));
+    // To her and a colleague: the colleague is shown her name.
+    home.recipients.push("bob@example.com".into());
+    assert!(names(&e, &cfg, &home).contains(&"display_name_impersonation"));
+}
