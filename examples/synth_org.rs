@@ -31,7 +31,7 @@
 //! Deterministic for a seed. About one legitimate inbound message in eight
 //! does not authenticate, as in real traffic.
 
-use sra_milter::vocab::{rfc3339, rfc5322};
+use sra_milter::vocab::{org_domain, rfc3339, rfc5322};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -617,6 +617,22 @@ struct Phish {
 struct Ham {
     body: String,
     to: Option<String>,
+    /// Its sender's organisation (registrable domain), lower case: links
+    /// there are links to the sender's own site.
+    from_org: String,
+}
+
+impl Ham {
+    /// The body as sent from `domain`: links to the real sender's own
+    /// organisation point to the synthetic sender's.
+    fn body_from(&self, domain: &str) -> String {
+        if self.from_org.len() < 4 {
+            return self.body.clone();
+        }
+        self.body
+            .replace(&self.from_org, domain)
+            .replace(&self.from_org.to_uppercase(), domain)
+    }
 }
 
 /// The folded header lines and the body of a message file.
@@ -680,7 +696,9 @@ fn load_ham(index: &Path) -> Vec<Ham> {
         let Some(("ham", rel)) = line.split_once(' ') else {
             continue;
         };
-        let Some((headers, body)) = read_message(&base.join(rel)) else {
+        // TREC's paths are relative to a directory beside `data/`.
+        let path = base.join(rel.trim_start_matches("../"));
+        let Some((headers, body)) = read_message(&path) else {
             continue;
         };
         let from = header(&headers, "From").unwrap_or_default().to_lowercase();
@@ -697,9 +715,14 @@ fn load_ham(index: &Path) -> Vec<Ham> {
             .flatten()
             .collect::<Vec<_>>()
             .join(", ");
+        let addr = from
+            .rsplit_once('<')
+            .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
+            .trim();
         out.push(Ham {
             body: mime_of(&headers, &body, false),
             to: (!to.to_lowercase().contains("uwaterloo.ca")).then_some(to),
+            from_org: org_domain(domain_of(addr)),
         });
     }
     out
@@ -825,6 +848,10 @@ fn main() {
     let ham = opt("--ham")
         .map(|i| load_ham(Path::new(&i)))
         .unwrap_or_default();
+    if opt("--ham").is_some() && ham.is_empty() {
+        eprintln!("synth_org: --ham: no legitimate mail read from that index");
+        std::process::exit(66);
+    }
     let mut ham_i = 0usize;
 
     // Employees.
@@ -1175,10 +1202,10 @@ fn main() {
                     Auth::Pass
                 };
                 let body = if !ham.is_empty() {
-                    let h = ham[ham_i % ham.len()].clone();
+                    let h = &ham[ham_i % ham.len()];
                     ham_i += 1;
-                    g.next_to = h.to;
-                    h.body
+                    g.next_to = h.to.clone();
+                    h.body_from(&dom)
                 } else if g.rng.chance(0.15) {
                     with_attachment("Inquiry", "Please see my CV attached.")
                 } else {
@@ -1521,12 +1548,13 @@ fn main() {
     .expect("write config");
     let inbound = g.mails.iter().filter(|m| m.category != "outbound").count();
     eprintln!(
-        "synth_org: {} messages ({} inbound, {} outbound), {} events, {} phishing bodies from the corpus, in {}",
+        "synth_org: {} messages ({} inbound, {} outbound), {} events, {} phishing and {} legitimate bodies from the corpus, in {}",
         g.mails.len(),
         inbound,
         g.mails.len() - inbound,
         g.events.len(),
         phish.len(),
+        ham.len(),
         out.display()
     );
 }

@@ -74,7 +74,7 @@ fn each_content_signal_is_named_and_weak_alone() {
     links.envelope_from = Some("bounce-42@mail.esp.example".into());
     assert!(names(&e, &cfg, &links).is_empty());
 
-    // Two weak ones leave a stranger neutral.
+    // HTML and links together leave a stranger neutral.
     let mut two = html.clone();
     two.link_orgs = vec!["elsewhere.example".into()];
     assert_eq!(names(&e, &cfg, &two), ["html_only", "links_elsewhere"]);
@@ -127,6 +127,14 @@ fn a_teams_initials_match_its_address() {
     // One word is no team's initials.
     assert!(name_mismatch("Payroll", "p@vendor.example"));
     assert!(name_mismatch("Account Security", "xy@vendor.example"));
+    // A team named in generic words names no one; a brand does.
+    assert!(!name_mismatch("Customer Service", "hello@vendor.example"));
+    assert!(!name_mismatch("Recruiting", "jobs@vendor.example"));
+    assert!(name_mismatch("PayPal Service", "info@x7.example"));
+    assert!(name_mismatch(
+        "Microsoft Account Team",
+        "no-reply@x7.example"
+    ));
 }
 
 #[test]

@@ -133,8 +133,56 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
         .to_lowercase();
     let initials: String = words.iter().filter_map(|w| w.chars().next()).collect();
     let initialled = words.len() >= 2 && local == initials;
-    !words.is_empty() && !initialled && !words.iter().any(|w| addr.contains(w))
+    // A team's name in generic words ("Customer Service", "Recruiting")
+    // names no one it could be lying about.
+    let generic = words.iter().all(|w| ROLE_WORDS.contains(w));
+    !words.is_empty() && !initialled && !generic && !words.iter().any(|w| addr.contains(w))
 }
+
+/// The words of a team's display name that name a function, not a person
+/// or a brand.
+const ROLE_WORDS: [&str; 40] = [
+    "accounts",
+    "account",
+    "admissions",
+    "billing",
+    "bookings",
+    "careers",
+    "contact",
+    "customer",
+    "department",
+    "desk",
+    "enquiries",
+    "events",
+    "finance",
+    "front",
+    "help",
+    "helpdesk",
+    "hiring",
+    "human",
+    "info",
+    "information",
+    "inquiries",
+    "marketing",
+    "media",
+    "office",
+    "orders",
+    "payable",
+    "press",
+    "receivable",
+    "reception",
+    "recruiting",
+    "recruitment",
+    "reservations",
+    "resources",
+    "sales",
+    "service",
+    "services",
+    "shipping",
+    "support",
+    "team",
+    "the",
+];
 
 /// What a first contact's message shows of how it was sent, each weak
 /// alone (`[anomalies]` weighs them so that none, nor two, condemns a
