@@ -276,6 +276,16 @@ async fn display_name_impersonation_is_flagged() {
     );
     mail.ip = "198.51.100.9".parse().unwrap();
     mail.helo = "mx.elsewhere.example".into();
+    // Shown to Alice alone her own name deceives no one (her home
+    // address writing to work); shown to a colleague it impersonates her.
+    let t = send(m.addr, &mail).await;
+    let v = t.header("X-SRA-Verdict").unwrap();
+    assert!(!v.contains("display_name_impersonation"), "{v}");
+    for h in mail.headers.iter_mut().filter(|h| h.0 == "Message-ID") {
+        h.1 = "<dn1b@x>".into();
+    }
+    mail.rcpts = vec!["bob@example.com".into()];
+    mail.headers[1] = ("To".into(), "bob@example.com".into());
     let t = send(m.addr, &mail).await;
     let v = t.header("X-SRA-Verdict").unwrap();
     assert!(v.contains("display_name_impersonation"), "{v}");
