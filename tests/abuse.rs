@@ -9,9 +9,9 @@ mod support;
 use common::{send, Mail};
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use support::free_port;
+use support::{free_port, spawn_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
 const TOKEN: &str = "abuse-test-token-0123456789";
@@ -41,32 +41,22 @@ impl Daemon {
         )
         .unwrap();
         let log = dir.join("log");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {fds} && exec \"$0\" run -c \"$1\""))
-            .arg(BIN)
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
+        let child = spawn_listening(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("ulimit -n {fds} && exec \"$0\" run -c \"$1\""))
+                .arg(BIN)
+                .arg(&cfg),
+            events,
+            &log,
+            Duration::from_secs(10),
+        );
+        Daemon {
             child,
             log,
             milter,
             events,
-        };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", events)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "daemon did not start: {}",
-                d.log_text()
-            );
-            assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(20));
         }
-        d
     }
 
     fn log_text(&self) -> String {

@@ -8,9 +8,9 @@ use common::{send, Mail};
 use indymilter_test::Status;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
-use support::free_port;
+use support::{free_port, spawn_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
 
@@ -34,21 +34,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, port: u16, log: PathBuf) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, log, port };
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return d;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("daemon did not start: {}", d.log_text());
+        let child = spawn_listening(
+            Command::new(BIN).args(["run", "-c"]).arg(config),
+            port,
+            &log,
+            Duration::from_secs(6),
+        );
+        Daemon { child, log, port }
     }
 
     fn log_text(&self) -> String {

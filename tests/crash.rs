@@ -12,11 +12,11 @@ use common::{try_send, Mail};
 use indymilter_test::Status;
 use sra_milter::store::{Counter, Kind, ReputationStore, RocksStore};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use support::free_port;
+use std::time::Duration;
+use support::{free_port, spawn_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
 const SENDER: &str = "carol@partner.example";
@@ -25,23 +25,12 @@ const CLIENTS: u64 = 16;
 const ROUNDS: usize = 5;
 
 fn start(cfg: &Path, port: u16, log: &Path) -> Child {
-    let child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    spawn_listening(
+        Command::new(BIN).args(["run", "-c"]).arg(cfg),
+        port,
+        log,
+        Duration::from_secs(15),
+    )
 }
 
 fn stored(state: &Path) -> u64 {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::free_port;
+use support::{free_port, spawn_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
 /// The daemon's exit status for what restarting cannot mend (EX_CONFIG).
@@ -126,22 +126,7 @@ fn run_cmd(cfg: &Path) -> Command {
 /// `sra-milter run` in the background, logging to `log`, once its milter
 /// socket on `port` answers.
 fn start_daemon(cfg: &Path, port: u16, log: &Path) -> Child {
-    let mut child = run_cmd(cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "exited: {}",
-            std::fs::read_to_string(log).unwrap()
-        );
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    spawn_listening(&mut run_cmd(cfg), port, log, Duration::from_secs(10))
 }
 
 fn stderr(o: &Output) -> String {

@@ -22,3 +22,31 @@ pub fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Spawns `cmd` (a daemon; stdout discarded, stderr to `log`) and returns
+/// once something listens on 127.0.0.1:`port`. Panics with the log when
+/// the process exits first or `within` passes.
+pub fn spawn_listening(
+    cmd: &mut std::process::Command,
+    port: u16,
+    log: &std::path::Path,
+    within: std::time::Duration,
+) -> std::process::Child {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited: {}",
+            log_text()
+        );
+        assert!(start.elapsed() < within, "did not start: {}", log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
