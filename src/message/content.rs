@@ -85,10 +85,12 @@ impl Content {
             }
         }
         let body = body_features(msg);
-        let mut addressed: Vec<String> = Vec::new();
-        for a in [msg.to(), msg.cc()].into_iter().flatten() {
-            addressed.extend(addresses(a).take(MAX_ADDRESSED - addressed.len().min(MAX_ADDRESSED)));
-        }
+        let addressed = [msg.to(), msg.cc()]
+            .into_iter()
+            .flatten()
+            .flat_map(addresses)
+            .take(MAX_ADDRESSED)
+            .collect();
         Content {
             header_from,
             display_name,
@@ -198,8 +200,9 @@ fn body_features(msg: &mail_parser::Message<'_>) -> BodyFeatures {
         .filter_map(|id| msg.part(id))
         .filter_map(|p| p.text_contents())
     {
-        f.has_url |= contains_url(text);
-        link_orgs(text, &mut f.link_orgs);
+        // The URL scan says whether it met a scheme; only `www.` is left.
+        let schemes = link_orgs(text, &mut f.link_orgs);
+        f.has_url = f.has_url || schemes || find_ascii_ci(text.as_bytes(), b"www.").is_some();
     }
     f
 }
@@ -207,10 +210,12 @@ fn body_features(msg: &mail_parser::Message<'_>) -> BodyFeatures {
 /// Adds the organisations that the `http://` and `https://` URLs of
 /// `text` point to. The host is what follows the scheme up to the path,
 /// after any `user@` (`https://bank.example@evil.example/` goes to
-/// evil.example); IP literals are kept as they are.
-fn link_orgs(text: &str, out: &mut Vec<String>) {
+/// evil.example); IP literals are kept as they are. Returns whether it met
+/// an `http://` or `https://` (it does not look once `out` is full).
+fn link_orgs(text: &str, out: &mut Vec<String>) -> bool {
     let bytes = text.as_bytes();
     let mut i = 0;
+    let mut schemes = false;
     while out.len() < MAX_LINK_ORGS {
         let Some(p) = find_ascii_ci(&bytes[i..], b"http") else {
             break;
@@ -223,6 +228,7 @@ fn link_orgs(text: &str, out: &mut Vec<String>) {
             i = s;
             continue;
         }
+        schemes = true;
         let start = s + 3;
         let end = bytes[start..]
             .iter()
@@ -255,6 +261,7 @@ fn link_orgs(text: &str, out: &mut Vec<String>) {
             out.push(org);
         }
     }
+    schemes
 }
 
 /// The first position of an ASCII needle, ignoring ASCII case.

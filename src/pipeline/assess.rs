@@ -5,12 +5,10 @@ use super::Engine;
 use crate::config::Config;
 use crate::message::Message;
 use crate::reputation::anomaly::normalize_name;
+use crate::reputation::path::MAX_REFERENCES;
 use crate::reputation::{combined_score, Anomaly, PathTrust, Rating};
 use crate::store::{IndexEntry, NameEntry, StoreError};
 use crate::vocab::{domain_of, Direction};
-
-/// References looked up per message (long threads carry dozens).
-const MAX_REFERENCES: usize = 20;
 
 /// The ratings of a message, before it is learned.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +34,6 @@ impl Engine {
     /// Rates a complete message as it stands before it is learned.
     pub fn assess(&self, cfg: &Config, msg: &Message) -> Result<Assessment, StoreError> {
         let mut a = Assessment::default();
-        let refs = msg.references.iter().take(MAX_REFERENCES);
         if let Some(key) = msg.display_name.as_deref().and_then(normalize_name) {
             let owner = self.store().name(&key)?;
             a.name = Some((key, owner));
@@ -50,18 +47,11 @@ impl Engine {
                     a.path = rated.path;
                     if msg.auth_state.builds_trust() {
                         let sender_domain = domain_of(s);
-                        for id in refs {
-                            if let Some(e) = self.store().message(id)? {
-                                let addressed = e
-                                    .recipients
-                                    .iter()
-                                    .any(|r| r == s || domain_of(r) == sender_domain);
-                                if e.direction == Direction::Outbound && addressed {
-                                    a.answers_outbound = Some(e);
-                                    break;
-                                }
-                            }
-                        }
+                        a.answers_outbound = self.answered_outbound(msg, |e| {
+                            e.recipients
+                                .iter()
+                                .any(|r| r == s || domain_of(r) == sender_domain)
+                        })?;
                     }
                 }
                 if let Some(ip) = msg.client_ip {
@@ -75,7 +65,7 @@ impl Engine {
                 );
             }
             Direction::Outbound => {
-                for id in refs {
+                for id in msg.references.iter().take(MAX_REFERENCES) {
                     if let Some(e) = self.store().message(id)? {
                         if e.direction == Direction::Inbound
                             && !a

@@ -10,7 +10,7 @@ use crate::message::{AuthState, Message};
 use crate::reputation::{combined_score, PathTrust};
 use crate::vocab::{Class, Direction};
 
-const T: u64 = 1_800_000_000;
+pub(super) const T: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
 
 fn auth(dmarc: AuthResult, arc: AuthResult, dkim: Option<(&str, AuthResult)>) -> AuthSummary {
@@ -30,7 +30,7 @@ fn auth(dmarc: AuthResult, arc: AuthResult, dkim: Option<(&str, AuthResult)>) ->
     }
 }
 
-fn inbound(from: &str, ip: &str, time: u64, id: &str, refs: &[&str]) -> Message {
+pub(super) fn inbound(from: &str, ip: &str, time: u64, id: &str, refs: &[&str]) -> Message {
     Message {
         time,
         direction: Some(Direction::Inbound),
@@ -54,7 +54,7 @@ fn failing(mut m: Message, a: AuthSummary) -> Message {
     m
 }
 
-fn outbound(to: &str, time: u64, id: &str, refs: &[&str]) -> Message {
+pub(super) fn outbound(to: &str, time: u64, id: &str, refs: &[&str]) -> Message {
     Message {
         time,
         direction: Some(Direction::Outbound),

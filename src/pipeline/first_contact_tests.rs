@@ -2,32 +2,16 @@
 //! team's initials, a reply in a thread the enterprise started, and a name
 //! shown to its own owner.
 
+use super::detection_tests::{inbound, outbound, T};
 use super::tests::{run, setup};
-use crate::auth::{AuthResult, AuthSummary};
+use crate::auth::AuthSummary;
 use crate::message::{AuthState, Message};
 use crate::reputation::PathTrust;
-use crate::vocab::{Class, Direction};
+use crate::vocab::Class;
 
-const T: u64 = 1_800_000_000;
-
-/// An authenticated stranger's message to alice, addressed to her.
+/// An authenticated stranger's first message to alice, addressed to her.
 fn stranger(from: &str) -> Message {
-    Message {
-        time: T,
-        direction: Some(Direction::Inbound),
-        client_ip: Some("198.51.100.9".parse().unwrap()),
-        envelope_from: Some(from.into()),
-        header_from: Some(from.into()),
-        recipients: vec!["alice@example.com".into()],
-        addressed: vec!["alice@example.com".into()],
-        message_id: Some("m1@x".into()),
-        auth_state: AuthState::Pass,
-        auth: Some(AuthSummary {
-            dmarc: AuthResult::Pass,
-            ..AuthSummary::default()
-        }),
-        ..Message::default()
-    }
+    inbound(from, "198.51.100.9", T, "m1@x", &[])
 }
 
 fn names(e: &super::Engine, cfg: &crate::config::Config, m: &Message) -> Vec<&'static str> {
@@ -141,17 +125,11 @@ fn a_teams_initials_match_its_address() {
 fn a_reply_in_a_thread_the_enterprise_started_is_believed() {
     let (_d, e, cfg) = setup();
     // The enterprise writes to a small domain without DKIM or DMARC.
-    let out = Message {
-        time: T,
-        direction: Some(Direction::Outbound),
-        client_ip: Some("10.0.0.5".parse().unwrap()),
-        envelope_from: Some("alice@example.com".into()),
-        header_from: Some("alice@example.com".into()),
-        recipients: vec!["bob@small.example".into()],
-        message_id: Some("o1@example.com".into()),
-        ..Message::default()
-    };
-    run(&e, &cfg, &out);
+    run(
+        &e,
+        &cfg,
+        &outbound("bob@small.example", T, "o1@example.com", &[]),
+    );
     let mut reply = stranger("bob@small.example");
     reply.time = T + 3600;
     reply.auth_state = AuthState::Fail;
@@ -172,18 +150,12 @@ fn a_reply_in_a_thread_the_enterprise_started_is_believed() {
 #[test]
 fn a_name_shown_to_its_own_owner_is_no_impersonation() {
     let (_d, e, cfg) = setup();
-    let out = Message {
-        time: T,
-        direction: Some(Direction::Outbound),
-        client_ip: Some("10.0.0.5".parse().unwrap()),
-        envelope_from: Some("alice@example.com".into()),
-        header_from: Some("alice@example.com".into()),
-        display_name: Some("Alice Example".into()),
-        recipients: vec!["x@elsewhere.example".into()],
-        message_id: Some("o1@example.com".into()),
-        ..Message::default()
-    };
-    run(&e, &cfg, &out);
+    // Alice signs outbound mail as "Alice Example".
+    run(
+        &e,
+        &cfg,
+        &outbound("x@elsewhere.example", T, "o1@example.com", &[]),
+    );
     let mut home = stranger("alice.home@mailbox.example");
     home.display_name = Some("Alice Example".into());
     home.time = T + 60;

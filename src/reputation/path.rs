@@ -29,7 +29,7 @@ use super::Reputation;
 use crate::auth::AuthResult;
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, AuthState, Message};
-use crate::store::{pair_key, Counter, Kind, Record, SetKind, StoreError};
+use crate::store::{pair_key, Counter, IndexEntry, Kind, Record, SetKind, StoreError};
 use crate::vocab::{domain_of, org_domain, Direction};
 use std::net::IpAddr;
 
@@ -37,8 +37,9 @@ use std::net::IpAddr;
 /// relay (a list server or a forwarder).
 pub const RELAY_DOMAINS: u64 = 5;
 
-/// Thread identifiers (In-Reply-To, References) looked up for a reply.
-const THREAD_REFERENCES: usize = 20;
+/// Thread identifiers (In-Reply-To, References) looked up per message
+/// (long threads carry dozens).
+pub const MAX_REFERENCES: usize = 20;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PathTrust {
@@ -88,6 +89,24 @@ pub fn net_of_mta_key(key: &str) -> Option<String> {
 }
 
 impl Reputation {
+    /// The nearest outbound message of the thread `msg` answers (its
+    /// In-Reply-To, then References) that was sent to whom `addressed`
+    /// accepts.
+    pub fn answered_outbound(
+        &self,
+        msg: &Message,
+        addressed: impl Fn(&IndexEntry) -> bool,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        for id in msg.references.iter().take(MAX_REFERENCES) {
+            if let Some(e) = self.store.message(id)? {
+                if e.direction == Direction::Outbound && addressed(&e) {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// How far the path of `msg`, claiming `sender` (history `rec`), is
     /// believed.
     pub fn path_trust(
@@ -135,14 +154,11 @@ impl Reputation {
             }
             // It answers mail the enterprise sent to this very address: the
             // thread's identifiers are known only to its correspondents.
-            for id in msg.references.iter().take(THREAD_REFERENCES) {
-                if let Some(e) = self.store.message(id)? {
-                    if e.direction == Direction::Outbound
-                        && e.recipients.iter().any(|r| r == sender)
-                    {
-                        return Ok(PathTrust::Answered);
-                    }
-                }
+            if self
+                .answered_outbound(msg, |e| e.recipients.iter().any(|r| r == sender))?
+                .is_some()
+            {
+                return Ok(PathTrust::Answered);
             }
         }
         Ok(PathTrust::Unproven)

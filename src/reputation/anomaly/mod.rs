@@ -191,11 +191,17 @@ const ROLE_WORDS: [&str; 40] = [
 /// phishing is), an HTML body without a plain-text alternative
 /// (`html_only`), and URLs that all point to organisations other than the
 /// From's and the envelope sender's (`links_elsewhere`).
-pub fn first_contact_content(cfg: &Config, msg: &Message, sender: &str) -> Vec<Anomaly> {
+/// `ent` are the message's enterprise recipients.
+pub fn first_contact_content(
+    cfg: &Config,
+    msg: &Message,
+    sender: &str,
+    ent: &[&String],
+) -> Vec<Anomaly> {
     let ac = &cfg.anomalies;
     let mut out = Vec::new();
     if msg.list_id.is_none()
-        && !cfg.enterprise_recipients(&msg.recipients).is_empty()
+        && !ent.is_empty()
         && cfg.enterprise_recipients(&msg.addressed).is_empty()
     {
         let shown = if msg.addressed.is_empty() {
@@ -245,6 +251,7 @@ impl Reputation {
         let ac = &cfg.anomalies;
         let mut out = Vec::new();
         let domain = domain_of(sender);
+        let ent = cfg.enterprise_recipients(&msg.recipients);
         let own_domain = cfg.is_enterprise_domain(domain);
         let received = rec.count(Counter::MessagesReceived);
         let authenticated_history = received >= cfg.scoring.min_history;
@@ -315,7 +322,6 @@ impl Reputation {
             // enterprise-recipient set (both directions feed it; learned
             // from the same `enterprise_recipients`). Mail to none of the
             // people it has dealt with is one more break.
-            let ent = cfg.enterprise_recipients(&msg.recipients);
             if !ent.is_empty()
                 && rec.distinct(SetKind::EnterpriseRecipients) > 0
                 && ent
@@ -347,7 +353,6 @@ impl Reputation {
             } else if let Some((_, Some(owner))) = name {
                 // A name shown only to its own owner deceives no one: an
                 // employee's home address writing to their work address.
-                let ent = cfg.enterprise_recipients(&msg.recipients);
                 let to_owner =
                     owner.enterprise && !ent.is_empty() && ent.iter().all(|r| **r == owner.address);
                 if owner.address != sender && !to_owner {
@@ -414,9 +419,7 @@ impl Reputation {
                     ),
                 ));
             }
-        }
-        if first_contact && !own_domain {
-            out.extend(first_contact_content(cfg, msg, sender));
+            out.extend(first_contact_content(cfg, msg, sender, &ent));
         }
         if msg.dns.sender_domain_accepts_mail == Some(false) {
             out.push(Anomaly::new(
