@@ -10,6 +10,8 @@ need_postfix
 need_packages dnsmasq-base dovecot-core dovecot-imapd dovecot-lmtpd lua-socket
 # Redis and Redis Cluster for the shared store tests (started by the tests).
 need_packages redis-server redis-tools
+# Headless Chromium and its WebDriver for the console's browser test.
+need_packages chromium chromium-driver fonts-dejavu-core
 cargo test --all-targets "$@"
 # The packages: build, install with dpkg, check, remove, purge; rpm contents.
 ./scripts/package-test.sh

@@ -16,6 +16,7 @@
 //! The binary (`main.rs`) only parses the command line and calls [`cli`];
 //! integration tests call [`daemon::serve`] in-process, as `run` does.
 
+pub mod activity;
 pub mod auth;
 pub mod config;
 pub mod daemon;

@@ -8,10 +8,13 @@
 //! replaces the running config; a bad file keeps the old config and is
 //! logged. Sessions already open keep the snapshot they started with.
 
+use crate::activity::Activity;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, LiveConfig, Overrides};
+use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
+use crate::verdict::{emit_verdict, VerdictRecord};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,6 +24,8 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub auth: Arc<Authenticator>,
     pub metrics: Metrics,
+    /// The recent verdicts the console shows.
+    pub activity: Activity,
     /// The engagement listener's bearer token (re-read on SIGHUP).
     events_token: RwLock<Option<String>>,
     active: Arc<AtomicUsize>,
@@ -53,11 +58,13 @@ impl Shared {
         } else {
             config.events.token().ok()
         };
+        let activity = Activity::new(config.admin.recent, crate::vocab::now());
         Arc::new(Shared {
             events_token: RwLock::new(token),
             config: LiveConfig::new(config),
             engine,
             auth,
+            activity,
             metrics: Metrics::default(),
             active: Arc::new(AtomicUsize::new(0)),
         })
@@ -76,6 +83,13 @@ impl Shared {
     pub fn active_guard(&self) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::SeqCst);
         ActiveGuard(self.active.clone())
+    }
+
+    /// Writes a message's verdict (`verdict::emit_verdict`) and keeps it
+    /// for the console.
+    pub fn verdict(&self, cfg: &Config, rec: VerdictRecord, msg: &Message) {
+        emit_verdict(cfg, &rec, msg);
+        self.activity.push(rec, msg.time);
     }
 
     pub fn active_sessions(&self) -> usize {

@@ -6,25 +6,12 @@ mod support;
 
 use common::{send, Mail};
 use indymilter_test::Status;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
-use support::{free_port, spawn_listening};
+use support::{free_port, spawn_listening, write_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
-
-fn write_config(path: &Path, port: u16, state: &Path, mode: &str, extra: &str) {
-    // No DNS here: these tests rate identities as given.
-    let extra = format!("{extra}\n[auth]\nverify = false\n");
-    let mut f = std::fs::File::create(path).unwrap();
-    write!(
-        f,
-        "socket = \"inet:{port}@127.0.0.1\"\nstate_dir = \"{}\"\nmode = \"{mode}\"\nenterprise_domains = [\"example.com\"]\ninternal_networks = [\"10.0.0.0/8\"]\n{extra}\n",
-        state.display()
-    )
-    .unwrap();
-}
 
 struct Daemon {
     child: Child,

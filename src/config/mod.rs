@@ -268,14 +268,7 @@ impl Config {
             // The listener refuses to run without its token: say so now.
             self.events.token().map_err(ConfigError::Invalid)?;
         }
-        if !self.admin.listen.is_empty()
-            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(ConfigError::Invalid(format!(
-                "admin.listen {:?} is not HOST:PORT (an IP address and a port)",
-                self.admin.listen
-            )));
-        }
+        self.admin.validate().map_err(ConfigError::Invalid)?;
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

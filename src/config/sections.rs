@@ -55,19 +55,85 @@ pub struct AdminConfig {
     /// daemon (the store has a single writer). Empty: `<state_dir>/control.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_socket: Option<PathBuf>,
-    /// `HOST:PORT` for `GET /metrics` and `GET /health`; empty: off. Keep it
-    /// on loopback.
+    /// `HOST:PORT` for the console (`/`), `GET /metrics` and `GET /health`;
+    /// empty: off. A bind other than loopback needs `token_file`.
     pub listen: String,
+    /// File holding the console's token (at least 16 characters): scripts
+    /// send it as a bearer header, browsers log in with it. Unset: the
+    /// console runs without a token, which only a loopback bind allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Verdicts the console keeps in memory for its recent views.
+    pub recent: usize,
+    /// How long a console login lasts.
+    pub session_lifetime: Span,
 }
 
-#[allow(clippy::derivable_impls)]
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             control_socket: None,
             listen: String::new(),
+            token_file: None,
+            recent: 5000,
+            session_lifetime: Span(Duration::from_secs(12 * 3600)),
         }
     }
+}
+
+impl AdminConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Ok(());
+        }
+        let addr = self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            format!(
+                "admin.listen {:?} is not HOST:PORT (an IP address and a port)",
+                self.listen
+            )
+        })?;
+        match &self.token_file {
+            Some(_) => {
+                self.token()?;
+            }
+            None if !addr.ip().is_loopback() => {
+                return Err(format!(
+                    "admin.listen {} is not a loopback address: set admin.token_file, or the console and its overrides are open to anyone who reaches it",
+                    self.listen
+                ))
+            }
+            None => {}
+        }
+        if !(10..=1_000_000).contains(&self.recent) {
+            return Err("admin.recent must be between 10 and 1000000".into());
+        }
+        if self.session_lifetime.0 < Duration::from_secs(60) {
+            return Err("admin.session_lifetime must be at least 1m".into());
+        }
+        Ok(())
+    }
+
+    /// The console's token (trimmed), if `token_file` is set; an empty,
+    /// short or unreadable file is an error.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        read_token("admin.token_file", path).map(Some)
+    }
+}
+
+/// A token file's contents, trimmed; at least 16 characters.
+fn read_token(key: &str, path: &std::path::Path) -> Result<String, String> {
+    let t = std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let t = t.trim().to_string();
+    if t.len() < 16 {
+        return Err(format!(
+            "{key} {}: the token must be at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(t)
 }
 
 /// Address lists that fix a class without consulting history. Entries are
@@ -193,15 +259,6 @@ impl EventsConfig {
 
     /// The token, trimmed; an empty or unreadable file is an error.
     pub fn token(&self) -> Result<String, String> {
-        let t = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| format!("events.token_file {}: {e}", self.token_file.display()))?;
-        let t = t.trim().to_string();
-        if t.len() < 16 {
-            return Err(format!(
-                "events.token_file {}: the token must be at least 16 characters",
-                self.token_file.display()
-            ));
-        }
-        Ok(t)
+        read_token("events.token_file", &self.token_file)
     }
 }

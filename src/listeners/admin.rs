@@ -1,5 +1,8 @@
-//! The admin listener: `GET /metrics` (Prometheus text) and `GET /health`.
+//! The admin listener: the console (`/`, see [`super::console`]),
+//! `GET /metrics` (Prometheus text) behind the console's access, and
+//! `GET /health`, always open (for probes).
 
+use super::console;
 use super::http::error;
 use crate::metrics::CONTENT_TYPE;
 use crate::shared::Shared;
@@ -11,13 +14,15 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 
-/// The admin router: no request body is read.
+/// The admin router.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let metrics = Router::new()
         .route("/metrics", get(metrics))
+        .with_state(shared.clone());
+    Router::new()
         .route("/health", get(|| async { "ok\n" }))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found; GET /metrics or /health") })
-        .with_state(shared)
+        .merge(console::router(shared, metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found; the console is at /") })
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::message::{Content, DnsFacts, Message};
 use crate::policy::class_reason;
 use crate::store::{run_blocking, StoreError};
-use crate::verdict::{self, emit_verdict, VerdictRecord, VERDICT_HEADER};
+use crate::verdict::{self, VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{domain_of, Action, Direction, Mode, Stage};
 use indymilter::{ContextActions, EomActions, Macros, SmtpReply, Status};
 use std::ffi::CString;
@@ -165,7 +165,7 @@ impl Connection {
             o.would.map(|w| w.as_str()),
         );
         let rec = VerdictRecord::new(&facts, &a, Stage::Eom, &o, monitor);
-        emit_verdict(&cfg, &rec, &facts);
+        self.shared.verdict(&cfg, rec, &facts);
 
         if facts.direction() == Direction::Inbound {
             // Authentication-Results claiming our authserv-id arrived with

@@ -14,7 +14,7 @@ use crate::policy::{self, class_reason, Outcome};
 use crate::reputation::Rating;
 use crate::shared::{ActiveGuard, Shared};
 use crate::store::{run_blocking, StoreError};
-use crate::verdict::{emit_verdict, VerdictRecord, VERDICT_HEADER};
+use crate::verdict::{VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{canonical_ip, Action, Direction, Mode, Stage};
 use indymilter::{Context, Macros, SetErrorReply, SmtpReply, Status};
 use std::ffi::CString;
@@ -214,7 +214,7 @@ impl Connection {
             ..Assessment::default()
         };
         let rec = VerdictRecord::new(&msg, &a, stage, &o, self.cfg.mode == Mode::Monitor);
-        emit_verdict(&self.cfg, &rec, &msg);
+        self.shared.verdict(&self.cfg, rec, &msg);
     }
 
     /// The envelope as the session knows it now.

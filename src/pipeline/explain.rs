@@ -4,14 +4,12 @@
 //! running daemon.
 
 use super::Engine;
-use crate::config::Backend;
 use crate::config::Config;
 use crate::message::mta_key;
 use crate::reputation::Rating;
-use crate::store::{Counter, Kind, RedisStore, ReputationStore, RocksStore, StoreError};
+use crate::store::{Counter, Kind, StoreError};
 use crate::vocab::{clean_address, domain_of};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 pub enum Subject {
     Sender(String),
@@ -39,7 +37,12 @@ pub struct Explained {
     pub mtas: Vec<(String, u64, u64)>,
 }
 
+/// Opens the store `cfg` names (RocksDB read-only) and explains `subject`.
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, ExplainError> {
+    use crate::config::Backend;
+    use crate::store::{RedisStore, ReputationStore, RocksStore};
+    use std::sync::Arc;
     let path = cfg.store_location();
     let ttl = cfg.message_index_ttl.0.as_secs();
     // RocksDB read-only, beside the running daemon; Redis is shared anyway.
@@ -57,7 +60,25 @@ pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, E
         path: path.clone(),
         source,
     };
-    let engine = Engine::new(store.clone(), cfg).map_err(err)?;
+    let engine = Engine::new(store, cfg).map_err(err)?;
+    explain_with(&engine, cfg, subject, now).map_err(|e| match e {
+        ExplainError::Store { source, .. } => err(source),
+        other => other,
+    })
+}
+
+/// `explain` over an engine already open (the daemon's, for the console).
+pub fn explain_with(
+    engine: &Engine,
+    cfg: &Config,
+    subject: &Subject,
+    now: u64,
+) -> Result<Explained, ExplainError> {
+    let store = engine.store();
+    let err = |source| ExplainError::Store {
+        path: cfg.store_location(),
+        source,
+    };
     let mut mtas = Vec::new();
     let (rating, rec, domain) = match subject {
         Subject::Sender(a) => {

@@ -29,7 +29,6 @@
 
 mod assess;
 pub mod engagement;
-#[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub mod explain;
 mod learn;
 

@@ -50,3 +50,24 @@ pub fn spawn_listening(
     }
     child
 }
+
+/// A daemon configuration at `path`: the milter on 127.0.0.1:`port`, the
+/// store in `state`, enterprise example.com, internal 10.0.0.0/8, no DNS
+/// (identities are rated as given), and `extra` TOML at the end.
+pub fn write_config(
+    path: &std::path::Path,
+    port: u16,
+    state: &std::path::Path,
+    mode: &str,
+    extra: &str,
+) {
+    let extra = format!("{extra}\n[auth]\nverify = false\n");
+    std::fs::write(
+        path,
+        format!(
+            "socket = \"inet:{port}@127.0.0.1\"\nstate_dir = \"{}\"\nmode = \"{mode}\"\nenterprise_domains = [\"example.com\"]\ninternal_networks = [\"10.0.0.0/8\"]\n{extra}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+}

@@ -1,0 +1,325 @@
+//! The traffic pages: the overview, the recent verdicts (filterable, each
+//! with its explanation) and the movers.
+
+use super::access::Viewer;
+use super::chart::{self, CLASSES};
+use super::layout::{badge, enc, page, points, problem, respond, subject_href, when};
+use super::Console;
+use crate::activity::{Hour, Seen};
+use crate::store::run_blocking;
+use crate::verdict::decided;
+use crate::vocab::now;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use maud::{html, Markup};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Rows on the verdicts page.
+const LIST_LIMIT: usize = 200;
+
+fn sum(hours: &[Hour], f: impl Fn(&Hour) -> u64) -> u64 {
+    hours.iter().map(f).sum()
+}
+
+fn legend() -> Markup {
+    html! {
+        p.legend {
+            @for c in CLASSES { span { span class={ "swatch " (c) } {} (c) } }
+        }
+    }
+}
+
+pub async fn overview(State(c): State<Arc<Console>>, Extension(v): Extension<Viewer>) -> Response {
+    let t = now();
+    let week = c
+        .shared
+        .activity
+        .hours(t.saturating_sub(7 * 86400 - 3600), t);
+    let day = &week[week.len().saturating_sub(24)..];
+    let two_days = &week[week.len().saturating_sub(48)..];
+    let s = c.shared.clone();
+    let stats = run_blocking(move || Ok(s.engine.store().stats())).await;
+    let cfg = c.shared.config();
+    let (kept, oldest) = c.shared.activity.window();
+    let held: Vec<Arc<Seen>> = c.shared.activity.recent(10, Seen::held_back);
+    let moves = c.shared.activity.moves(t.saturating_sub(86400));
+    let mut actions: Vec<(String, u64, u64)> = Vec::new();
+    for h in &week {
+        for (a, n) in &h.by_action {
+            let row = match actions.iter_mut().position(|r| &r.0 == a) {
+                Some(i) => &mut actions[i],
+                None => {
+                    actions.push((a.clone(), 0, 0));
+                    actions.last_mut().expect("just pushed")
+                }
+            };
+            row.2 += n;
+            if h.start + 86400 > t {
+                row.1 += n;
+            }
+        }
+    }
+    actions.sort_by_key(|a| std::cmp::Reverse(a.2));
+    let body = html! {
+        h1 { "Overview" }
+        @if cfg.mode == crate::vocab::Mode::Monitor {
+            p.notice { "Monitor-only mode: sra-milter decides and logs, but only accepts. "
+                "The held-back actions below are what enforcing would have done." }
+        }
+        div.cards {
+            div.card { div.n { (sum(day, Hour::total)) } div.l { "verdicts, last 24 h" } }
+            div.card { div.n { (sum(day, |h| h.held_back)) } div.l { "held back by monitor mode, 24 h" } }
+            div.card { div.n { (sum(day, |h| h.auth_failed)) } div.l { "authentication failures, 24 h" } }
+            div.card { div.n { (moves.len()) } div.l { "class changes, 24 h" } }
+            div.card { div.n { (c.shared.active_sessions()) } div.l { "open milter connections" } }
+            div.card { div.n { (cfg.mode.to_string()) } div.l { "mode" } }
+        }
+        h2 { "Verdicts per hour, last 48 hours" }
+        div.panel { (chart::hourly(two_days)) (legend()) }
+        h2 { "Actions" }
+        div.panel {
+            table {
+                thead { tr { th { "action" } th.num { "24 h" } th.num { "7 days" } } }
+                tbody {
+                    @for (a, d, w) in &actions {
+                        tr {
+                            td { a href={ "/verdicts?action=" (enc(a)) } { (a) } }
+                            td.num { (d) } td.num { (w) }
+                        }
+                    }
+                }
+            }
+            @if actions.is_empty() { p.muted { "No verdicts yet." } }
+        }
+        h2 { "What monitor mode held back" }
+        div.panel { (verdict_table(&held)) }
+        h2 { "Daemon and store" }
+        div.panel {
+            dl.facts {
+                dt { "running since" } dd { (when(c.shared.activity.started())) " UTC" }
+                dt { "verdicts kept here" } dd { (kept) " (since " (oldest.map_or("-".into(), when)) ")" }
+                dt { "store backend" } dd { (format!("{:?}", cfg.store.backend).to_lowercase()) }
+                @match &stats {
+                    Ok(stats) => {
+                        dt { "store" } dd.ok { "answering" }
+                        @for (name, value) in stats {
+                            dt { (name) } dd { (value) }
+                        }
+                    }
+                    Err(e) => { dt { "store" } dd.bad { (e.to_string()) } }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, page("Overview", "/", Some(&v), body))
+}
+
+/// A table of verdicts, each linking to its explanation.
+pub fn verdict_table(list: &[Arc<Seen>]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.muted { "None." }
+        } @else {
+            table {
+                thead { tr {
+                    th { "time (UTC)" } th { "sender" } th { "class" } th.num { "score" }
+                    th { "MTA" } th { "action" } th { "anomalies" } th {}
+                } }
+                tbody {
+                    @for s in list {
+                        tr {
+                            td { (when(s.time)) }
+                            td {
+                                @match s.sender() {
+                                    Some(k) => a href=(subject_href(k)) { (k) },
+                                    None => span.muted { "<>" },
+                                }
+                            }
+                            td { (badge(&s.class)) }
+                            td.num { (s.score().map_or(String::new(), |x| format!("{x:.1}"))) }
+                            td { @if let Some(m) = s.mta() { a href=(subject_href(m)) { (m) } } }
+                            td { (s.record.action) }
+                            td { (s.record.anomalies.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")) }
+                            td { a href={ "/verdict?n=" (s.n) } { "why" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    class: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    anomaly: String,
+}
+
+impl Filter {
+    fn keeps(&self, s: &Seen) -> bool {
+        (self.class.is_empty() || s.has_class(&self.class))
+            && (self.action.is_empty() || s.record.action == self.action)
+            && (self.anomaly.is_empty()
+                || s.record.anomalies.iter().any(|a| a.name == self.anomaly))
+    }
+}
+
+pub async fn verdicts(
+    State(c): State<Arc<Console>>,
+    Extension(v): Extension<Viewer>,
+    Query(f): Query<Filter>,
+) -> Response {
+    let all = c.shared.activity.recent(usize::MAX, |_| true);
+    let mut actions: Vec<&str> = all.iter().map(|s| s.record.action.as_str()).collect();
+    actions.sort_unstable();
+    actions.dedup();
+    let mut anomalies: Vec<&str> = all
+        .iter()
+        .flat_map(|s| s.record.anomalies.iter().map(|a| a.name))
+        .collect();
+    anomalies.sort_unstable();
+    anomalies.dedup();
+    let shown: Vec<Arc<Seen>> = all
+        .iter()
+        .filter(|s| f.keeps(s))
+        .take(LIST_LIMIT)
+        .cloned()
+        .collect();
+    let select = |name: &str, options: &[&str], chosen: &str| {
+        html! {
+            label { (name)
+                select name=(name) {
+                    option value="" { "any" }
+                    @for o in options { option value=(o) selected[*o == chosen] { (o) } }
+                }
+            }
+        }
+    };
+    let body = html! {
+        h1 { "Recent verdicts" }
+        form.filters method="get" action="/verdicts" {
+            (select("class", &CLASSES, &f.class))
+            (select("action", &actions, &f.action))
+            (select("anomaly", &anomalies, &f.anomaly))
+            button type="submit" { "Filter" }
+        }
+        p.muted { "Newest first; at most " (LIST_LIMIT) " of the " (all.len()) " verdicts kept in memory." }
+        div.panel { (verdict_table(&shown)) }
+    };
+    respond(
+        StatusCode::OK,
+        page("Verdicts", "/verdicts", Some(&v), body),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Number {
+    n: u64,
+}
+
+pub async fn verdict(
+    State(c): State<Arc<Console>>,
+    Extension(v): Extension<Viewer>,
+    Query(q): Query<Number>,
+) -> Response {
+    let Some(s) = c.shared.activity.get(q.n) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            Some(&v),
+            "That verdict is no longer kept (admin.recent bounds how many are).",
+        );
+    };
+    let r = &s.record;
+    let contributions = |rating: &Option<serde_json::Value>| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = rating
+            .as_ref()
+            .and_then(|x| x["contributions"].as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, p)| Some((k.clone(), p.as_f64()?)))
+                    .filter(|(_, p)| *p != 0.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        v
+    };
+    let body = html! {
+        h1 { "Verdict " (s.n) ": " (r.action) " " (badge(&s.class)) }
+        div.panel {
+            dl.facts {
+                dt { "time" } dd { (r.time) }
+                dt { "queue id" } dd { (r.queue_id) }
+                dt { "message id" } dd { (r.message_id.as_deref().unwrap_or("-")) }
+                dt { "direction" } dd { (r.direction) }
+                dt { "stage" } dd { (r.stage.as_str()) }
+                dt { "envelope sender" } dd { @if let Some(k) = s.sender() { a href=(subject_href(k)) { (k) } } }
+                dt { "From" } dd { (r.header_from.as_deref().unwrap_or("-")) }
+                dt { "recipients" } dd { (r.recipients.join(", ")) }
+                dt { "client" } dd { (r.client_ip.as_deref().unwrap_or("-")) " (HELO " (r.helo) ")" }
+                dt { "authenticated" } dd { (r.authenticated.map_or("not decided".into(), |a| a.to_string())) }
+                @if let Some(a) = &r.auth {
+                    dt { "SPF / DKIM / DMARC / ARC" }
+                    dd { (a.spf.to_string()) " / " (a.dkim.iter().map(|d| d.result.to_string()).collect::<Vec<_>>().join(",")) " / " (a.dmarc.to_string()) " (p=" (a.dmarc_policy.to_string()) ") / " (a.arc.to_string()) }
+                }
+                dt { "decided by" } dd { (decided(r)) }
+                dt { "monitor only" } dd { (if r.monitor { "yes" } else { "no" }) }
+            }
+        }
+        @if !r.anomalies.is_empty() {
+            h2 { "Anomalies" }
+            div.panel { table {
+                thead { tr { th { "anomaly" } th.num { "points" } th { "detail" } } }
+                tbody { @for a in &r.anomalies { tr { td { (a.name) } td.num { (points(a.points)) } td { (a.detail) } } } }
+            } }
+        }
+        @for (who, rating) in [("Sender", &r.sender), ("MTA", &r.mta)] {
+            @if let Some(x) = rating {
+                h2 { (who) " " a href=(subject_href(x["key"].as_str().unwrap_or(""))) { (x["key"].as_str().unwrap_or("")) }
+                     " " (badge(x["class"].as_str().unwrap_or("none"))) " " (x["score"].as_f64().unwrap_or(0.0)) }
+                div.panel { (chart::contributions(&contributions(rating))) }
+            }
+        }
+    };
+    respond(StatusCode::OK, page("Verdict", "/verdicts", Some(&v), body))
+}
+
+pub async fn movers(State(c): State<Arc<Console>>, Extension(v): Extension<Viewer>) -> Response {
+    let t = now();
+    let week = c.shared.activity.moves(t.saturating_sub(7 * 86400));
+    let day_start = t.saturating_sub(86400);
+    let table = |list: &[&crate::activity::Move]| {
+        html! {
+            @if list.is_empty() { p.muted { "No class changes." } } @else {
+                table {
+                    thead { tr { th { "time (UTC)" } th { "sender" } th { "from" } th { "to" } th {} } }
+                    tbody { @for m in list { tr {
+                        td { (when(m.time)) }
+                        td { a href=(subject_href(&m.sender)) { (m.sender) } }
+                        td { (badge(&m.from.to_string())) }
+                        td { (badge(&m.to.to_string())) }
+                        td { a href={ "/verdict?n=" (m.n) } { "why" } }
+                    } } }
+                }
+            }
+        }
+    };
+    let day: Vec<&crate::activity::Move> = week.iter().filter(|m| m.time >= day_start).collect();
+    let older: Vec<&crate::activity::Move> = week.iter().filter(|m| m.time < day_start).collect();
+    let body = html! {
+        h1 { "Top movers" }
+        p.muted { "Senders whose class changed between two of their messages, since the daemon started." }
+        h2 { "Last day" }
+        div.panel { (table(&day)) }
+        h2 { "Earlier this week" }
+        div.panel { (table(&older)) }
+    };
+    respond(StatusCode::OK, page("Movers", "/movers", Some(&v), body))
+}

@@ -1,0 +1,404 @@
+//! The operator's console, from the outside: the real daemon binary with a
+//! token, mail through its milter socket, and the pages driven in a real
+//! headless Chromium through chromedriver (Debian's `chromium` and
+//! `chromium-driver`, installed by scripts/test.sh). Each page's
+//! screenshot is saved under the target directory
+//! (`console-screenshots/`).
+
+mod common;
+mod support;
+
+use common::{send, Mail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::{free_port, spawn_listening, write_config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sra-milter");
+const TOKEN: &str = "console-token-0123456789abcdef";
+
+/// A daemon process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One raw HTTP/1.1 exchange: (status, head, body).
+fn http(port: u16, request: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (
+        resp[9..12].parse().unwrap(),
+        head.to_string(),
+        body.to_string(),
+    )
+}
+
+fn get(port: u16, path: &str, extra: &str) -> (u16, String, String) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+fn post(port: u16, path: &str, extra: &str, form: &str) -> (u16, String, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+}
+
+fn explain_json(config: &Path, sender: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["explain", "-c"])
+        .arg(config)
+        .args(["--sender", sender, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn screenshots() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser(log: &Path) -> (Proc, Client) {
+    let port = free_port();
+    let driver = spawn_listening(
+        Command::new("chromedriver").arg(format!("--port={port}")),
+        port,
+        log,
+        Duration::from_secs(20),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1100"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromium session through chromedriver");
+    (Proc(driver), client)
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    std::fs::write(screenshots().join(name), png).unwrap();
+}
+
+async fn h1(c: &Client) -> String {
+    c.find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn path_of(c: &Client) -> String {
+    let u = c.current_url().await.unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let (milter, admin) = (free_port(), free_port());
+    let config = dir.path().join("sra.toml");
+    write_config(
+        &config,
+        milter,
+        &dir.path().join("state"),
+        "monitor",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"{}\"\n[lists]\nblock = [\"203.0.113.0/24\"]\n",
+            token.display()
+        ),
+    );
+    let _daemon = Proc(spawn_listening(
+        Command::new(BIN).args(["run", "-c"]).arg(&config),
+        milter,
+        &dir.path().join("daemon.log"),
+        Duration::from_secs(10),
+    ));
+    let addr: SocketAddr = format!("127.0.0.1:{milter}").parse().unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Traffic: a correspondent Alice writes to and who answers, a stranger,
+    // and a blocked network that monitor mode lets through.
+    send(
+        addr,
+        &Mail::outbound("carol@partner.example", "o1@example.com"),
+    )
+    .await;
+    send(
+        addr,
+        &Mail::inbound("carol@partner.example", "i1@partner.example")
+            .header("In-Reply-To", "<o1@example.com>"),
+    )
+    .await;
+    send(
+        addr,
+        &Mail::inbound("dave@other.example", "d1@other.example"),
+    )
+    .await;
+    let mut blocked = Mail::inbound("x@bad.example", "b1@bad.example");
+    blocked.ip = "203.0.113.5".parse().unwrap();
+    send(addr, &blocked).await;
+
+    // Without the token: a browser is sent to the login page, a script
+    // gets 401, metrics too; health stays open for probes.
+    let (s, head, _) = get(admin, "/", "Accept: text/html\r\n");
+    assert_eq!(s, 303);
+    assert!(head.contains("location: /login"), "{head}");
+    assert_eq!(get(admin, "/", "").0, 401);
+    assert_eq!(get(admin, "/sender?key=carol%40partner.example", "").0, 401);
+    assert_eq!(get(admin, "/metrics", "").0, 401);
+    assert_eq!(get(admin, "/health", "").0, 200);
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    assert_eq!(get(admin, "/metrics", &bearer).0, 200);
+    let (s, _, body) = get(admin, "/verdicts", &bearer);
+    assert_eq!(s, 200);
+    assert!(body.contains("dave@other.example"), "{body}");
+    assert_eq!(
+        post(
+            admin,
+            "/overrides",
+            "",
+            "target=dave%40other.example&class=trusted&reason=x"
+        )
+        .0,
+        401
+    );
+    // A logged-in browser whose form lacks the session's CSRF token (a
+    // page elsewhere posting through it) is refused, and nothing changes.
+    let (s, head, _) = post(admin, "/login", "", &format!("token={TOKEN}"));
+    assert_eq!(s, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("sra_console="), "{cookie}");
+    let with_cookie = format!("Cookie: {cookie}\r\n");
+    assert_eq!(get(admin, "/", &with_cookie).0, 200);
+    let forged = "csrf=0000&target=dave%40other.example&class=trusted&reason=x";
+    assert_eq!(post(admin, "/overrides", &with_cookie, forged).0, 403);
+    assert!(explain_json(&config, "dave@other.example")
+        .get("override")
+        .is_none());
+    assert_eq!(
+        post(admin, "/login", "", "token=wrong-token-0123456789").0,
+        401
+    );
+
+    // The pages in Chromium.
+    let (_driver, c) = browser(&dir.path().join("chromedriver.log")).await;
+    let base = format!("http://127.0.0.1:{admin}");
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/login");
+    shot(&c, "login.png").await;
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(path_of(&c).await, "/");
+    assert_eq!(h1(&c).await, "Overview");
+    let src = c.source().await.unwrap();
+    assert!(src.contains("Monitor-only mode"), "{src}");
+    assert!(src.contains("would_reject"), "the held-back verdict: {src}");
+    assert!(c.find(Locator::Css("svg.hourly rect.bar")).await.is_ok());
+    shot(&c, "overview.png").await;
+
+    // Search finds the sender; its page shows factors, contributions and
+    // relationships.
+    c.find(Locator::Css("input[name=q]"))
+        .await
+        .unwrap()
+        .send_keys("Carol@Partner.example")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[role=search] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(path_of(&c).await, "/sender?key=carol%40partner.example");
+    assert!(h1(&c).await.contains("carol@partner.example"));
+    let src = c.source().await.unwrap();
+    for needle in [
+        "replies_received",
+        "messages_sent",
+        "days_known",
+        "192.0.2.10",
+    ] {
+        assert!(src.contains(needle), "{needle} on the sender page");
+    }
+    assert!(c
+        .find(Locator::Css("svg.contributions rect.bar"))
+        .await
+        .is_ok());
+    let rel = c
+        .find(Locator::Css("svg.relationships"))
+        .await
+        .unwrap()
+        .html(false)
+        .await
+        .unwrap();
+    assert!(rel.contains("alice@example.com"), "{rel}");
+    shot(&c, "sender.png").await;
+
+    // An override made on the page: `explain` shows it.
+    c.find(Locator::Css("select[name=class]"))
+        .await
+        .unwrap()
+        .select_by_value("malicious")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("phished account")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/overrides'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(path_of(&c).await, "/sender?key=carol%40partner.example");
+    assert!(h1(&c).await.contains("malicious"));
+    let v = explain_json(&config, "carol@partner.example");
+    assert_eq!(v["class"], "malicious", "{v}");
+    assert_eq!(v["override"]["reason"], "phished account", "{v}");
+
+    // Her next message shows the new class: she is a mover.
+    send(
+        addr,
+        &Mail::inbound("carol@partner.example", "i2@partner.example"),
+    )
+    .await;
+    c.goto(&format!("{base}/movers")).await.unwrap();
+    let src = c.source().await.unwrap();
+    assert!(src.contains("carol@partner.example"), "{src}");
+    shot(&c, "movers.png").await;
+
+    // The verdicts, filtered, and one explained.
+    c.goto(&format!("{base}/verdicts?class=malicious"))
+        .await
+        .unwrap();
+    let rows = c.find_all(Locator::Css("tbody tr")).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "carol's second message and the blocked MTA's"
+    );
+    shot(&c, "verdicts.png").await;
+    c.find(Locator::LinkText("why"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(path_of(&c).await.starts_with("/verdict?n="));
+    assert!(h1(&c).await.starts_with("Verdict"));
+    shot(&c, "verdict.png").await;
+
+    // The overrides page lists it and removes it.
+    c.goto(&format!("{base}/overrides")).await.unwrap();
+    shot(&c, "overrides.png").await;
+    c.find(Locator::Css("form[action='/overrides/remove'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(explain_json(&config, "carol@partner.example")
+        .get("override")
+        .is_none());
+
+    // Logged out, the browser is back at the login page.
+    c.find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/verdicts")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/login");
+    c.close().await.unwrap();
+}
+
+#[test]
+fn a_console_beyond_loopback_without_a_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sra.toml");
+    let port = free_port();
+    write_config(
+        &config,
+        port,
+        &dir.path().join("state"),
+        "monitor",
+        &format!("[admin]\nlisten = \"0.0.0.0:{}\"\n", free_port()),
+    );
+    let out = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin.token_file"), "{err}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
