@@ -20,6 +20,7 @@ pub mod activity;
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod journal;
 pub mod listeners;
 pub mod logging;
 pub mod message;

@@ -11,6 +11,7 @@
 use crate::activity::Activity;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError, LiveConfig, Overrides};
+use crate::journal::Journal;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
@@ -26,6 +27,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The recent verdicts the console shows.
     pub activity: Activity,
+    /// The verdict journal (`admin.journal_keep`), when on.
+    journal: Option<Journal>,
     /// The engagement listener's bearer token (re-read on SIGHUP).
     events_token: RwLock<Option<String>>,
     active: Arc<AtomicUsize>,
@@ -59,12 +62,20 @@ impl Shared {
             config.events.token().ok()
         };
         let activity = Activity::new(config.admin.recent, crate::vocab::now());
+        let keep = config.admin.journal_keep.0.as_secs();
+        let journal = (keep > 0)
+            .then(|| Journal::start(crate::journal::dir(&config.state_dir), keep))
+            .and_then(|j| {
+                j.map_err(|e| tracing::error!("journal: {e}; verdicts are not journaled"))
+                    .ok()
+            });
         Arc::new(Shared {
             events_token: RwLock::new(token),
             config: LiveConfig::new(config),
             engine,
             auth,
             activity,
+            journal,
             metrics: Metrics::default(),
             active: Arc::new(AtomicUsize::new(0)),
         })
@@ -89,6 +100,9 @@ impl Shared {
     /// for the console.
     pub fn verdict(&self, cfg: &Config, rec: VerdictRecord, msg: &Message) {
         emit_verdict(cfg, &rec, msg);
+        if let Some(j) = &self.journal {
+            j.append(msg.time, rec.to_json_line());
+        }
         self.activity.push(rec, msg.time);
     }
 

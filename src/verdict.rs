@@ -26,10 +26,7 @@ fn signed(p: f64) -> String {
 /// The action as the header and the log say it: `reject`, or
 /// `would_reject` when monitor-only mode held it back.
 pub fn action_label(o: &Outcome) -> String {
-    match o.would {
-        Some(a) => format!("would_{a}"),
-        None => o.applied.to_string(),
-    }
+    o.label()
 }
 
 /// `sender=trusted (82.0); mta=neutral (55.0); action=accept; monitor=no;

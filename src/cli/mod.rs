@@ -9,6 +9,7 @@ mod override_;
 mod replay;
 mod run;
 mod store;
+mod whatif;
 
 use clap::{Args, Parser, Subcommand};
 use sra_milter::config::SocketSpec;
@@ -121,6 +122,27 @@ enum Command {
     /// The store itself: `copy` a site's history between backends.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Re-rate recent verdicts under a candidate configuration and show
+    /// what would change (nothing is changed).
+    Whatif {
+        /// The candidate configuration.
+        #[arg(short = 'c', long = "candidate", value_name = "CANDIDATE.toml")]
+        candidate: PathBuf,
+        /// The current configuration (default: the installed one).
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// How far back the daemon's journal is read.
+        #[arg(long, default_value = "7d", value_name = "SPAN")]
+        since: sra_milter::vocab::Span,
+        /// Verdict records (JSON lines, e.g. `replay --jsonl`) instead of
+        /// the journal.
+        #[arg(long = "records", value_name = "FILE")]
+        records: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     Override {
         #[command(flatten)]
         common: Common,
@@ -209,6 +231,21 @@ pub fn main() -> ExitCode {
             jsonl,
             events,
         ),
+        Command::Whatif {
+            candidate,
+            current,
+            state_dir,
+            since,
+            records,
+            json,
+        } => whatif::main(whatif::Options {
+            candidate,
+            current,
+            state_dir,
+            since,
+            records,
+            json,
+        }),
         Command::ImportEvents { common, file } => import_events::main(&common, &file),
         Command::Explain { common, who, json } => explain::main(&common, who, json),
         Command::Override {

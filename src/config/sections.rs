@@ -67,6 +67,9 @@ pub struct AdminConfig {
     pub recent: usize,
     /// How long a console login lasts.
     pub session_lifetime: Span,
+    /// How long verdict records stay in `<state_dir>/journal` for
+    /// `sra-milter whatif` and the console's what-if; 0: no journal.
+    pub journal_keep: Span,
 }
 
 impl Default for AdminConfig {
@@ -77,6 +80,7 @@ impl Default for AdminConfig {
             token_file: None,
             recent: 5000,
             session_lifetime: Span(Duration::from_secs(12 * 3600)),
+            journal_keep: Span(Duration::from_secs(7 * 86400)),
         }
     }
 }

@@ -27,6 +27,17 @@ pub struct Outcome {
     pub would: Option<Action>,
 }
 
+impl Outcome {
+    /// The action as the header and the log say it: `reject`, or
+    /// `would_reject` when monitor-only mode held it back.
+    pub fn label(&self) -> String {
+        match self.would {
+            Some(a) => format!("would_{a}"),
+            None => self.applied.to_string(),
+        }
+    }
+}
+
 pub fn outcome(action: Action, mode: Mode) -> Outcome {
     match mode {
         Mode::Monitor if action.is_enforcing() => Outcome {

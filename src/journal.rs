@@ -1,0 +1,225 @@
+//! The verdict journal: every verdict record the daemon writes, as JSON
+//! lines in `<state_dir>/journal/YYYY-MM-DD.jsonl` (UTC days), kept for
+//! `admin.journal_keep`. `sra-milter whatif` and the console's what-if
+//! re-rate it under a candidate configuration.
+//!
+//! The milter never waits for it: records go through a bounded queue to
+//! one writer thread; when the queue is full (a disk far slower than the
+//! mail) records are dropped, counted and logged, and the mail flows on.
+//! A line that cannot be read back (a torn last line after a crash) is
+//! skipped and counted by the reader.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Records queued for the writer at most.
+const QUEUE: usize = 8192;
+
+/// The daemon's side of the journal.
+pub struct Journal {
+    tx: SyncSender<(u64, String)>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// `YYYY-MM-DD` of unix seconds (UTC).
+fn day_name(t: u64) -> String {
+    crate::vocab::rfc3339(t)[..10].to_string()
+}
+
+/// The journal's folder under a state directory.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+impl Journal {
+    /// Starts the writer thread over `dir`, keeping `keep` seconds of days.
+    pub fn start(dir: PathBuf, keep: u64) -> io::Result<Journal> {
+        std::fs::create_dir_all(&dir)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sra-journal".into())
+            .spawn(move || write_loop(&dir, keep, rx))?;
+        Ok(Journal {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Queues one record made at `time`; never blocks.
+    pub fn append(&self, time: u64, line: String) {
+        match self.tx.try_send((time, line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        "journal: the writer falls behind; {} verdict records not journaled so far",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(dir: &Path, keep: u64, rx: Receiver<(u64, String)>) {
+    let mut open: Option<(String, BufWriter<File>)> = None;
+    let mut failing = false;
+    while let Ok((time, line)) = rx.recv() {
+        let mut batch = vec![(time, line)];
+        batch.extend(rx.try_iter().take(QUEUE));
+        for (time, line) in batch {
+            let day = day_name(time);
+            if open.as_ref().is_none_or(|(d, _)| *d != day) {
+                if let Some((_, mut w)) = open.take() {
+                    let _ = w.flush();
+                }
+                prune(dir, keep, time);
+                let path = dir.join(format!("{day}.jsonl"));
+                match OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => {
+                        open = Some((day, BufWriter::new(f)));
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!("journal {}: {e}; verdicts are not journaled", path.display());
+                            failing = true;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some((_, w)) = open.as_mut() {
+                if let Err(e) = w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")) {
+                    if !failing {
+                        tracing::error!("journal: {e}; verdicts are not journaled");
+                        failing = true;
+                    }
+                    open = None;
+                }
+            }
+        }
+        if let Some((_, w)) = open.as_mut() {
+            let _ = w.flush();
+        }
+    }
+}
+
+/// Removes the day files older than `keep` before `now`.
+fn prune(dir: &Path, keep: u64, now: u64) {
+    let oldest = day_name(now.saturating_sub(keep));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(day) = name.strip_suffix(".jsonl") {
+            if day.len() == 10 && day < oldest.as_str() {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::warn!("journal: cannot remove {name}: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// What a read of the journal found.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub records: Vec<serde_json::Value>,
+    /// Lines that were not JSON objects.
+    pub unreadable: u64,
+}
+
+/// The records of `dir` made at or after `since` (unix seconds), oldest
+/// day first.
+pub fn read_since(dir: &Path, since: u64) -> io::Result<Read> {
+    let first = day_name(since);
+    let mut days: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .is_some_and(|d| d.len() == 10 && d >= first.as_str())
+        })
+        .collect();
+    days.sort();
+    let mut out = Read::default();
+    for p in days {
+        read_lines(BufReader::new(File::open(&p)?), since, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Verdict records as JSON lines (the journal, or `sra-milter replay`'s
+/// output) made at or after `since`.
+pub fn read_lines(r: impl BufRead, since: u64, out: &mut Read) -> io::Result<()> {
+    for line in r.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(v) if v.is_object() => {
+                let t = v["time"]
+                    .as_str()
+                    .and_then(crate::vocab::parse_rfc3339)
+                    .unwrap_or(0);
+                if t >= since {
+                    out.records.push(v);
+                }
+            }
+            _ => out.unreadable += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const DAY: u64 = 86400;
+
+    #[test]
+    fn writes_days_reads_them_back_and_prunes_old_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::start(d.path().to_owned(), 2 * DAY).unwrap();
+        let t0 = 1_800_000_000 - 1_800_000_000 % DAY;
+        for (i, t) in [t0, t0 + 10, t0 + DAY, t0 + 3 * DAY].iter().enumerate() {
+            let line = format!(
+                "{{\"time\":\"{}\",\"queue_id\":\"Q{i}\"}}",
+                crate::vocab::rfc3339(*t)
+            );
+            j.append(*t, line);
+        }
+        drop(j);
+        // The writer ends when the queue closes; wait for its last file.
+        let last = d.path().join(format!("{}.jsonl", day_name(t0 + 3 * DAY)));
+        for _ in 0..200 {
+            if std::fs::read_to_string(&last).is_ok_and(|s| s.ends_with('\n')) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !d.path().join(format!("{}.jsonl", day_name(t0))).exists(),
+            "older than two days: pruned"
+        );
+        std::fs::write(
+            d.path().join(format!("{}.jsonl", day_name(t0 + DAY))),
+            "{\"time\":\"bad\"}\n{torn",
+        )
+        .unwrap();
+        let r = read_since(d.path(), t0).unwrap();
+        assert_eq!(r.unreadable, 1);
+        let ids: Vec<&str> = r.records.iter().map(|v| v["queue_id"].as_str().unwrap_or("-")).collect();
+        assert_eq!(ids, ["Q3"], "a record without a readable time counts as old");
+    }
+}
