@@ -354,6 +354,49 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
     assert!(h1(&c).await.starts_with("Verdict"));
     shot(&c, "verdict.png").await;
 
+    // What if unrated senders were quarantined: the page and the command
+    // line give the same numbers over the daemon's journal.
+    let overlay = "[policy.eom.sender]\nunrated = \"quarantine\"\n";
+    c.goto(&format!("{base}/whatif")).await.unwrap();
+    c.find(Locator::Css("textarea[name=candidate]"))
+        .await
+        .unwrap()
+        .send_keys(overlay)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/whatif'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let number = |id: &'static str| {
+        let c = &c;
+        async move {
+            let t = c.find(Locator::Id(id)).await.unwrap().text().await.unwrap();
+            t.parse::<u64>().unwrap()
+        }
+    };
+    let (records, changed) = (number("whatif-records").await, number("whatif-changed").await);
+    shot(&c, "whatif.png").await;
+    let candidate = dir.path().join("candidate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&candidate, format!("{text}\n{overlay}")).unwrap();
+    let out = Command::new(BIN)
+        .args(["whatif", "-c"])
+        .arg(&candidate)
+        .arg("--current")
+        .arg(&config)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["records"], records, "{cli}");
+    assert_eq!(cli["changed"], changed, "{cli}");
+    assert_eq!(records, 6, "the six messages so far");
+    assert!(changed >= 1, "dave's unrated verdict at least: {cli}");
+
     // The overrides page lists it and removes it.
     c.goto(&format!("{base}/overrides")).await.unwrap();
     shot(&c, "overrides.png").await;

@@ -147,11 +147,60 @@ pub struct Overrides {
 
 impl Config {
     /// Parses TOML text, rejecting unknown keys, then validates.
+    ///
+    /// A table names only the keys it changes: the others keep their
+    /// defaults (`[policy.eom.sender] neutral = "tag"` leaves `malicious`
+    /// at `reject`), as [`Config::overlay`] does over a running config.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        };
+        let over: toml::Table = toml::from_str(text).map_err(parse)?;
+        Config::default().merged(over).map_err(|e| {
+            // Unknown keys and bad values: the text parsed alone names
+            // their line.
+            match toml::from_str::<Config>(text) {
+                Err(with_line) => parse(with_line),
+                Ok(_) => ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e,
+                },
+            }
+        })
+    }
+
+    /// This configuration with `over`'s keys laid over it (not validated).
+    fn merged(&self, over: toml::Table) -> Result<Config, String> {
+        fn merge(into: &mut toml::Table, from: toml::Table) {
+            for (k, v) in from {
+                match (into.get_mut(&k), v) {
+                    (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+                    (_, v) => {
+                        into.insert(k, v);
+                    }
+                }
+            }
+        }
+        let mut base = toml::Table::try_from(self).map_err(|e| e.to_string())?;
+        merge(&mut base, over);
+        base.try_into()
+            .map_err(|e: toml::de::Error| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// This configuration with the keys of `text` (TOML) laid over it: a
+    /// table given replaces only the keys it names. Validated.
+    pub fn overlay(&self, text: &str) -> Result<Config, ConfigError> {
+        let path = Path::new("(candidate)");
+        let parse = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        // The keys alone first, for unknown keys and bad values.
+        Config::from_toml(text, path)?;
+        let over: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
+        let mut cfg = self.merged(over).map_err(parse)?;
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -533,6 +582,45 @@ mod example_tests {
 
     /// The commented example documents every key, with the default values
     /// (the organisation's own domains aside).
+    #[test]
+    fn an_overlay_replaces_only_the_keys_it_names() {
+        let mut base = Config {
+            enterprise_domains: vec!["example.com".into()],
+            ..Config::default()
+        };
+        base.validate().unwrap();
+        let c = base
+            .overlay("[policy.eom.sender]\nneutral = \"quarantine\"\n[scoring]\nmin_history = 4\n")
+            .unwrap();
+        assert_eq!(c.policy.eom.sender.neutral, crate::vocab::Action::Quarantine);
+        assert_eq!(c.policy.eom.sender.malicious, base.policy.eom.sender.malicious);
+        assert_eq!(c.scoring.min_history, 4);
+        assert_eq!(c.scoring.trusted, base.scoring.trusted);
+        assert_eq!(c.enterprise_domains, base.enterprise_domains);
+        assert!(base.overlay("[scoring]\nno_such_key = 1\n").is_err());
+        assert!(base.overlay("not toml [").is_err());
+        assert_eq!(base.overlay("").unwrap(), base);
+    }
+
+    #[test]
+    fn a_partial_table_in_a_file_keeps_the_defaults_it_does_not_name() {
+        let c = Config::from_toml(
+            "[policy.eom.sender]\nneutral = \"tag\"\n[scoring.sender.replies_sent]\nweight = 9.0\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let d = Config::default();
+        assert_eq!(c.policy.eom.sender.neutral, crate::vocab::Action::Tag);
+        assert_eq!(c.policy.eom.sender.malicious, crate::vocab::Action::Reject);
+        assert_eq!(c.policy.eom.sender.suspicious, d.policy.eom.sender.suspicious);
+        assert_eq!(c.scoring.sender.replies_sent.weight, 9.0);
+        assert_eq!(c.scoring.sender.replies_sent.cap, d.scoring.sender.replies_sent.cap);
+        let e = Config::from_toml("[policy.eom.sender]\nfriendly = \"tag\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("friendly") && e.contains("line 2"), "{e}");
+    }
+
     #[test]
     fn example_config_documents_every_key_with_its_default() {
         let path = Path::new(concat!(

@@ -9,11 +9,12 @@ use maud::{html, Markup, DOCTYPE};
 pub const CSS: &str = include_str!("console.css");
 
 /// The navigation: (path, label).
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/", "Overview"),
     ("/verdicts", "Verdicts"),
     ("/movers", "Movers"),
     ("/overrides", "Overrides"),
+    ("/whatif", "What if"),
 ];
 
 /// A whole page.

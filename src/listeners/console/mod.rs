@@ -5,7 +5,8 @@
 //! - `/` overview, `/verdicts` (filters; `/verdict?n=` explains one),
 //!   `/movers`, `/sender`, `/domain`, `/mta` (`?key=`), `/search?q=`,
 //!   `/overrides` (set and remove with the same rules as
-//!   `sra-milter override`).
+//!   `sra-milter override`), `/whatif` (the journal re-rated under a
+//!   candidate, as `sra-milter whatif`).
 //! - Access ([`access`]): without `admin.token_file` (loopback only,
 //!   enforced at start) the pages are open; with it, a bearer header or a
 //!   login session. Every form carries a CSRF token.
@@ -19,6 +20,7 @@ mod chart;
 mod layout;
 mod pages;
 mod subject;
+mod whatif;
 
 use crate::shared::Shared;
 use crate::vocab::now;
@@ -77,6 +79,7 @@ pub fn router(shared: Arc<Shared>, protected: Router) -> Router {
             get(subject::overrides).post(subject::set_override),
         )
         .route("/overrides/remove", post(subject::remove_override))
+        .route("/whatif", get(whatif::page_get).post(whatif::page_post))
         .route("/logout", post(logout))
         .with_state(console.clone())
         .merge(protected)
