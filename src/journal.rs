@@ -87,7 +87,10 @@ fn write_loop(dir: &Path, keep: u64, rx: Receiver<(u64, String)>) {
                     }
                     Err(e) => {
                         if !failing {
-                            tracing::error!("journal {}: {e}; verdicts are not journaled", path.display());
+                            tracing::error!(
+                                "journal {}: {e}; verdicts are not journaled",
+                                path.display()
+                            );
                             failing = true;
                         }
                         continue;
@@ -95,7 +98,10 @@ fn write_loop(dir: &Path, keep: u64, rx: Receiver<(u64, String)>) {
                 }
             }
             if let Some((_, w)) = open.as_mut() {
-                if let Err(e) = w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")) {
+                if let Err(e) = w
+                    .write_all(line.as_bytes())
+                    .and_then(|_| w.write_all(b"\n"))
+                {
                     if !failing {
                         tracing::error!("journal: {e}; verdicts are not journaled");
                         failing = true;
@@ -219,7 +225,15 @@ mod tests {
         .unwrap();
         let r = read_since(d.path(), t0).unwrap();
         assert_eq!(r.unreadable, 1);
-        let ids: Vec<&str> = r.records.iter().map(|v| v["queue_id"].as_str().unwrap_or("-")).collect();
-        assert_eq!(ids, ["Q3"], "a record without a readable time counts as old");
+        let ids: Vec<&str> = r
+            .records
+            .iter()
+            .map(|v| v["queue_id"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(
+            ids,
+            ["Q3"],
+            "a record without a readable time counts as old"
+        );
     }
 }

@@ -36,7 +36,11 @@ fn whatif(current: &Path, candidate: &Path, records: &Path) -> serde_json::Value
         .arg("--json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -48,10 +52,20 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
     // rated unrated and the rest neutral: 3 neutral inbound verdicts.
     let mut mails = Vec::new();
     for (i, day) in [2, 4, 6, 8].iter().enumerate() {
-        mails.push(inbound("carol@partner.example", "192.0.2.10", &format!("c{i}@p"), *day));
+        mails.push(inbound(
+            "carol@partner.example",
+            "192.0.2.10",
+            &format!("c{i}@p"),
+            *day,
+        ));
     }
     for (i, day) in [3, 5, 7].iter().enumerate() {
-        mails.push(inbound("dave@other.example", "203.0.113.20", &format!("d{i}@o"), *day));
+        mails.push(inbound(
+            "dave@other.example",
+            "203.0.113.20",
+            &format!("d{i}@o"),
+            *day,
+        ));
     }
     mails.push(outbound("erin@third.example", "o1@example.com", 9));
     mails.push(outbound("erin@third.example", "o2@example.com", 10));
@@ -62,7 +76,13 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
         paths.push(p);
     }
     let current = dir.path().join("current.toml");
-    write_config(&current, free_port(), &dir.path().join("state"), "enforce", "");
+    write_config(
+        &current,
+        free_port(),
+        &dir.path().join("state"),
+        "enforce",
+        "",
+    );
     let records = dir.path().join("records.jsonl");
     let out = Command::new(BIN)
         .args(["replay", "-c"])
@@ -72,7 +92,11 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
         .args(&paths)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs: Vec<serde_json::Value> = std::fs::read_to_string(&records)
         .unwrap()
         .lines()
@@ -100,7 +124,10 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
     );
     let r = whatif(&current, &stricter, &records);
     assert_eq!(r["records"], 9);
-    assert_eq!(r["reproduced"], 9, "the current config gives the recorded verdicts");
+    assert_eq!(
+        r["reproduced"], 9,
+        "the current config gives the recorded verdicts"
+    );
     assert_eq!(r["inexact"], 0);
     assert_eq!(r["changed"], 3);
     assert_eq!(r["actions"], serde_json::json!({"accept → quarantine": 3}));
@@ -127,7 +154,10 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
     );
     let r = whatif(&current, &patient, &records);
     assert_eq!(r["changed"], 0);
-    assert_eq!(r["sender_classes"], serde_json::json!({"neutral → unrated": 3}));
+    assert_eq!(
+        r["sender_classes"],
+        serde_json::json!({"neutral → unrated": 3})
+    );
 
     // The same stricter policy read from the text report.
     let out = Command::new(BIN)
@@ -140,5 +170,8 @@ fn whatif_changes_exactly_the_verdicts_computed_by_hand() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("9 verdict records; the current config reproduces 9 of them; 3 would change"), "{text}");
+    assert!(
+        text.contains("9 verdict records; the current config reproduces 9 of them; 3 would change"),
+        "{text}"
+    );
 }

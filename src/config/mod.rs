@@ -592,8 +592,14 @@ mod example_tests {
         let c = base
             .overlay("[policy.eom.sender]\nneutral = \"quarantine\"\n[scoring]\nmin_history = 4\n")
             .unwrap();
-        assert_eq!(c.policy.eom.sender.neutral, crate::vocab::Action::Quarantine);
-        assert_eq!(c.policy.eom.sender.malicious, base.policy.eom.sender.malicious);
+        assert_eq!(
+            c.policy.eom.sender.neutral,
+            crate::vocab::Action::Quarantine
+        );
+        assert_eq!(
+            c.policy.eom.sender.malicious,
+            base.policy.eom.sender.malicious
+        );
         assert_eq!(c.scoring.min_history, 4);
         assert_eq!(c.scoring.trusted, base.scoring.trusted);
         assert_eq!(c.enterprise_domains, base.enterprise_domains);
@@ -612,12 +618,21 @@ mod example_tests {
         let d = Config::default();
         assert_eq!(c.policy.eom.sender.neutral, crate::vocab::Action::Tag);
         assert_eq!(c.policy.eom.sender.malicious, crate::vocab::Action::Reject);
-        assert_eq!(c.policy.eom.sender.suspicious, d.policy.eom.sender.suspicious);
+        assert_eq!(
+            c.policy.eom.sender.suspicious,
+            d.policy.eom.sender.suspicious
+        );
         assert_eq!(c.scoring.sender.replies_sent.weight, 9.0);
-        assert_eq!(c.scoring.sender.replies_sent.cap, d.scoring.sender.replies_sent.cap);
-        let e = Config::from_toml("[policy.eom.sender]\nfriendly = \"tag\"\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(
+            c.scoring.sender.replies_sent.cap,
+            d.scoring.sender.replies_sent.cap
+        );
+        let e = Config::from_toml(
+            "[policy.eom.sender]\nfriendly = \"tag\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("friendly") && e.contains("line 2"), "{e}");
     }
 

@@ -61,12 +61,14 @@ fn weights(v: Value) -> (HashMap<String, f64>, HashMap<String, f64>) {
 
 fn table(cfg: &Config, mta: bool) -> (HashMap<String, f64>, HashMap<String, f64>) {
     let s = &cfg.scoring;
-    let (mut w, mut caps) = weights(if mta {
-        serde_json::to_value(&s.mta)
-    } else {
-        serde_json::to_value(&s.sender)
-    }
-    .unwrap_or_default());
+    let (mut w, mut caps) = weights(
+        if mta {
+            serde_json::to_value(&s.mta)
+        } else {
+            serde_json::to_value(&s.sender)
+        }
+        .unwrap_or_default(),
+    );
     let (anomalies, _) = weights(serde_json::to_value(&cfg.anomalies).unwrap_or_default());
     for (k, v) in anomalies {
         w.entry(k).or_insert(v);
@@ -176,9 +178,14 @@ fn verdict(cfg: &Config, rec: &Value, sc: &Scales, to_candidate: bool) -> Option
     let (s, m) = (sender.map(|x| x.0), mta.map(|x| x.0));
     let mut carried = Action::Accept;
     for stage in [Stage::Connect, Stage::Mail, Stage::Rcpt] {
-        let a = cfg.policy.decide(stage, if stage == Stage::Connect { None } else { s }, m);
+        let a = cfg
+            .policy
+            .decide(stage, if stage == Stage::Connect { None } else { s }, m);
         let o = outcome(a, cfg.mode);
-        if matches!(o.applied, Action::Reject | Action::Tempfail | Action::Discard) {
+        if matches!(
+            o.applied,
+            Action::Reject | Action::Tempfail | Action::Discard
+        ) {
             return Some(Verdict {
                 stage,
                 action: o.label(),
@@ -262,7 +269,8 @@ pub fn whatif(cur: &Config, cand: &Config, records: &[Value]) -> Report {
         r.warnings.push("a factor's cap changed: the records hold points, not the counts behind them, so the candidate's caps are not applied (replay an archive under it for that)".into());
     }
     if cur.lists != cand.lists {
-        r.warnings.push("[lists] changed: a record's override is kept as it was".into());
+        r.warnings
+            .push("[lists] changed: a record's override is kept as it was".into());
     }
     for rec in records {
         let (Some(now), Some(new)) = (verdict(cur, rec, &sc, false), verdict(cand, rec, &sc, true))
@@ -336,7 +344,11 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
-        let _ = writeln!(s, "\n{:<22} {:>10} {:>10}", "action", "current", "candidate");
+        let _ = writeln!(
+            s,
+            "\n{:<22} {:>10} {:>10}",
+            "action", "current", "candidate"
+        );
         for (a, (c, n)) in &self.totals {
             let _ = writeln!(s, "{a:<22} {c:>10} {n:>10}");
         }
@@ -407,15 +419,18 @@ mod tests {
         let mut cand = cfg();
         cand.policy.eom.sender.neutral = Action::Quarantine;
         let records = vec![
-            record(4.0, 5, "accept"),  // neutral
-            record(4.0, 1, "accept"),  // unrated
+            record(4.0, 5, "accept"),       // neutral
+            record(4.0, 1, "accept"),       // unrated
             record(-20.0, 5, "quarantine"), // 30: suspicious
         ];
         let r = whatif(&cur, &cand, &records);
         assert_eq!((r.records, r.reproduced, r.inexact), (3, 3, 0));
         assert_eq!(r.changed, 1);
         assert_eq!(r.actions["accept → quarantine"], 1);
-        assert_eq!(r.examples["accept → quarantine"][0].now.sender, Some(Class::Neutral));
+        assert_eq!(
+            r.examples["accept → quarantine"][0].now.sender,
+            Some(Class::Neutral)
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// The periods offered: (label, seconds).
-const PERIODS: [(&str, u64); 3] = [("1 day", 86400), ("7 days", 7 * 86400), ("30 days", 30 * 86400)];
+const PERIODS: [(&str, u64); 3] = [
+    ("1 day", 86400),
+    ("7 days", 7 * 86400),
+    ("30 days", 30 * 86400),
+];
 
 const EXAMPLE: &str = "[policy.eom.sender]\nneutral = \"quarantine\"\n";
 
@@ -65,7 +69,11 @@ pub async fn page_post(
     Form(f): Form<Candidate>,
 ) -> Response {
     if !v.csrf_ok(&f.csrf) {
-        return problem(StatusCode::FORBIDDEN, Some(&v), "The form is stale or came from another site; reload the page and try again.");
+        return problem(
+            StatusCode::FORBIDDEN,
+            Some(&v),
+            "The form is stale or came from another site; reload the page and try again.",
+        );
     }
     let current = c.shared.config();
     let candidate = match current.overlay(&f.candidate) {
@@ -76,7 +84,10 @@ pub async fn page_post(
                 p.error { (e.to_string()) }
                 div.panel { (form(&v, &f.candidate, f.since)) }
             };
-            return respond(StatusCode::BAD_REQUEST, page("What if", "/whatif", Some(&v), body));
+            return respond(
+                StatusCode::BAD_REQUEST,
+                page("What if", "/whatif", Some(&v), body),
+            );
         }
     };
     let since = now().saturating_sub(f.since.clamp(3600, 366 * 86400));
@@ -96,7 +107,13 @@ pub async fn page_post(
     .await;
     let report = match report {
         Ok(r) => r,
-        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, Some(&v), &format!("the journal: {e}")),
+        Err(e) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&v),
+                &format!("the journal: {e}"),
+            )
+        }
     };
     let body = html! {
         h1 { "What if" }
