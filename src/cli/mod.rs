@@ -2,6 +2,7 @@
 //! parsing its arguments, calling the library and printing. No behaviour
 //! lives here.
 
+mod calibrate;
 mod check_config;
 mod explain;
 mod import_events;
@@ -122,6 +123,28 @@ enum Command {
     /// The store itself: `copy` a site's history between backends.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Fit the sender factors' weights to the site's feedback and propose
+    /// them with their measured separation (nothing is changed).
+    Calibrate {
+        #[command(flatten)]
+        common: Common,
+        /// How far back the daemon's journal is read.
+        #[arg(long, default_value = "30d", value_name = "SPAN")]
+        since: sra_milter::vocab::Span,
+        /// Verdict records (JSON lines, e.g. `replay --jsonl`) instead of
+        /// the journal.
+        #[arg(long = "records", value_name = "FILE")]
+        records: Vec<PathBuf>,
+        /// Feedback as JSON lines {"message_id", "label": "bad"|"good"},
+        /// before the store's.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Share of the days, the latest, held out to measure separation.
+        #[arg(long, default_value_t = 0.3)]
+        held_out: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-rate recent verdicts under a candidate configuration and show
     /// what would change (nothing is changed).
     Whatif {
@@ -230,6 +253,23 @@ pub fn main() -> ExitCode {
             },
             jsonl,
             events,
+        ),
+        Command::Calibrate {
+            common,
+            since,
+            records,
+            labels,
+            held_out,
+            json,
+        } => calibrate::main(
+            &common,
+            calibrate::Options {
+                since,
+                records,
+                labels,
+                held_out,
+                json,
+            },
         ),
         Command::Whatif {
             candidate,

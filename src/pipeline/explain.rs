@@ -40,19 +40,9 @@ pub struct Explained {
 /// Opens the store `cfg` names (RocksDB read-only) and explains `subject`.
 #[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub fn explain(cfg: &Config, subject: &Subject, now: u64) -> Result<Explained, ExplainError> {
-    use crate::config::Backend;
-    use crate::store::{RedisStore, ReputationStore, RocksStore};
-    use std::sync::Arc;
     let path = cfg.store_location();
-    let ttl = cfg.message_index_ttl.0.as_secs();
     // RocksDB read-only, beside the running daemon; Redis is shared anyway.
-    let opened: Result<Arc<dyn ReputationStore>, StoreError> = match cfg.store.backend {
-        Backend::Rocksdb => {
-            RocksStore::open_read_only(&cfg.state_dir, ttl).map(|s| Arc::new(s) as _)
-        }
-        Backend::Redis => RedisStore::open(&cfg.store.redis, ttl).map(|s| Arc::new(s) as _),
-    };
-    let store = opened.map_err(|source| ExplainError::Store {
+    let store = crate::store::open_read_only(cfg).map_err(|source| ExplainError::Store {
         path: path.clone(),
         source,
     })?;

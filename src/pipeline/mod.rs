@@ -31,6 +31,7 @@ mod assess;
 pub mod engagement;
 pub mod explain;
 mod learn;
+pub mod calibrate;
 pub mod whatif;
 
 pub use assess::Assessment;

@@ -58,6 +58,23 @@ pub fn open(
     })
 }
 
+/// Opens the store `[store]` names for reading beside a running daemon:
+/// RocksDB read-only (Redis is shared anyway).
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
+pub fn open_read_only(
+    cfg: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
+    let ttl = cfg.message_index_ttl.0.as_secs();
+    Ok(match cfg.store.backend {
+        crate::config::Backend::Rocksdb => {
+            std::sync::Arc::new(RocksStore::open_read_only(&cfg.state_dir, ttl)?)
+        }
+        crate::config::Backend::Redis => {
+            std::sync::Arc::new(RedisStore::open(&cfg.store.redis, ttl)?)
+        }
+    })
+}
+
 use crate::vocab::{Class, Direction, Target};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
