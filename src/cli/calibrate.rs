@@ -34,16 +34,30 @@ fn fail(msg: String) -> ExitCode {
 fn read_labels(path: &PathBuf) -> Result<HashMap<String, bool>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let v: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         let (Some(id), Some(label)) = (v["message_id"].as_str(), v["label"].as_str()) else {
-            return Err(format!("{} line {}: needs message_id and label", path.display(), i + 1));
+            return Err(format!(
+                "{} line {}: needs message_id and label",
+                path.display(),
+                i + 1
+            ));
         };
         let bad = match label {
             "bad" => true,
             "good" => false,
-            other => return Err(format!("{} line {}: label {other:?} is not bad or good", path.display(), i + 1)),
+            other => {
+                return Err(format!(
+                    "{} line {}: label {other:?} is not bad or good",
+                    path.display(),
+                    i + 1
+                ))
+            }
         };
         out.insert(id.trim_matches(|c| c == '<' || c == '>').to_string(), bad);
     }
@@ -80,7 +94,12 @@ pub fn main(common: &Common, o: Options) -> ExitCode {
     };
     let store = match sra_milter::store::open_read_only(&cfg) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot open the store {}: {e}", cfg.store_location())),
+        Err(e) => {
+            return fail(format!(
+                "cannot open the store {}: {e}",
+                cfg.store_location()
+            ))
+        }
     };
     let rep = match Reputation::new(store.clone(), &cfg) {
         Ok(r) => r,
@@ -89,7 +108,8 @@ pub fn main(common: &Common, o: Options) -> ExitCode {
     let overrides = rep.overrides();
     let mut data = Vec::new();
     for rec in read.records.iter().filter(|r| r["direction"] == "inbound") {
-        let (Some(sender), Some(id)) = (rec["sender"]["key"].as_str(), rec["message_id"].as_str()) else {
+        let (Some(sender), Some(id)) = (rec["sender"]["key"].as_str(), rec["message_id"].as_str())
+        else {
             continue;
         };
         let label = match given.get(id) {

@@ -32,6 +32,8 @@ pub struct Fitted {
     pub factor: String,
     pub current: f64,
     pub fitted: f64,
+    /// The feedback never saw this factor vary: its weight is kept.
+    pub kept: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -51,7 +53,11 @@ pub struct Calibration {
 }
 
 /// (features by factor, the rest of the sender's points) of a record.
-fn features(rec: &Value, names: &[String], current: &BTreeMap<String, f64>) -> Option<(Vec<f64>, f64)> {
+fn features(
+    rec: &Value,
+    names: &[String],
+    current: &BTreeMap<String, f64>,
+) -> Option<(Vec<f64>, f64)> {
     let c = rec["sender"]["contributions"].as_object()?;
     let mut f = vec![0.0; names.len()];
     let mut rest = 0.0;
@@ -90,11 +96,14 @@ pub fn auc(scores: &[(f64, bool)]) -> Option<f64> {
 }
 
 /// A logistic regression by gradient descent on standardised columns;
-/// the coefficients in the columns' own units, intercept last.
-fn logistic(x: &[Vec<f64>], y: &[bool]) -> Vec<f64> {
+/// the coefficients in the columns' own units, intercept last. A column
+/// that never varies gets `None`.
+fn logistic(x: &[Vec<f64>], y: &[bool]) -> Vec<Option<f64>> {
     let n = x.len() as f64;
     let d = x[0].len();
-    let mean: Vec<f64> = (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
+        .collect();
     let sd: Vec<f64> = (0..d)
         .map(|j| {
             let v = x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
@@ -107,7 +116,17 @@ fn logistic(x: &[Vec<f64>], y: &[bool]) -> Vec<f64> {
         .collect();
     let z: Vec<Vec<f64>> = x
         .iter()
-        .map(|r| (0..d).map(|j| if sd[j] > 0.0 { (r[j] - mean[j]) / sd[j] } else { 0.0 }).collect())
+        .map(|r| {
+            (0..d)
+                .map(|j| {
+                    if sd[j] > 0.0 {
+                        (r[j] - mean[j]) / sd[j]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
         .collect();
     let mut b = vec![0.0; d + 1];
     let l2 = 1e-3;
@@ -127,10 +146,11 @@ fn logistic(x: &[Vec<f64>], y: &[bool]) -> Vec<f64> {
         }
     }
     // Back to the columns' units.
-    let mut out: Vec<f64> = (0..d)
-        .map(|j| if sd[j] > 0.0 { b[j] / sd[j] } else { 0.0 })
+    let mut out: Vec<Option<f64>> = (0..d)
+        .map(|j| (sd[j] > 0.0).then(|| b[j] / sd[j]))
         .collect();
-    out.push(b[d] - (0..d).map(|j| out[j] * mean[j]).sum::<f64>());
+    let shift: f64 = (0..d).map(|j| out[j].unwrap_or(0.0) * mean[j]).sum();
+    out.push(Some(b[d] - shift));
     out
 }
 
@@ -148,7 +168,9 @@ pub fn calibrate(cfg: &Config, data: &[Labelled<'_>], held_out: f64) -> Calibrat
     let mut rows: Vec<(u64, Vec<f64>, f64, bool)> = data
         .iter()
         .filter_map(|l| {
-            let t = l.record["time"].as_str().and_then(crate::vocab::parse_rfc3339)?;
+            let t = l.record["time"]
+                .as_str()
+                .and_then(crate::vocab::parse_rfc3339)?;
             let (f, rest) = features(l.record, &names, &current)?;
             Some((t, f, rest, l.bad))
         })
@@ -184,32 +206,44 @@ pub fn calibrate(cfg: &Config, data: &[Labelled<'_>], held_out: f64) -> Calibrat
         .collect();
     let y: Vec<bool> = train.iter().map(|r| r.3).collect();
     let beta = logistic(&x, &y);
-    let gamma = beta[names.len()];
+    let gamma = beta[names.len()].unwrap_or(0.0);
     // Points per unit of a factor's feature: its coefficient over the
     // coefficient of a point of score (negative: points make bad less
     // likely). Without a usable one, keep the current weights' total.
-    let fitted: Vec<f64> = if gamma < -1e-6 {
-        beta[..names.len()].iter().map(|b| b / gamma).collect()
+    let scale = if gamma < -1e-6 {
+        1.0 / gamma
     } else {
-        let raw: Vec<f64> = beta[..names.len()].iter().map(|b| -b).collect();
-        let budget: f64 = current.values().map(|w| w.abs()).sum();
-        let have: f64 = raw.iter().map(|w| w.abs()).sum::<f64>().max(1e-9);
-        raw.iter().map(|w| w * budget / have).collect()
+        let budget: f64 = names
+            .iter()
+            .zip(&beta)
+            .filter(|(_, b)| b.is_some())
+            .map(|(n, _)| current[n].abs())
+            .sum();
+        let have: f64 = beta[..names.len()].iter().flatten().map(|b| b.abs()).sum();
+        -budget / have.max(1e-9)
     };
     c.weights = names
         .iter()
-        .zip(&fitted)
-        .map(|(n, w)| Fitted {
+        .zip(&beta)
+        .map(|(n, b)| Fitted {
             factor: n.clone(),
             current: current[n],
-            fitted: (w * 10.0).round() / 10.0,
+            // A factor the feedback never saw vary keeps its weight.
+            fitted: b.map_or(current[n], |b| ((b * scale * 10.0).round() / 10.0) + 0.0),
+            kept: b.is_none(),
         })
         .collect();
     let score = |r: &(u64, Vec<f64>, f64, bool), w: &dyn Fn(usize) -> f64| {
         r.2 + r.1.iter().enumerate().map(|(i, f)| f * w(i)).sum::<f64>()
     };
-    let cur: Vec<(f64, bool)> = test.iter().map(|r| (score(r, &|i| current[&names[i]]), r.3)).collect();
-    let new: Vec<(f64, bool)> = test.iter().map(|r| (score(r, &|i| c.weights[i].fitted), r.3)).collect();
+    let cur: Vec<(f64, bool)> = test
+        .iter()
+        .map(|r| (score(r, &|i| current[&names[i]]), r.3))
+        .collect();
+    let new: Vec<(f64, bool)> = test
+        .iter()
+        .map(|r| (score(r, &|i| c.weights[i].fitted), r.3))
+        .collect();
     c.auc_current = auc(&cur);
     c.auc_fitted = auc(&new);
     c.better = matches!((c.auc_current, c.auc_fitted), (Some(a), Some(b)) if b >= a);
@@ -232,18 +266,43 @@ impl Calibration {
             return s;
         }
         let f = |a: Option<f64>| a.map_or("n/a (one class only)".into(), |a| format!("{a:.3}"));
-        let _ = writeln!(s, "ROC AUC on the held-out days: current {}, fitted {}", f(self.auc_current), f(self.auc_fitted));
+        let _ = writeln!(
+            s,
+            "ROC AUC on the held-out days: current {}, fitted {}",
+            f(self.auc_current),
+            f(self.auc_fitted)
+        );
         let _ = writeln!(s, "\n{:<28} {:>8} {:>8}", "factor", "current", "fitted");
         for w in &self.weights {
-            let _ = writeln!(s, "{:<28} {:>8.1} {:>8.1}", w.factor, w.current, w.fitted);
+            let note = if w.kept {
+                "  (never varied in the feedback: kept)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "{:<28} {:>8.1} {:>8.1}{note}",
+                w.factor, w.current, w.fitted
+            );
         }
         if self.better {
             let _ = writeln!(s, "\nThe fitted weights separate at least as well. To try them, add to the configuration (nothing was changed):\n");
-            for w in &self.weights {
-                let _ = writeln!(s, "[scoring.sender.{}]\nweight = {:.1}\n", w.factor, w.fitted);
+            for w in self
+                .weights
+                .iter()
+                .filter(|w| !w.kept && w.fitted != w.current)
+            {
+                let _ = writeln!(
+                    s,
+                    "[scoring.sender.{}]\nweight = {:.1}\n",
+                    w.factor, w.fitted
+                );
             }
         } else {
-            let _ = writeln!(s, "\nThe fitted weights separate worse on the held-out days: keep the current ones.");
+            let _ = writeln!(
+                s,
+                "\nThe fitted weights separate worse on the held-out days: keep the current ones."
+            );
         }
         s
     }
@@ -284,7 +343,10 @@ mod tests {
                 bad,
             ));
         }
-        let data: Vec<Labelled> = recs.iter().map(|(r, b)| Labelled { record: r, bad: *b }).collect();
+        let data: Vec<Labelled> = recs
+            .iter()
+            .map(|(r, b)| Labelled { record: r, bad: *b })
+            .collect();
         let c = calibrate(&cfg, &data, 0.3);
         assert!(c.refused.is_none(), "{c:?}");
         let w = c.weights.iter().find(|w| w.factor == "not_opened").unwrap();
@@ -297,7 +359,14 @@ mod tests {
     #[test]
     fn too_little_feedback_is_said() {
         let r = json!({"time": "2026-11-01T00:00:00Z", "sender": {"contributions": {}}});
-        let c = calibrate(&Config::default(), &[Labelled { record: &r, bad: true }], 0.3);
+        let c = calibrate(
+            &Config::default(),
+            &[Labelled {
+                record: &r,
+                bad: true,
+            }],
+            0.3,
+        );
         assert!(c.refused.is_some());
         assert!(c.text().contains("no fit"));
     }

@@ -28,10 +28,10 @@
 //! spoofer can neither inherit nor build the real sender's trust.
 
 mod assess;
+pub mod calibrate;
 pub mod engagement;
 pub mod explain;
 mod learn;
-pub mod calibrate;
 pub mod whatif;
 
 pub use assess::Assessment;
