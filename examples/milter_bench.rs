@@ -3,7 +3,10 @@
 //! concurrent indymilter-test clients that speak to it as Postfix does
 //! (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message).
 //!
-//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL]
+//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL] [admin=HOST:PORT]
+//!
+//! `admin=127.0.0.1:PORT` also serves the console there (to measure the
+//! mail flow while pages are loaded, e.g. with curl in a loop).
 //!
 //! `redis=redis://HOST:PORT` (one server) or `redis-cluster=redis://HOST:PORT`
 //! (a seed node) runs on the shared Redis store instead of RocksDB, under a
@@ -62,6 +65,10 @@ async fn main() {
     // Measures the milter and the store, not DNS round trips.
     cfg.auth.verify = false;
     for a in &raw {
+        if let Some(listen) = a.strip_prefix("admin=") {
+            cfg.admin.listen = listen.to_string();
+            continue;
+        }
         let (cluster, url) = match a.split_once('=') {
             Some(("redis", u)) => (false, u),
             Some(("redis-cluster", u)) => (true, u),
