@@ -3,7 +3,7 @@
 //! concurrent indymilter-test clients that speak to it as Postfix does
 //! (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message).
 //!
-//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL] [admin=HOST:PORT]
+//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL] [admin=HOST:PORT] [journal=off]
 //!
 //! `admin=127.0.0.1:PORT` also serves the console there (to measure the
 //! mail flow while pages are loaded, e.g. with curl in a loop).
@@ -37,6 +37,10 @@ use sra_milter::vocab::Mode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The daemon's allocator (src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +69,10 @@ async fn main() {
     // Measures the milter and the store, not DNS round trips.
     cfg.auth.verify = false;
     for a in &raw {
+        if a == "journal=off" {
+            cfg.admin.journal_keep = sra_milter::vocab::Span(Duration::ZERO);
+            continue;
+        }
         if let Some(listen) = a.strip_prefix("admin=") {
             cfg.admin.listen = listen.to_string();
             continue;

@@ -8,6 +8,10 @@
 use sra_milter::config::SocketSpec;
 use sra_milter::milter::MilterListener;
 
+/// sra-milter's allocator (src/main.rs), so the bar is like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let spec: SocketSpec = std::env::args()

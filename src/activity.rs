@@ -18,7 +18,9 @@ const MOVER_KEYS: usize = 100_000;
 /// Class changes kept (newest last).
 const MOVES: usize = 10_000;
 
-/// One verdict as the console keeps it.
+/// One verdict as the console keeps it: what its lists and pictures
+/// need, and the whole record as its JSON line (one allocation rather
+/// than a tree of them; the journal writes the same line).
 #[derive(Debug)]
 pub struct Seen {
     /// Its number since the daemon started (the console's link to it).
@@ -28,53 +30,98 @@ pub struct Seen {
     /// The sender's class, the MTA's when no sender was rated, or
     /// `outbound`/`none`.
     pub class: String,
-    pub record: VerdictRecord,
+    pub sender_class: Option<Class>,
+    pub mta_class: Option<Class>,
+    /// The rated sender's key (the envelope sender when none was rated).
+    pub sender: Option<String>,
+    pub mta: Option<String>,
+    pub score: Option<f64>,
+    pub direction: &'static str,
+    pub envelope_from: Option<String>,
+    pub recipients: Vec<String>,
+    pub action: String,
+    pub anomalies: Vec<&'static str>,
+    /// Authentication failed (DMARC fail, or the identity did not
+    /// authenticate).
+    pub auth_failed: bool,
+    /// The verdict record, as the JSON log and the journal write it.
+    pub json: String,
 }
 
 impl Seen {
+    fn new(n: u64, time: u64, record: VerdictRecord) -> Seen {
+        let key = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .and_then(|r| r["key"].as_str())
+                .map(str::to_string)
+        };
+        let class = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .and_then(|r| r["class"].as_str())
+                .and_then(|c| c.parse::<Class>().ok())
+        };
+        let (sender_class, mta_class) = (class(&record.sender), class(&record.mta));
+        let headline = if record.direction == "outbound" {
+            "outbound".to_string()
+        } else {
+            sender_class
+                .or(mta_class)
+                .map_or_else(|| "none".to_string(), |c| c.to_string())
+        };
+        Seen {
+            n,
+            time,
+            class: headline,
+            sender_class,
+            mta_class,
+            sender: key(&record.sender).or_else(|| record.envelope_from.clone()),
+            mta: key(&record.mta),
+            score: record.sender.as_ref().and_then(|s| s["score"].as_f64()),
+            direction: record.direction,
+            auth_failed: record.authenticated == Some(false)
+                || record
+                    .auth
+                    .as_ref()
+                    .is_some_and(|a| a.dmarc == crate::auth::AuthResult::Fail),
+            anomalies: record.anomalies.iter().map(|a| a.name).collect(),
+            json: record.to_json_line(),
+            envelope_from: record.envelope_from,
+            recipients: record.recipients,
+            action: record.action,
+        }
+    }
+
     /// The rated sender's key (the envelope sender when none was rated).
     pub fn sender(&self) -> Option<&str> {
-        self.record
-            .sender
-            .as_ref()
-            .and_then(|s| s["key"].as_str())
-            .or(self.record.envelope_from.as_deref())
+        self.sender.as_deref()
     }
 
     pub fn mta(&self) -> Option<&str> {
-        self.record.mta.as_ref().and_then(|s| s["key"].as_str())
+        self.mta.as_deref()
+    }
+
+    pub fn score(&self) -> Option<f64> {
+        self.score
     }
 
     /// Whether the sender's or the MTA's class is `class` (or the
     /// headline class is, for `outbound` and `none`).
     pub fn has_class(&self, class: &str) -> bool {
         self.class == class
-            || [&self.record.sender, &self.record.mta]
+            || [self.sender_class, self.mta_class]
                 .iter()
-                .any(|r| r.as_ref().and_then(|r| r["class"].as_str()) == Some(class))
-    }
-
-    pub fn score(&self) -> Option<f64> {
-        self.record
-            .sender
-            .as_ref()
-            .and_then(|s| s["score"].as_f64())
+                .flatten()
+                .any(|c| c.as_str() == class)
     }
 
     /// Monitor-only mode held this verdict's action back.
     pub fn held_back(&self) -> bool {
-        self.record.action.starts_with("would_")
+        self.action.starts_with("would_")
     }
 
-    /// Authentication failed (DMARC fail, or the identity did not
-    /// authenticate).
-    pub fn auth_failed(&self) -> bool {
-        self.record.authenticated == Some(false)
-            || self
-                .record
-                .auth
-                .as_ref()
-                .is_some_and(|a| a.dmarc == crate::auth::AuthResult::Fail)
+    /// The whole record, parsed back (the verdict page).
+    pub fn record(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json).unwrap_or_default()
     }
 }
 
@@ -140,42 +187,25 @@ impl Activity {
         self.started
     }
 
-    /// Keeps one verdict made at `time`.
-    pub fn push(&self, record: VerdictRecord, time: u64) {
-        let rated = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|r| r["class"].as_str())
-                .map(str::to_string)
-        };
-        let class = if record.direction == "outbound" {
-            "outbound".to_string()
-        } else {
-            rated(&record.sender)
-                .or_else(|| rated(&record.mta))
-                .unwrap_or_else(|| "none".into())
-        };
-        let sender_class: Option<(String, Class)> = record.sender.as_ref().and_then(|s| {
-            let key = s["key"].as_str()?.to_string();
-            let class = serde_json::from_value(s["class"].clone()).ok()?;
-            Some((key, class))
-        });
+    /// Keeps one verdict made at `time`; the kept verdict.
+    pub fn push(&self, record: VerdictRecord, time: u64) -> Arc<Seen> {
+        // Built outside the lock: the summary and the JSON line.
+        let mut seen = Seen::new(0, time, record);
         let mut g = self.lock();
-        let n = g.next;
+        seen.n = g.next;
         g.next += 1;
-        let seen = Arc::new(Seen {
-            n,
-            time,
-            class,
-            record,
-        });
+        let seen = Arc::new(seen);
         count_hour(&mut g.hours, &seen);
-        if let Some((key, class)) = sender_class {
-            note_class(&mut g, key, class, time, n);
+        if let (Some(key), Some(class)) = (&seen.sender, seen.sender_class) {
+            if seen.direction != "outbound" {
+                note_class(&mut g, key, class, time, seen.n);
+            }
         }
-        g.recent.push_back(seen);
+        g.recent.push_back(seen.clone());
         while g.recent.len() > self.capacity {
             g.recent.pop_front();
         }
+        seen
     }
 
     /// The kept verdicts, newest first, that `keep` accepts (at most
@@ -254,19 +284,30 @@ fn count_hour(hours: &mut VecDeque<Hour>, seen: &Seen) {
         }
     }
     let Some(h) = hours.back_mut() else { return };
-    *h.by_class.entry(seen.class.clone()).or_default() += 1;
-    *h.by_action.entry(seen.record.action.clone()).or_default() += 1;
+    bump(&mut h.by_class, &seen.class);
+    bump(&mut h.by_action, &seen.action);
     h.held_back += u64::from(seen.held_back());
-    h.auth_failed += u64::from(seen.auth_failed());
+    h.auth_failed += u64::from(seen.auth_failed);
 }
 
-fn note_class(g: &mut Inner, key: String, class: Class, time: u64, n: u64) {
-    match g.last_class.get(&key).copied() {
-        Some(before) if before == class => {}
-        Some(from) => {
+/// One more in `m[key]`, allocating the key only the first time.
+fn bump(m: &mut BTreeMap<String, u64>, key: &str) {
+    match m.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            m.insert(key.to_string(), 1);
+        }
+    }
+}
+
+fn note_class(g: &mut Inner, key: &str, class: Class, time: u64, n: u64) {
+    match g.last_class.get_mut(key) {
+        Some(before) if *before == class => {}
+        Some(before) => {
+            let from = std::mem::replace(before, class);
             g.moves.push_back(Move {
                 time,
-                sender: key.clone(),
+                sender: key.to_string(),
                 from,
                 to: class,
                 n,
@@ -274,24 +315,23 @@ fn note_class(g: &mut Inner, key: String, class: Class, time: u64, n: u64) {
             while g.moves.len() > MOVES {
                 g.moves.pop_front();
             }
-            g.last_class.insert(key, class);
         }
         None => {
             if g.last_class.len() >= MOVER_KEYS {
                 // Forget everyone rather than grow: movers are a recent view.
                 g.last_class.clear();
             }
-            g.last_class.insert(key, class);
+            g.last_class.insert(key.to_string(), class);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn record(sender: &str, class: &str, action: &str) -> VerdictRecord {
+    pub(crate) fn record(sender: &str, class: &str, action: &str) -> VerdictRecord {
         VerdictRecord {
             time: String::new(),
             queue_id: "Q".into(),

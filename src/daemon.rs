@@ -9,6 +9,42 @@
 
 pub use crate::shared::Shared;
 
+/// Runs `task` on a runtime of its own, on a thread at the lowest CPU
+/// priority (nice 19; threads it starts, its blocking pool included,
+/// inherit it). The console and metrics run there: a page being loaded
+/// takes only CPU the mail does not need.
+fn spawn_low_priority<F, Fut>(name: &str, task: F) -> io::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            // SAFETY: setpriority reads no memory of ours; `who` 0 with
+            // PRIO_PROCESS is, on Linux, the calling thread.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+                tracing::warn!(
+                    "admin listener: cannot lower its priority: {}",
+                    io::Error::last_os_error()
+                );
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(4)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("admin listener: {e}");
+                    return;
+                }
+            };
+            rt.block_on(task());
+        })
+        .map(|_| ())
+}
+
 use crate::config::remove_own_socket;
 use crate::listeners::control::ControlServer;
 use crate::listeners::{admin, events, http};
@@ -88,10 +124,24 @@ pub async fn serve(
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("admin.listen {}: {e}", cfg.admin.listen))
             })?;
-        tracing::info!("metrics on http://{}/metrics", cfg.admin.listen);
-        tokio::spawn(http::serve(l, admin::router(shared.clone()), async move {
-            let _ = admin_stop.wait_for(|v| *v).await;
-        }));
+        tracing::info!(
+            "console on http://{}/, metrics on http://{}/metrics",
+            cfg.admin.listen,
+            cfg.admin.listen
+        );
+        let router = admin::router(shared.clone());
+        let listener = l.into_std()?;
+        spawn_low_priority("sra-admin", move || async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    http::serve(l, router, async move {
+                        let _ = admin_stop.wait_for(|v| *v).await;
+                    })
+                    .await
+                }
+                Err(e) => tracing::error!("admin listener: {e}"),
+            }
+        })?;
     }
     // Not-opened mail is derived from the message index every few minutes.
     let sweep_shared = shared.clone();
@@ -156,6 +206,9 @@ pub async fn serve(
         // Only a socket this daemon bound is its to remove.
         remove_own_socket(&cfg.control_socket());
     }
+    // The verdicts of the last sessions reach the journal before exit.
+    let s = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || s.close_journal()).await;
     result
 }
 

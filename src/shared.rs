@@ -100,10 +100,18 @@ impl Shared {
     /// for the console.
     pub fn verdict(&self, cfg: &Config, rec: VerdictRecord, msg: &Message) {
         emit_verdict(cfg, &rec, msg);
+        let seen = self.activity.push(rec, msg.time);
         if let Some(j) = &self.journal {
-            j.append(msg.time, rec.to_json_line());
+            j.append(seen);
         }
-        self.activity.push(rec, msg.time);
+    }
+
+    /// Writes the journal's waiting verdicts and ends its writer (at
+    /// shutdown; later verdicts are no longer journaled).
+    pub fn close_journal(&self) {
+        if let Some(j) = &self.journal {
+            j.close();
+        }
     }
 
     pub fn active_sessions(&self) -> usize {

@@ -213,29 +213,68 @@ pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
 /// points and details, then the other contributions that counted against
 /// the sender or the MTA (most negative first), and the DMARC result.
 pub fn decided(rec: &VerdictRecord) -> String {
-    let mut parts: Vec<String> = rec
+    let anomalies: Vec<(&str, f64, &str)> = rec
         .anomalies
         .iter()
-        .map(|a| format!("{} {} ({})", a.name, a.points, a.detail.replace('"', "'")))
+        .map(|a| (a.name, a.points, a.detail.as_str()))
         .collect();
-    for (who, v) in [("sender", &rec.sender), ("mta", &rec.mta)] {
+    let dmarc = rec
+        .auth
+        .as_ref()
+        .filter(|a| a.dmarc == crate::auth::AuthResult::Fail)
+        .map(|a| a.dmarc_policy.to_string());
+    decided_from(&anomalies, [&rec.sender, &rec.mta], dmarc)
+}
+
+/// [`decided`] of a record read back from its JSON line (the console).
+pub fn decided_json(rec: &Value) -> String {
+    let anomalies: Vec<(&str, f64, &str)> = rec["anomalies"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    (
+                        a["name"].as_str().unwrap_or(""),
+                        a["points"].as_f64().unwrap_or(0.0),
+                        a["detail"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let dmarc = (rec["auth"]["dmarc"] == "fail").then(|| {
+        rec["auth"]["dmarc_policy"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    });
+    let rating = |k: &str| Some(rec[k].clone()).filter(|v| v.is_object());
+    decided_from(&anomalies, [&rating("sender"), &rating("mta")], dmarc)
+}
+
+fn decided_from(
+    anomalies: &[(&str, f64, &str)],
+    ratings: [&Option<Value>; 2],
+    dmarc_failed_policy: Option<String>,
+) -> String {
+    let mut parts: Vec<String> = anomalies
+        .iter()
+        .map(|(name, points, detail)| format!("{name} {points} ({})", detail.replace('"', "'")))
+        .collect();
+    for (who, v) in ["sender", "mta"].into_iter().zip(ratings) {
         let Some(c) = v.as_ref().and_then(|v| v["contributions"].as_object()) else {
             continue;
         };
         let mut neg: Vec<(&String, f64)> = c
             .iter()
             .filter_map(|(k, p)| Some((k, p.as_f64()?)))
-            .filter(|(k, p)| *p < 0.0 && !rec.anomalies.iter().any(|a| a.name == k.as_str()))
+            .filter(|(k, p)| *p < 0.0 && !anomalies.iter().any(|a| a.0 == k.as_str()))
             .collect();
         neg.sort_by(|a, b| a.1.total_cmp(&b.1));
         parts.extend(neg.iter().take(3).map(|(k, p)| format!("{who} {k} {p}")));
     }
-    if let Some(a) = rec
-        .auth
-        .as_ref()
-        .filter(|a| a.dmarc == crate::auth::AuthResult::Fail)
-    {
-        parts.push(format!("dmarc fail, p={}", a.dmarc_policy));
+    if let Some(p) = dmarc_failed_policy {
+        parts.push(format!("dmarc fail, p={p}"));
     }
     if parts.is_empty() {
         parts.push("the class policy".into());

@@ -30,6 +30,19 @@ impl Drop for Proc {
     }
 }
 
+/// chromedriver in a process group of its own: dropped, the whole group
+/// goes, the browsers it started too (a failed test leaves none behind).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// One raw HTTP/1.1 exchange: (status, head, body).
 fn http(port: u16, request: &str) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -83,10 +96,13 @@ fn screenshots() -> PathBuf {
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser(log: &Path) -> (Proc, Client) {
+async fn browser(log: &Path) -> (Driver, Client) {
+    use std::os::unix::process::CommandExt;
     let port = free_port();
     let driver = spawn_listening(
-        Command::new("chromedriver").arg(format!("--port={port}")),
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .process_group(0),
         port,
         log,
         Duration::from_secs(20),
@@ -106,7 +122,7 @@ async fn browser(log: &Path) -> (Proc, Client) {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a chromium session through chromedriver");
-    (Proc(driver), client)
+    (Driver(driver), client)
 }
 
 async fn shot(c: &Client, name: &str) {
@@ -318,6 +334,38 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
         .unwrap();
     assert!(rel.contains("alice@example.com"), "{rel}");
     shot(&c, "sender.png").await;
+
+    // The domain and the MTA have pages of their own, reached by search.
+    for (query, path, heading) in [
+        (
+            "partner.example",
+            "/domain?key=partner.example",
+            "domain partner.example",
+        ),
+        ("192.0.2.10", "/mta?key=192.0.2.10", "mta 192.0.2.10"),
+    ] {
+        c.find(Locator::Css("input[name=q]"))
+            .await
+            .unwrap()
+            .send_keys(query)
+            .await
+            .unwrap();
+        c.find(Locator::Css("form[role=search] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        at(&c, |p| p == path).await;
+        h1_until(&c, |h| h.starts_with(heading)).await;
+        assert!(c.find(Locator::Css("svg.contributions")).await.is_ok());
+    }
+    let src = c.source().await.unwrap();
+    assert!(src.contains("sender_domains"), "the MTA's five factors");
+    shot(&c, "mta.png").await;
+    c.goto(&format!("{base}/sender?key=carol%40partner.example"))
+        .await
+        .unwrap();
 
     // An override made on the page: `explain` shows it.
     c.find(Locator::Css("select[name=class]"))

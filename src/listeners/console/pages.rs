@@ -7,7 +7,7 @@ use super::layout::{badge, enc, page, points, problem, respond, subject_href, wh
 use super::Console;
 use crate::activity::{Hour, Seen};
 use crate::store::run_blocking;
-use crate::verdict::decided;
+use crate::verdict::decided_json;
 use crate::vocab::now;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -141,8 +141,8 @@ pub fn verdict_table(list: &[Arc<Seen>]) -> Markup {
                             td { (badge(&s.class)) }
                             td.num { (s.score().map_or(String::new(), |x| format!("{x:.1}"))) }
                             td { @if let Some(m) = s.mta() { a href=(subject_href(m)) { (m) } } }
-                            td { (s.record.action) }
-                            td { (s.record.anomalies.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")) }
+                            td { (s.action) }
+                            td { (s.anomalies.join(", ")) }
                             td { a href={ "/verdict?n=" (s.n) } { "why" } }
                         }
                     }
@@ -165,9 +165,8 @@ pub struct Filter {
 impl Filter {
     fn keeps(&self, s: &Seen) -> bool {
         (self.class.is_empty() || s.has_class(&self.class))
-            && (self.action.is_empty() || s.record.action == self.action)
-            && (self.anomaly.is_empty()
-                || s.record.anomalies.iter().any(|a| a.name == self.anomaly))
+            && (self.action.is_empty() || s.action == self.action)
+            && (self.anomaly.is_empty() || s.anomalies.iter().any(|a| *a == self.anomaly))
     }
 }
 
@@ -177,12 +176,12 @@ pub async fn verdicts(
     Query(f): Query<Filter>,
 ) -> Response {
     let all = c.shared.activity.recent(usize::MAX, |_| true);
-    let mut actions: Vec<&str> = all.iter().map(|s| s.record.action.as_str()).collect();
+    let mut actions: Vec<&str> = all.iter().map(|s| s.action.as_str()).collect();
     actions.sort_unstable();
     actions.dedup();
     let mut anomalies: Vec<&str> = all
         .iter()
-        .flat_map(|s| s.record.anomalies.iter().map(|a| a.name))
+        .flat_map(|s| s.anomalies.iter().copied())
         .collect();
     anomalies.sort_unstable();
     anomalies.dedup();
@@ -236,11 +235,11 @@ pub async fn verdict(
             "That verdict is no longer kept (admin.recent bounds how many are).",
         );
     };
-    let r = &s.record;
-    let contributions = |rating: &Option<serde_json::Value>| -> Vec<(String, f64)> {
-        let mut v: Vec<(String, f64)> = rating
-            .as_ref()
-            .and_then(|x| x["contributions"].as_object())
+    let r = s.record();
+    let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+    let contributions = |rating: &serde_json::Value| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = rating["contributions"]
+            .as_object()
             .map(|m| {
                 m.iter()
                     .filter_map(|(k, p)| Some((k.clone(), p.as_f64()?)))
@@ -251,39 +250,49 @@ pub async fn verdict(
         v.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         v
     };
+    let auth = &r["auth"];
+    let result = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let dkim: Vec<String> = auth["dkim"]
+        .as_array()
+        .map(|l| l.iter().map(|d| result(&d["result"])).collect())
+        .unwrap_or_default();
     let body = html! {
-        h1 { "Verdict " (s.n) ": " (r.action) " " (badge(&s.class)) }
+        h1 { "Verdict " (s.n) ": " (s.action) " " (badge(&s.class)) }
         div.panel {
             dl.facts {
-                dt { "time" } dd { (r.time) }
-                dt { "queue id" } dd { (r.queue_id) }
-                dt { "message id" } dd { (r.message_id.as_deref().unwrap_or("-")) }
-                dt { "direction" } dd { (r.direction) }
-                dt { "stage" } dd { (r.stage.as_str()) }
+                dt { "time" } dd { (text("time")) }
+                dt { "queue id" } dd { (text("queue_id")) }
+                dt { "message id" } dd { (text("message_id")) }
+                dt { "direction" } dd { (s.direction) }
+                dt { "stage" } dd { (text("stage")) }
                 dt { "envelope sender" } dd { @if let Some(k) = s.sender() { a href=(subject_href(k)) { (k) } } }
-                dt { "From" } dd { (r.header_from.as_deref().unwrap_or("-")) }
-                dt { "recipients" } dd { (r.recipients.join(", ")) }
-                dt { "client" } dd { (r.client_ip.as_deref().unwrap_or("-")) " (HELO " (r.helo) ")" }
-                dt { "authenticated" } dd { (r.authenticated.map_or("not decided".into(), |a| a.to_string())) }
-                @if let Some(a) = &r.auth {
+                dt { "From" } dd { (text("header_from")) }
+                dt { "recipients" } dd { (s.recipients.join(", ")) }
+                dt { "client" } dd { (text("client_ip")) " (HELO " (text("helo")) ")" }
+                dt { "authenticated" } dd { (r["authenticated"].as_bool().map_or("not decided".into(), |a| a.to_string())) }
+                @if auth.is_object() {
                     dt { "SPF / DKIM / DMARC / ARC" }
-                    dd { (a.spf.to_string()) " / " (a.dkim.iter().map(|d| d.result.to_string()).collect::<Vec<_>>().join(",")) " / " (a.dmarc.to_string()) " (p=" (a.dmarc_policy.to_string()) ") / " (a.arc.to_string()) }
+                    dd { (result(&auth["spf"])) " / " (dkim.join(",")) " / " (result(&auth["dmarc"])) " (p=" (result(&auth["dmarc_policy"])) ") / " (result(&auth["arc"])) }
                 }
-                dt { "decided by" } dd { (decided(r)) }
-                dt { "monitor only" } dd { (if r.monitor { "yes" } else { "no" }) }
+                dt { "decided by" } dd { (decided_json(&r)) }
+                dt { "monitor only" } dd { (if r["monitor"] == true { "yes" } else { "no" }) }
             }
         }
-        @if !r.anomalies.is_empty() {
+        @if let Some(list) = r["anomalies"].as_array().filter(|l| !l.is_empty()) {
             h2 { "Anomalies" }
             div.panel { table {
                 thead { tr { th { "anomaly" } th.num { "points" } th { "detail" } } }
-                tbody { @for a in &r.anomalies { tr { td { (a.name) } td.num { (points(a.points)) } td { (a.detail) } } } }
+                tbody { @for a in list { tr {
+                    td { (result(&a["name"])) }
+                    td.num { (points(a["points"].as_f64().unwrap_or(0.0))) }
+                    td { (result(&a["detail"])) }
+                } } }
             } }
         }
-        @for (who, rating) in [("Sender", &r.sender), ("MTA", &r.mta)] {
-            @if let Some(x) = rating {
-                h2 { (who) " " a href=(subject_href(x["key"].as_str().unwrap_or(""))) { (x["key"].as_str().unwrap_or("")) }
-                     " " (badge(x["class"].as_str().unwrap_or("none"))) " " (x["score"].as_f64().unwrap_or(0.0)) }
+        @for (who, rating) in [("Sender", &r["sender"]), ("MTA", &r["mta"])] {
+            @if rating.is_object() {
+                h2 { (who) " " a href=(subject_href(rating["key"].as_str().unwrap_or(""))) { (rating["key"].as_str().unwrap_or("")) }
+                     " " (badge(rating["class"].as_str().unwrap_or("none"))) " " (rating["score"].as_f64().unwrap_or(0.0)) }
                 div.panel { (chart::contributions(&contributions(rating))) }
             }
         }
