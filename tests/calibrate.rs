@@ -133,8 +133,8 @@ fn calibrate_fits_weights_that_separate_held_out_days_at_least_as_well() {
     assert_eq!(c["better"], true);
     assert_eq!(
         c["weights"].as_array().unwrap().len(),
-        11,
-        "the eleven sender factors"
+        16,
+        "the eleven sender and five MTA factors"
     );
     let text = run(false);
     eprintln!("{text}");

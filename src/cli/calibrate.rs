@@ -1,4 +1,4 @@
-//! `sra-milter calibrate`: the sender factors' weights fitted to the
+//! `sra-milter calibrate`: the factors' weights fitted to the
 //! site's feedback (`pipeline::calibrate`), proposed, never applied.
 //!
 //! Feedback per inbound verdict record, first that applies: a `--labels`

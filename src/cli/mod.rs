@@ -123,7 +123,7 @@ enum Command {
     /// The store itself: `copy` a site's history between backends.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Fit the sender factors' weights to the site's feedback and propose
+    /// Fit the factors' weights to the site's feedback and propose
     /// them with their measured separation (nothing is changed).
     Calibrate {
         #[command(flatten)]

@@ -1,11 +1,13 @@
-//! Calibration: the weights of the eleven named sender factors fitted to
-//! the site's own feedback, proposed as a `[scoring.sender]` table beside
-//! the separation it measures. It never applies itself, and the score
-//! stays a sum of named contributions.
+//! Calibration: the weights of the named factors (the eleven sender and
+//! five MTA factors) fitted to the site's own feedback, proposed as
+//! `[scoring.sender]` and `[scoring.mta]` tables beside the separation it
+//! measures. It never applies itself, and the score stays a sum of named
+//! contributions.
 //!
 //! Each verdict record carries a factor's points, `weight × g(value)`;
 //! dividing by the current weight gives back `g(value)`, the factor's
-//! feature. A logistic regression of the feedback (bad: reported junk, or
+//! feature. The sender's and the MTA's points count together, as the
+//! record's combined score adds them. A logistic regression of the feedback (bad: reported junk, or
 //! an override to suspicious/malicious; good: a sender the enterprise has
 //! answered, or an override to trusted) on those features and on the
 //! rest of the score (anomalies, backing: kept as they are) gives each
@@ -52,20 +54,27 @@ pub struct Calibration {
     pub refused: Option<String>,
 }
 
-/// (features by factor, the rest of the sender's points) of a record.
+/// (features by factor, the rest of the points) of a record: the
+/// sender's and the MTA's ratings together, as the record's combined
+/// score adds them.
 fn features(
     rec: &Value,
     names: &[String],
     current: &BTreeMap<String, f64>,
 ) -> Option<(Vec<f64>, f64)> {
-    let c = rec["sender"]["contributions"].as_object()?;
+    let sender = rec["sender"]["contributions"].as_object()?;
+    let empty = serde_json::Map::new();
+    let mta = rec["mta"]["contributions"].as_object().unwrap_or(&empty);
     let mut f = vec![0.0; names.len()];
     let mut rest = 0.0;
-    for (k, p) in c {
-        let p = p.as_f64().unwrap_or(0.0);
-        match names.iter().position(|n| n == k) {
-            Some(i) if current[k] != 0.0 => f[i] = p / current[k],
-            _ => rest += p,
+    for (who, c) in [("sender", sender), ("mta", mta)] {
+        for (k, p) in c {
+            let p = p.as_f64().unwrap_or(0.0);
+            let name = format!("{who}.{k}");
+            match names.iter().position(|n| *n == name) {
+                Some(i) if current[&name] != 0.0 => f[i] = p / current[&name],
+                _ => rest += p,
+            }
         }
     }
     Some((f, rest))
@@ -154,14 +163,18 @@ fn logistic(x: &[Vec<f64>], y: &[bool]) -> Vec<Option<f64>> {
     out
 }
 
-/// Fits the sender factors' weights; `held_out` is the share of the days,
+/// Fits the factors' weights; `held_out` is the share of the days,
 /// the latest, kept out of the fit.
 pub fn calibrate(cfg: &Config, data: &[Labelled<'_>], held_out: f64) -> Calibration {
-    let table = serde_json::to_value(&cfg.scoring.sender).unwrap_or_default();
     let mut current = BTreeMap::new();
-    if let Value::Object(m) = &table {
-        for (k, v) in m {
-            current.insert(k.clone(), v["weight"].as_f64().unwrap_or(0.0));
+    for (who, table) in [
+        ("sender", serde_json::to_value(&cfg.scoring.sender)),
+        ("mta", serde_json::to_value(&cfg.scoring.mta)),
+    ] {
+        if let Ok(Value::Object(m)) = table {
+            for (k, v) in m {
+                current.insert(format!("{who}.{k}"), v["weight"].as_f64().unwrap_or(0.0));
+            }
         }
     }
     let names: Vec<String> = current.keys().cloned().collect();
@@ -272,7 +285,7 @@ impl Calibration {
             f(self.auc_current),
             f(self.auc_fitted)
         );
-        let _ = writeln!(s, "\n{:<28} {:>8} {:>8}", "factor", "current", "fitted");
+        let _ = writeln!(s, "\n{:<34} {:>8} {:>8}", "factor", "current", "fitted");
         for w in &self.weights {
             let note = if w.kept {
                 "  (never varied in the feedback: kept)"
@@ -281,7 +294,7 @@ impl Calibration {
             };
             let _ = writeln!(
                 s,
-                "{:<28} {:>8.1} {:>8.1}{note}",
+                "{:<34} {:>8.1} {:>8.1}{note}",
                 w.factor, w.current, w.fitted
             );
         }
@@ -292,11 +305,7 @@ impl Calibration {
                 .iter()
                 .filter(|w| !w.kept && w.fitted != w.current)
             {
-                let _ = writeln!(
-                    s,
-                    "[scoring.sender.{}]\nweight = {:.1}\n",
-                    w.factor, w.fitted
-                );
+                let _ = writeln!(s, "[scoring.{}]\nweight = {:.1}\n", w.factor, w.fitted);
             }
         } else {
             let _ = writeln!(
@@ -349,11 +358,20 @@ mod tests {
             .collect();
         let c = calibrate(&cfg, &data, 0.3);
         assert!(c.refused.is_none(), "{c:?}");
-        let w = c.weights.iter().find(|w| w.factor == "not_opened").unwrap();
+        let w = c
+            .weights
+            .iter()
+            .find(|w| w.factor == "sender.not_opened")
+            .unwrap();
         assert!(w.fitted < -1.0, "not_opened now weighs: {w:?}");
         assert!(c.auc_fitted.unwrap() > 0.95, "{c:?}");
         assert!(c.auc_fitted >= c.auc_current && c.better);
         assert!(c.text().contains("[scoring.sender.not_opened]"));
+        assert_eq!(
+            c.weights.len(),
+            16,
+            "the eleven sender and five MTA factors"
+        );
     }
 
     #[test]
