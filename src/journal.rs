@@ -54,6 +54,9 @@ impl Journal {
     /// Starts the writer thread over `dir`, keeping `keep` seconds of days.
     pub fn start(dir: PathBuf, keep: u64) -> io::Result<Journal> {
         std::fs::create_dir_all(&dir)?;
+        // Verdicts name people: readable by the daemon's user and group only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))?;
         let queue = Arc::new(Queue {
             waiting: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -124,7 +127,13 @@ fn write_loop(dir: &Path, keep: u64, q: &Queue) {
                 }
                 prune(dir, keep, seen.time);
                 let path = dir.join(format!("{day}.jsonl"));
-                match OpenOptions::new().create(true).append(true).open(&path) {
+                use std::os::unix::fs::OpenOptionsExt;
+                match OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o640)
+                    .open(&path)
+                {
                     Ok(f) => {
                         open = Some((day, BufWriter::new(f)));
                         failing = false;
@@ -193,6 +202,15 @@ pub struct Read {
 /// The records of `dir` made at or after `since` (unix seconds), oldest
 /// day first.
 pub fn read_since(dir: &Path, since: u64) -> io::Result<Read> {
+    let mut out = Read::default();
+    out.unreadable = each_since(dir, since, &mut |v| out.records.push(v))?;
+    Ok(out)
+}
+
+/// Calls `f` with each record of `dir` made at or after `since`, oldest day
+/// first, one at a time (a week of journal need not fit in memory); the
+/// count of unreadable lines.
+pub fn each_since(dir: &Path, since: u64, f: &mut dyn FnMut(serde_json::Value)) -> io::Result<u64> {
     let first = day_name(since);
     let mut days: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
@@ -205,16 +223,29 @@ pub fn read_since(dir: &Path, since: u64) -> io::Result<Read> {
         })
         .collect();
     days.sort();
-    let mut out = Read::default();
+    let mut unreadable = 0;
     for p in days {
-        read_lines(BufReader::new(File::open(&p)?), since, &mut out)?;
+        unreadable += each_line(BufReader::new(File::open(&p)?), since, f)?;
     }
-    Ok(out)
+    Ok(unreadable)
 }
 
 /// Verdict records as JSON lines (the journal, or `sra-milter replay`'s
-/// output) made at or after `since`.
+/// output) made at or after `since`, into `out`.
 pub fn read_lines(r: impl BufRead, since: u64, out: &mut Read) -> io::Result<()> {
+    let records = &mut out.records;
+    out.unreadable += each_line(r, since, &mut |v| records.push(v))?;
+    Ok(())
+}
+
+/// Calls `f` with each record of `r` made at or after `since`; the count
+/// of unreadable lines.
+pub fn each_line(
+    r: impl BufRead,
+    since: u64,
+    f: &mut dyn FnMut(serde_json::Value),
+) -> io::Result<u64> {
+    let mut unreadable = 0;
     for line in r.lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -227,13 +258,13 @@ pub fn read_lines(r: impl BufRead, since: u64, out: &mut Read) -> io::Result<()>
                     .and_then(crate::vocab::parse_rfc3339)
                     .unwrap_or(0);
                 if t >= since {
-                    out.records.push(v);
+                    f(v);
                 }
             }
-            _ => out.unreadable += 1,
+            _ => unreadable += 1,
         }
     }
-    Ok(())
+    Ok(unreadable)
 }
 
 #[cfg(test)]
@@ -255,6 +286,14 @@ mod tests {
         }
         // Dropped, the journal writes what waits before it ends.
         drop(j);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(d.path()), 0o750);
+        assert_eq!(
+            mode(&d.path().join(format!("{}.jsonl", day_name(t0 + 3 * DAY)))),
+            0o640,
+            "verdicts name people"
+        );
         assert!(
             !d.path().join(format!("{}.jsonl", day_name(t0))).exists(),
             "older than two days: pruned"

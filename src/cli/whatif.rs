@@ -3,8 +3,8 @@
 //! current one (`pipeline::whatif`). Nothing is changed.
 
 use sra_milter::config::{Config, Overrides, EX_CONFIG};
-use sra_milter::journal::{self, Read};
-use sra_milter::pipeline::whatif::whatif;
+use sra_milter::journal;
+use sra_milter::pipeline::whatif::WhatIf;
 use sra_milter::vocab::{now, Span};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,10 +39,12 @@ pub fn main(o: Options) -> ExitCode {
         Err(code) => return code,
     };
     let since = now().saturating_sub(o.since.0.as_secs());
-    let read = if o.records.is_empty() {
+    let mut w = WhatIf::new(&current, &candidate);
+    let mut add = |v: serde_json::Value| w.add(&v);
+    let unreadable = if o.records.is_empty() {
         let dir = journal::dir(&current.state_dir);
-        match journal::read_since(&dir, since) {
-            Ok(r) => r,
+        match journal::each_since(&dir, since, &mut add) {
+            Ok(n) => n,
             Err(e) => {
                 eprintln!(
                     "sra-milter: the journal {}: {e} (admin.journal_keep; or give --records FILE from `sra-milter replay --jsonl`)",
@@ -52,7 +54,7 @@ pub fn main(o: Options) -> ExitCode {
             }
         }
     } else {
-        let mut r = Read::default();
+        let mut n = 0;
         for p in &o.records {
             let f = match std::fs::File::open(p) {
                 Ok(f) => f,
@@ -62,15 +64,18 @@ pub fn main(o: Options) -> ExitCode {
                 }
             };
             // A replay's records carry the mail's own time: all of them count.
-            if let Err(e) = journal::read_lines(std::io::BufReader::new(f), 0, &mut r) {
-                eprintln!("sra-milter: {}: {e}", p.display());
-                return ExitCode::FAILURE;
+            match journal::each_line(std::io::BufReader::new(f), 0, &mut add) {
+                Ok(u) => n += u,
+                Err(e) => {
+                    eprintln!("sra-milter: {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
             }
         }
-        r
+        n
     };
-    let mut report = whatif(&current, &candidate, &read.records);
-    report.unreadable += read.unreadable;
+    let mut report = w.finish();
+    report.unreadable += unreadable;
     if o.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),

@@ -263,20 +263,49 @@ fn name(c: Option<Class>) -> String {
 
 /// Re-rates `records` under `cur` and `cand`.
 pub fn whatif(cur: &Config, cand: &Config, records: &[Value]) -> Report {
-    let sc = Scales::new(cur, cand);
-    let mut r = Report::default();
-    if sc.caps_changed {
-        r.warnings.push("a factor's cap changed: the records hold points, not the counts behind them, so the candidate's caps are not applied (replay an archive under it for that)".into());
-    }
-    if cur.lists != cand.lists {
-        r.warnings
-            .push("[lists] changed: a record's override is kept as it was".into());
-    }
+    let mut w = WhatIf::new(cur, cand);
     for rec in records {
-        let (Some(now), Some(new)) = (verdict(cur, rec, &sc, false), verdict(cand, rec, &sc, true))
-        else {
+        w.add(rec);
+    }
+    w.finish()
+}
+
+/// A what-if fed one record at a time (a week of journal need not fit in
+/// memory).
+pub struct WhatIf<'a> {
+    cur: &'a Config,
+    cand: &'a Config,
+    sc: Scales,
+    r: Report,
+}
+
+impl<'a> WhatIf<'a> {
+    pub fn new(cur: &'a Config, cand: &'a Config) -> WhatIf<'a> {
+        let sc = Scales::new(cur, cand);
+        let mut r = Report::default();
+        if sc.caps_changed {
+            r.warnings.push("a factor's cap changed: the records hold points, not the counts behind them, so the candidate's caps are not applied (replay an archive under it for that)".into());
+        }
+        if cur.lists != cand.lists {
+            r.warnings
+                .push("[lists] changed: a record's override is kept as it was".into());
+        }
+        WhatIf { cur, cand, sc, r }
+    }
+
+    pub fn finish(self) -> Report {
+        self.r
+    }
+
+    /// Re-rates one record.
+    pub fn add(&mut self, rec: &Value) {
+        let (sc, r) = (&self.sc, &mut self.r);
+        let (Some(now), Some(new)) = (
+            verdict(self.cur, rec, sc, false),
+            verdict(self.cand, rec, sc, true),
+        ) else {
             r.unreadable += 1;
-            continue;
+            return;
         };
         r.records += 1;
         if rec["action"].as_str() == Some(now.action.as_str()) {
@@ -297,7 +326,7 @@ pub fn whatif(cur: &Config, cand: &Config, records: &[Value]) -> Report {
                 .or_default() += 1;
         }
         if now.action == new.action {
-            continue;
+            return;
         }
         r.changed += 1;
         let key = format!("{} → {}", now.action, new.action);
@@ -318,7 +347,6 @@ pub fn whatif(cur: &Config, cand: &Config, records: &[Value]) -> Report {
             });
         }
     }
-    r
 }
 
 impl Report {

@@ -6,7 +6,7 @@ use super::access::Viewer;
 use super::layout::{badge, page, problem, respond, subject_href};
 use super::Console;
 use crate::journal;
-use crate::pipeline::whatif::{whatif, Report};
+use crate::pipeline::whatif::{Report, WhatIf};
 use crate::store::run_blocking;
 use crate::vocab::now;
 use axum::extract::State;
@@ -94,14 +94,15 @@ pub async fn page_post(
     let dir = journal::dir(&current.state_dir);
     let cur = current.clone();
     let report = run_blocking(move || {
-        let read = match journal::read_since(&dir, since) {
-            Ok(r) => r,
+        let mut w = WhatIf::new(&cur, &candidate);
+        let unreadable = match journal::each_since(&dir, since, &mut |v| w.add(&v)) {
+            Ok(n) => n,
             // No journal yet (a fresh daemon, or admin.journal_keep = 0).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => journal::Read::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(crate::store::StoreError::Io(e.to_string())),
         };
-        let mut r = whatif(&cur, &candidate, &read.records);
-        r.unreadable += read.unreadable;
+        let mut r = w.finish();
+        r.unreadable += unreadable;
         Ok(r)
     })
     .await;
