@@ -8,7 +8,8 @@
 //! mail that came that way — and are weighed accordingly:
 //!
 //! - [`PathTrust::Indirect`]: the MTA is a relay that carries mail of many
-//!   sender domains to us (`RELAY_DOMAINS`) *and* the message shows it was
+//!   sender domains to us (`RELAY_DOMAINS`, or `SETTLED_RELAY_DOMAINS` once
+//!   it has done so for `SETTLED_RELAY_DAYS`) *and* the message shows it was
 //!   relayed: ARC passed at our MX, it carries `List-Id:`, or the From
 //!   domain's own DKIM signature broke in transit. The sender keeps three
 //!   quarters of its positive history (`unauthenticated_indirect` withholds
@@ -36,6 +37,21 @@ use std::net::IpAddr;
 /// Distinct sender domains an MTA must have carried to us to count as a
 /// relay (a list server or a forwarder).
 pub const RELAY_DOMAINS: u64 = 5;
+
+/// A relay known this long (days) counts with fewer domains: a small
+/// mailing list or a personal forwarder carries few of our correspondents,
+/// and weeks of them are what an attacker cannot fake in a hurry.
+pub const SETTLED_RELAY_DAYS: u64 = 21;
+/// Distinct sender domains of a relay known `SETTLED_RELAY_DAYS`.
+pub const SETTLED_RELAY_DOMAINS: u64 = 3;
+
+/// Whether an MTA's record (at `now`) is that of a relay.
+pub fn is_relay(mta: &Record, now: u64) -> bool {
+    let domains = mta.distinct(SetKind::SenderDomains);
+    let days = now.saturating_sub(mta.first_seen) / 86400;
+    domains >= RELAY_DOMAINS
+        || (mta.first_seen != 0 && days >= SETTLED_RELAY_DAYS && domains >= SETTLED_RELAY_DOMAINS)
+}
 
 /// Thread identifiers (In-Reply-To, References) looked up per message
 /// (long threads carry dozens).
@@ -140,7 +156,7 @@ impl Reputation {
             };
             if let Some(why) = sign {
                 let mta = self.store.record(Kind::Mta, &mta_key(ip))?;
-                if mta.distinct(SetKind::SenderDomains) >= RELAY_DOMAINS {
+                if is_relay(&mta, msg.time) {
                     return Ok(PathTrust::Indirect(why));
                 }
             }
@@ -168,6 +184,24 @@ impl Reputation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relay_carries_many_domains_or_a_few_for_weeks() {
+        let now = 100 * 86400;
+        let relay = |days: u64, domains: u64| {
+            let mut r = Record::seen_at(now - days * 86400);
+            for i in 0..domains {
+                r.insert(SetKind::SenderDomains, &format!("d{i}.example"));
+            }
+            is_relay(&r, now)
+        };
+        assert!(relay(1, 5));
+        assert!(!relay(1, 4));
+        assert!(!relay(20, 4));
+        assert!(relay(21, 3));
+        assert!(!relay(60, 2));
+        assert!(!is_relay(&Record::default(), now));
+    }
 
     #[test]
     fn networks_of_mta_keys() {
