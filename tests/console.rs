@@ -294,6 +294,11 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
     assert!(src.contains("Monitor-only mode"), "{src}");
     assert!(src.contains("would_reject"), "the held-back verdict: {src}");
     assert!(c.find(Locator::Css("svg.hourly rect.bar")).await.is_ok());
+    // The hour by action shows what monitor mode held back, lighter.
+    assert!(c
+        .find(Locator::Css("svg.hourly rect.bar.malicious.would"))
+        .await
+        .is_ok());
     shot(&c, "overview.png").await;
 
     // Search finds the sender; its page shows factors, contributions and

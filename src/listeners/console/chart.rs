@@ -53,23 +53,69 @@ pub fn contributions(items: &[(String, f64)]) -> Markup {
     }
 }
 
-/// Verdicts per hour, stacked by class.
-pub fn hourly(hours: &[Hour]) -> Markup {
+/// Actions in stacking order (bottom first), each with the colour of the
+/// class that usually leads to it; held back by monitor mode (`would_`)
+/// drawn in the same colour, lighter.
+pub const ACTIONS: [(&str, &str); 12] = [
+    ("accept", "trusted"),
+    ("tag", "neutral"),
+    ("would_tag", "neutral would"),
+    ("quarantine", "suspicious"),
+    ("would_quarantine", "suspicious would"),
+    ("tempfail", "unrated"),
+    ("would_tempfail", "unrated would"),
+    ("reject", "malicious"),
+    ("would_reject", "malicious would"),
+    ("discard", "none"),
+    ("would_discard", "none would"),
+    ("would_accept", "trusted would"),
+];
+
+/// What an hourly chart stacks: the hour's counts by class or by action.
+#[derive(Clone, Copy)]
+pub enum By {
+    Class,
+    Action,
+}
+
+impl By {
+    /// (series, its CSS classes) in stacking order.
+    pub fn series(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            By::Class => CLASSES.iter().map(|c| (*c, *c)).collect(),
+            By::Action => ACTIONS.to_vec(),
+        }
+    }
+
+    fn counts(self, h: &Hour) -> &std::collections::BTreeMap<String, u64> {
+        match self {
+            By::Class => &h.by_class,
+            By::Action => &h.by_action,
+        }
+    }
+}
+
+/// Verdicts per hour, stacked by class or by action.
+pub fn hourly(hours: &[Hour], by: By) -> Markup {
     let max = hours.iter().map(Hour::total).max().unwrap_or(0).max(1) as f64;
     let (w, h, left, bottom) = (760.0, 180.0, 40.0, 20.0);
     let bw = (w - left) / hours.len().max(1) as f64;
+    let label = match by {
+        By::Class => "Verdicts per hour by class",
+        By::Action => "Verdicts per hour by action",
+    };
     html! {
         svg.hourly role="img" width=(w) height=(h + bottom) viewBox={ "0 0 " (w) " " (h + bottom) }
-            aria-label="Verdicts per hour by class" {
+            aria-label=(label) {
             text x="0" y="10" { (max as u64) }
             text x="0" y=(h) { "0" }
             line x1=(left) x2=(w) y1=(h) y2=(h) stroke="#999" {}
             @for (i, hour) in hours.iter().enumerate() {
                 @let x = left + bw * i as f64;
-                @let stack = stack(hour, h, max);
-                @for (class, y, height, n) in stack {
-                    rect class={ "bar " (class) } x=(x + 1.0) y=(y) width=((bw - 2.0).max(1.0)) height=(height) {
-                        title { (crate::vocab::rfc3339(hour.start).get(..13).unwrap_or("")) "h: " (n) " " (class) }
+                @let stack = stack(hour, by, h, max);
+                @for (name, css, y, height, n) in stack {
+                    rect class={ "bar " (css) } x=(x + 1.0) y=(y) width=((bw - 2.0).max(1.0)) height=(height) {
+                        title { (crate::vocab::rfc3339(hour.start).get(..13).unwrap_or("")) "h: " (n) " " (name) }
                     }
                 }
                 @if i % 6 == 0 {
@@ -80,18 +126,24 @@ pub fn hourly(hours: &[Hour]) -> Markup {
     }
 }
 
-/// (class, y, height, count) of one hour's stacked bars.
-fn stack(hour: &Hour, h: f64, max: f64) -> Vec<(&'static str, f64, f64, u64)> {
+/// (series, CSS classes, y, height, count) of one hour's stacked bars.
+fn stack(
+    hour: &Hour,
+    by: By,
+    h: f64,
+    max: f64,
+) -> Vec<(&'static str, &'static str, f64, f64, u64)> {
     let mut y = h;
     let mut out = Vec::new();
-    for class in CLASSES {
-        let n = hour.by_class.get(class).copied().unwrap_or(0);
+    let counts = by.counts(hour);
+    for (name, css) in by.series() {
+        let n = counts.get(name).copied().unwrap_or(0);
         if n == 0 {
             continue;
         }
         let height = (h - 12.0) * n as f64 / max;
         y -= height;
-        out.push((class, y, height, n));
+        out.push((name, css, y, height, n));
     }
     out
 }
@@ -200,9 +252,12 @@ mod tests {
         let mut h = Hour::default();
         h.by_class.insert("malicious".into(), 1);
         h.by_class.insert("trusted".into(), 3);
-        let s = stack(&h, 100.0, 4.0);
+        let s = stack(&h, By::Class, 100.0, 4.0);
         assert_eq!(s[0].0, "trusted");
         assert_eq!(s[1].0, "malicious");
-        assert!(s[1].1 < s[0].1, "malicious sits on top");
+        assert!(s[1].2 < s[0].2, "malicious sits on top");
+        h.by_action.insert("would_reject".into(), 1);
+        let s = stack(&h, By::Action, 100.0, 4.0);
+        assert_eq!((s[0].0, s[0].1), ("would_reject", "malicious would"));
     }
 }

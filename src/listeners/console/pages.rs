@@ -2,7 +2,7 @@
 //! with its explanation) and the movers.
 
 use super::access::Viewer;
-use super::chart::{self, CLASSES};
+use super::chart::{self, By, CLASSES};
 use super::layout::{badge, enc, page, points, problem, respond, subject_href, when};
 use super::Console;
 use crate::activity::{Hour, Seen};
@@ -24,10 +24,19 @@ fn sum(hours: &[Hour], f: impl Fn(&Hour) -> u64) -> u64 {
     hours.iter().map(f).sum()
 }
 
-fn legend() -> Markup {
+fn legend(by: By, hours: &[Hour]) -> Markup {
+    // Only the series these hours hold, so the key stays short.
+    let present = |name: &str| {
+        hours.iter().any(|h| match by {
+            By::Class => h.by_class.contains_key(name),
+            By::Action => h.by_action.contains_key(name),
+        })
+    };
     html! {
         p.legend {
-            @for c in CLASSES { span { span class={ "swatch " (c) } {} (c) } }
+            @for (name, css) in by.series() {
+                @if present(name) { span { span class={ "swatch " (css) } {} (name) } }
+            }
         }
     }
 }
@@ -77,8 +86,10 @@ pub async fn overview(State(c): State<Arc<Console>>, Extension(v): Extension<Vie
             div.card { div.n { (c.shared.active_sessions()) } div.l { "open milter connections" } }
             div.card { div.n { (cfg.mode.to_string()) } div.l { "mode" } }
         }
-        h2 { "Verdicts per hour, last 48 hours" }
-        div.panel { (chart::hourly(two_days)) (legend()) }
+        h2 { "Verdicts per hour by class, last 48 hours" }
+        div.panel { (chart::hourly(two_days, By::Class)) (legend(By::Class, two_days)) }
+        h2 { "Verdicts per hour by action, last 48 hours" }
+        div.panel { (chart::hourly(two_days, By::Action)) (legend(By::Action, two_days)) }
         h2 { "Actions" }
         div.panel {
             table {
