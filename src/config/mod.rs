@@ -311,6 +311,20 @@ impl Config {
             self.store.redis.validate().map_err(ConfigError::Invalid)?;
         }
         self.policy.validate().map_err(ConfigError::Invalid)?;
+        // [policy.anomalies] names anomalies that exist: their weights.
+        let known = toml::Table::try_from(&self.anomalies).unwrap_or_default();
+        for name in self.policy.anomalies.keys() {
+            if !known.get(name).is_some_and(toml::Value::is_float) {
+                let names: Vec<&String> = known
+                    .iter()
+                    .filter(|(_, v)| v.is_float())
+                    .map(|(k, _)| k)
+                    .collect();
+                return Err(ConfigError::Invalid(format!(
+                    "policy.anomalies.{name}: no such anomaly (one of {names:?})"
+                )));
+            }
+        }
         self.anomalies.validate().map_err(ConfigError::Invalid)?;
         self.events.validate().map_err(ConfigError::Invalid)?;
         if !self.events.listen.is_empty() {
@@ -606,6 +620,27 @@ mod example_tests {
         assert!(base.overlay("[scoring]\nno_such_key = 1\n").is_err());
         assert!(base.overlay("not toml [").is_err());
         assert_eq!(base.overlay("").unwrap(), base);
+    }
+
+    #[test]
+    fn policy_anomalies_name_real_anomalies() {
+        let ok = Config::from_toml(
+            "enterprise_domains = [\"example.com\"]\n[policy.anomalies]\nbehaviour_change = \"tag\"\n",
+            Path::new("x.toml"),
+        );
+        let mut ok = ok.unwrap();
+        ok.validate().unwrap();
+        assert_eq!(
+            ok.policy.anomalies["behaviour_change"],
+            crate::vocab::Action::Tag
+        );
+        let mut bad = Config::from_toml(
+            "enterprise_domains = [\"example.com\"]\n[policy.anomalies]\nsettled_messages = \"tag\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.anomalies.settled_messages"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::vocab::{Action, Class, Stage};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Class → action.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -80,6 +81,9 @@ pub struct PolicyConfig {
     pub tempfail_code: String,
     pub tempfail_xcode: String,
     pub tempfail_text: String,
+    /// Anomaly → the least action at end of message when it is raised
+    /// (`behaviour_change = "tag"`); empty: the classes alone decide.
+    pub anomalies: BTreeMap<String, Action>,
 }
 
 impl Default for PolicyConfig {
@@ -108,6 +112,7 @@ impl Default for PolicyConfig {
             tempfail_code: "451".into(),
             tempfail_xcode: "4.7.1".into(),
             tempfail_text: "deferred by sender reputation policy, try again later".into(),
+            anomalies: BTreeMap::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::auth::{AuthResult, AuthSummary, DkimVerdict};
 use crate::config::Config;
 use crate::message::{AuthState, Message};
 use crate::reputation::{combined_score, PathTrust};
-use crate::vocab::{Class, Direction};
+use crate::vocab::{Action, Class, Direction};
 
 pub(super) const T: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -418,6 +418,43 @@ fn behaviour_change_needs_two_habits_broken_at_once() {
     assert_eq!(bc.points, 3.0 * cfg.anomalies.behaviour_change);
     assert!(names(&a).contains(&"new_mta_for_sender"));
     assert!(a.sender.as_ref().unwrap().class >= Class::Suspicious);
+}
+
+#[test]
+fn policy_anomalies_act_on_a_taken_over_account() {
+    let (_d, e, mut cfg) = setup();
+    cfg.mode = crate::vocab::Mode::Enforce;
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 8, true);
+    let mut taken = inbound(
+        "carol@partner.example",
+        "192.0.2.10",
+        T + 30 * DAY,
+        "t@x",
+        &[],
+    );
+    taken.mail_client = Some("roundcube webmail".into());
+    taken.reply_to = Some("carol.partner@gmail.com".into());
+    // By class alone: not trusted, yet accepted.
+    let (a, d) = e.process(&cfg, &taken, Action::Accept, false).unwrap();
+    assert!(names(&a).contains(&"behaviour_change"));
+    assert_eq!(d.outcome.applied, Action::Accept);
+    // With [policy.anomalies] behaviour_change = "quarantine".
+    cfg.policy
+        .anomalies
+        .insert("behaviour_change".into(), Action::Quarantine);
+    let (_, d) = e.process(&cfg, &taken, Action::Accept, false).unwrap();
+    assert_eq!(d.outcome.applied, Action::Quarantine);
+    assert_eq!(d.reason, "anomaly behaviour_change");
+    // Her usual mail is not touched.
+    let usual = inbound(
+        "carol@partner.example",
+        "192.0.2.10",
+        T + 30 * DAY,
+        "u@x",
+        &[],
+    );
+    let (_, d) = e.process(&cfg, &usual, Action::Accept, false).unwrap();
+    assert_eq!(d.outcome.applied, Action::Accept);
 }
 
 #[test]

@@ -82,7 +82,14 @@ impl Engine {
         learn: bool,
     ) -> Result<(Assessment, Decision), StoreError> {
         let a = self.assess(cfg, msg)?;
-        let d = decide_eom(cfg, msg, a.sender.as_ref(), a.mta.as_ref(), carried);
+        let d = decide_eom(
+            cfg,
+            msg,
+            a.sender.as_ref(),
+            a.mta.as_ref(),
+            carried,
+            &a.anomalies,
+        );
         if learn && d.learns() {
             self.learn(cfg, msg, &a)?;
         }

@@ -13,7 +13,7 @@
 //! - the stages run as the milter runs them: connect, MAIL and RCPT under
 //!   the candidate's tables (a refusal there ends the message; `tag` and
 //!   `quarantine` are carried), then end of message with the DMARC policy,
-//!   and monitor-only mode.
+//!   the actions `[policy.anomalies]` names, and monitor-only mode.
 //!
 //! What a record cannot tell is counted as *inexact*, not guessed: a
 //! factor's `cap` changed, a weight moved away from zero, `[lists]`
@@ -211,7 +211,15 @@ fn verdict(cfg: &Config, rec: &Value, sc: &Scales, to_candidate: bool) -> Option
         }
         _ => None,
     };
-    let action = dmarc.map_or(rated, |d| rated.max(d));
+    let mut action = dmarc.map_or(rated, |d| rated.max(d));
+    let names = rec["anomalies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str());
+    if let Some((a, _)) = crate::policy::anomaly_action(cfg, names) {
+        action = action.max(a);
+    }
     Some(Verdict {
         stage: Stage::Eom,
         action: label(action, cfg),
@@ -474,6 +482,21 @@ mod tests {
         // 50-24 = 26 ≤ 40: suspicious → quarantine; 58 stays neutral.
         assert_eq!(r.sender_classes["neutral → suspicious"], 1);
         assert_eq!(r.actions["accept → quarantine"], 1);
+        assert_eq!(r.changed, 1);
+    }
+
+    #[test]
+    fn a_policy_for_an_anomaly_is_applied_from_the_record() {
+        let cur = cfg();
+        let mut cand = cfg();
+        cand.policy
+            .anomalies
+            .insert("behaviour_change".into(), Action::Tag);
+        let mut rec = record(4.0, 5, "accept");
+        rec["anomalies"] = json!([{"name": "behaviour_change", "points": -30.0, "detail": "x"}]);
+        let r = whatif(&cur, &cand, &[rec, record(4.0, 5, "accept")]);
+        assert_eq!(r.reproduced, 2);
+        assert_eq!(r.actions["accept → tag"], 1);
         assert_eq!(r.changed, 1);
     }
 

@@ -16,7 +16,7 @@
 
 use crate::config::Config;
 use crate::message::Message;
-use crate::reputation::Rating;
+use crate::reputation::{Anomaly, Rating};
 use crate::vocab::{Action, Class, Direction, Mode, Stage};
 
 /// What is actually done, and what monitor-only mode held back.
@@ -70,6 +70,17 @@ impl Decision {
     }
 }
 
+/// The most severe action `[policy.anomalies]` names for these anomalies,
+/// and the anomaly.
+pub fn anomaly_action<'a>(
+    cfg: &Config,
+    names: impl Iterator<Item = &'a str>,
+) -> Option<(Action, &'a str)> {
+    names
+        .filter_map(|n| cfg.policy.anomalies.get(n).map(|a| (*a, n)))
+        .max_by_key(|(a, _)| *a)
+}
+
 /// The short reason given with a refusal: `mta malicious`, `sender suspicious`.
 pub fn class_reason(what: &str, r: Option<&Rating>) -> String {
     match r {
@@ -80,13 +91,15 @@ pub fn class_reason(what: &str, r: Option<&Rating>) -> String {
 
 /// The policy at end of message: the `[policy.eom]` tables over the
 /// sender's and the MTA's classes, what earlier stages carried (`tag`,
-/// `quarantine`), and the From domain's DMARC policy (RFC 7489 §6.3).
+/// `quarantine`), the From domain's DMARC policy (RFC 7489 §6.3), and the
+/// least action `[policy.anomalies]` names for an anomaly raised.
 pub fn decide_eom(
     cfg: &Config,
     msg: &Message,
     sender: Option<&Rating>,
     mta: Option<&Rating>,
     carried: Action,
+    anomalies: &[Anomaly],
 ) -> Decision {
     if msg.direction() == Direction::Outbound {
         return Decision {
@@ -110,11 +123,18 @@ pub fn decide_eom(
         Some((act, format!("dmarc fail, p={}", s.dmarc_policy)))
     });
     let action = dmarc.as_ref().map_or(rated, |(d, _)| rated.max(*d));
-    let reason = match dmarc {
+    let mut reason = match dmarc {
         Some((d, why)) if d == action && d > rated => why,
         _ if sender_class.is_some_and(|c| c >= Class::Suspicious) => class_reason("sender", sender),
         _ => class_reason("mta", mta),
     };
+    let mut action = action;
+    if let Some((a, name)) = anomaly_action(cfg, anomalies.iter().map(|a| a.name)) {
+        if a > action {
+            action = a;
+            reason = format!("anomaly {name}");
+        }
+    }
     Decision {
         outcome: outcome(action, cfg.mode),
         reason,
