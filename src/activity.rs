@@ -196,10 +196,9 @@ impl Activity {
         g.next += 1;
         let seen = Arc::new(seen);
         count_hour(&mut g.hours, &seen);
+        // Outbound verdicts rate no sender: no class to note.
         if let (Some(key), Some(class)) = (&seen.sender, seen.sender_class) {
-            if seen.direction != "outbound" {
-                note_class(&mut g, key, class, time, seen.n);
-            }
+            note_class(&mut g, key, class, time, seen.n);
         }
         g.recent.push_back(seen.clone());
         while g.recent.len() > self.capacity {

@@ -3,7 +3,7 @@
 //! Postfix queue id, so they line up with `mail.log`.
 //!
 //! In JSON mode each message's verdict record is written as one bare JSON
-//! object line (the SIEM feed, see `verdict::emit_verdict`); in text mode a
+//! object line (the SIEM feed, see `Shared::verdict`); in text mode a
 //! one-line summary is logged.
 
 use crate::config::{Config, LogFormat, LogTarget};

@@ -15,7 +15,7 @@ use crate::journal::Journal;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::pipeline::Engine;
-use crate::verdict::{emit_verdict, VerdictRecord};
+use crate::verdict::{emit_summary, logs_json, VerdictRecord};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -96,11 +96,19 @@ impl Shared {
         ActiveGuard(self.active.clone())
     }
 
-    /// Writes a message's verdict (`verdict::emit_verdict`) and keeps it
-    /// for the console.
+    /// Logs a message's verdict (the JSON record in JSON mode, a summary
+    /// line otherwise), keeps it for the console and journals it.
     pub fn verdict(&self, cfg: &Config, rec: VerdictRecord, msg: &Message) {
-        emit_verdict(cfg, &rec, msg);
+        // The record is serialised once: the kept verdict's JSON line is
+        // the log's record in JSON mode and the journal's line.
+        let json = logs_json(cfg);
+        if !json {
+            emit_summary(&rec, msg);
+        }
         let seen = self.activity.push(rec, msg.time);
+        if json {
+            crate::logging::write_record(&seen.json);
+        }
         if let Some(j) = &self.journal {
             j.append(seen);
         }

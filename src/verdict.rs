@@ -169,13 +169,13 @@ impl VerdictRecord {
     }
 }
 
-/// Writes a message's verdict: the JSON record in JSON mode, a summary
-/// line otherwise.
-pub fn emit_verdict(cfg: &Config, rec: &VerdictRecord, msg: &Message) {
-    if crate::logging::format().unwrap_or(cfg.log.format) == LogFormat::Json {
-        crate::logging::write_record(&rec.to_json_line());
-        return;
-    }
+/// Whether verdicts are logged as JSON records (else as summary lines).
+pub fn logs_json(cfg: &Config) -> bool {
+    crate::logging::format().unwrap_or(cfg.log.format) == LogFormat::Json
+}
+
+/// The summary line of a verdict (the log's text mode).
+pub fn emit_summary(rec: &VerdictRecord, msg: &Message) {
     let qid = if rec.queue_id.is_empty() {
         "NOQUEUE"
     } else {

@@ -55,22 +55,19 @@ pub async fn overview(State(c): State<Arc<Console>>, Extension(v): Extension<Vie
     let (kept, oldest) = c.shared.activity.window();
     let held: Vec<Arc<Seen>> = c.shared.activity.recent(10, Seen::held_back);
     let moves = c.shared.activity.moves(t.saturating_sub(86400));
-    let mut actions: Vec<(String, u64, u64)> = Vec::new();
+    // Action → (last 24 h, 7 days), most frequent over the week first.
+    let mut by_action: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
     for h in &week {
         for (a, n) in &h.by_action {
-            let row = match actions.iter_mut().position(|r| &r.0 == a) {
-                Some(i) => &mut actions[i],
-                None => {
-                    actions.push((a.clone(), 0, 0));
-                    actions.last_mut().expect("just pushed")
-                }
-            };
-            row.2 += n;
+            let row = by_action.entry(a.as_str()).or_default();
+            row.1 += n;
             if h.start + 86400 > t {
-                row.1 += n;
+                row.0 += n;
             }
         }
     }
+    let mut actions: Vec<(&str, u64, u64)> =
+        by_action.into_iter().map(|(a, (d, w))| (a, d, w)).collect();
     actions.sort_by_key(|a| std::cmp::Reverse(a.2));
     let body = html! {
         h1 { "Overview" }
