@@ -193,6 +193,7 @@ fn store_copy_moves_a_history_to_the_cluster_and_back() {
                     direction: Direction::Outbound,
                     sender: "alice@example.com".into(),
                     mta: None,
+                    net: None,
                     recipients: vec![format!("r{i}@partner.example")],
                     has_attachment: i % 2 == 0,
                     has_url: false,

@@ -8,10 +8,12 @@ mod support;
 
 use sra_milter::config::RedisConfig;
 use sra_milter::store::{
-    engagement_key, pair_key, Counter, IndexEntry, Kind, NameEntry, Override, Record, RedisStore,
-    ReputationStore, RocksStore, SetKind, Update, DISTINCT_K,
+    engagement_key, pair_key, with_identity_key, Counter, IdentityKey, IndexEntry, Item, Kind,
+    NameEntry, Override, Record, RedisStore, ReputationStore, RocksStore, SetKind, Update,
+    DISTINCT_K, META_IDENTITY,
 };
 use sra_milter::vocab::{Class, Direction, Target};
+use std::sync::Arc;
 use support::redis::Redis;
 
 fn redis_store(r: &Redis, cluster: bool, prefix: &str) -> RedisStore {
@@ -31,6 +33,7 @@ fn entry(time: u64, sender: &str) -> IndexEntry {
         direction: Direction::Outbound,
         sender: sender.into(),
         mta: None,
+        net: None,
         recipients: vec!["bob@partner.example".into()],
         has_attachment: false,
         has_url: true,
@@ -288,11 +291,40 @@ fn same_records_as_rocksdb(other: &dyn ReputationStore) {
     );
 }
 
+/// Behind an identity key: every record read by its clear key equals
+/// RocksDB's in clear, and the backend itself holds only hashed sender,
+/// MTA and pair keys, under the key's fingerprint.
+fn keyed_agrees_and_hides(raw: Arc<dyn ReputationStore>) {
+    let key = IdentityKey::new(b"the conformance suite's identity key").unwrap();
+    let keyed = with_identity_key(raw.clone(), Some(key.clone()), true).unwrap();
+    same_records_as_rocksdb(keyed.as_ref());
+    assert_eq!(
+        raw.meta(META_IDENTITY).unwrap().as_deref(),
+        Some(key.fingerprint())
+    );
+    let (mut hashed, mut domains) = (0, 0);
+    raw.export(&mut |item| {
+        if let Item::Record(kind, k, _) = item {
+            if kind == Kind::Domain {
+                domains += 1;
+            } else {
+                assert!(k.starts_with('~') && !k.contains("k1"), "{kind:?} {k}");
+                hashed += 1;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(hashed > 50 && domains > 0, "{hashed} {domains}");
+}
+
 #[test]
 fn rocksdb_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let s = RocksStore::open(dir.path(), 86400).unwrap();
     conformance(&s);
+    let dir = tempfile::tempdir().unwrap();
+    keyed_agrees_and_hides(Arc::new(RocksStore::open(dir.path(), 86400).unwrap()));
 }
 
 #[test]
@@ -307,6 +339,7 @@ fn a_redis_cluster_conforms_and_agrees_with_rocksdb() {
     let r = Redis::cluster();
     conformance(&redis_store(&r, true, "t1"));
     same_records_as_rocksdb(&redis_store(&r, true, "t2"));
+    keyed_agrees_and_hides(Arc::new(redis_store(&r, true, "t3")));
 }
 
 #[test]

@@ -116,7 +116,9 @@ pub fn main(common: &Common, o: Options) -> ExitCode {
             Some(b) => Some(*b),
             None => {
                 let junk = store.message(id).ok().flatten().is_some_and(|e| e.junk);
-                let fixed = overrides.for_sender(sender).map(|o| o.class);
+                let fixed = overrides
+                    .for_sender(sender, &store.address_key(sender))
+                    .map(|o| o.class);
                 if junk || matches!(fixed, Some(Class::Suspicious | Class::Malicious)) {
                     Some(true)
                 } else if fixed == Some(Class::Trusted)

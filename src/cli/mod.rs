@@ -205,6 +205,11 @@ enum StoreCommand {
         /// Key prefix on Redis (default: [store.redis] prefix).
         #[arg(long)]
         prefix: Option<String>,
+        /// Keeps the destination's addresses and IP addresses as keyed
+        /// hashes under this key file (what `[store] identity_key_file`
+        /// then names): converts a store kept in clear.
+        #[arg(long, value_name = "FILE")]
+        identity_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -302,6 +307,7 @@ pub fn main() -> ExitCode {
             from_cluster,
             to_cluster,
             prefix,
+            identity_key,
         }) => store::copy_main(
             &common,
             store::Spec {
@@ -313,6 +319,7 @@ pub fn main() -> ExitCode {
                 cluster: to_cluster,
             },
             prefix,
+            identity_key,
         ),
     }
 }

@@ -6,8 +6,11 @@
 //! there.
 
 use super::{load, Common};
-use sra_milter::config::{Config, Overrides};
-use sra_milter::store::{copy, RedisStore, ReputationStore, RocksStore, StoreError};
+use sra_milter::config::{Config, Overrides, StoreConfig};
+use sra_milter::store::{
+    copy, is_empty, with_identity_key, IdentityKey, RedisStore, ReputationStore, RocksStore,
+    StoreError, META_IDENTITY,
+};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -42,7 +45,42 @@ fn open(
     )))
 }
 
-pub fn copy_main(common: &Common, from: Spec, to: Spec, prefix: Option<String>) -> ExitCode {
+/// The destination behind `--identity-key`, refused when the source was
+/// hashed under another key.
+fn keyed_destination(
+    from: &dyn ReputationStore,
+    to: Arc<dyn ReputationStore>,
+    key_file: &std::path::Path,
+) -> Result<Arc<dyn ReputationStore>, String> {
+    let secret = StoreConfig {
+        identity_key_file: key_file.to_path_buf(),
+        ..StoreConfig::default()
+    }
+    .identity_secret()?
+    .unwrap_or_default();
+    let key = IdentityKey::new(&secret)?;
+    match from.meta(META_IDENTITY).map_err(|e| e.to_string())? {
+        Some(f) if f != key.fingerprint() => {
+            return Err(format!(
+                "the source is hashed under another identity key ({f}, not {}): a keyed hash cannot be hashed again under a new key",
+                key.fingerprint()
+            ))
+        }
+        _ => {}
+    }
+    if !is_empty(to.as_ref()).map_err(|e| e.to_string())? {
+        return Err("the destination store is not empty: copy into an empty one".into());
+    }
+    with_identity_key(to, Some(key), true).map_err(|e| e.to_string())
+}
+
+pub fn copy_main(
+    common: &Common,
+    from: Spec,
+    to: Spec,
+    prefix: Option<String>,
+    identity_key: Option<std::path::PathBuf>,
+) -> ExitCode {
     let cfg = match load(common, Overrides::default()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -54,6 +92,12 @@ pub fn copy_main(common: &Common, from: Spec, to: Spec, prefix: Option<String>) 
                 .map(|b| (a, b))
                 .map_err(|e| format!("destination {}: {e}", to.text))
         });
+    let opened = opened.and_then(|(a, b)| match &identity_key {
+        Some(file) => keyed_destination(a.as_ref(), b, file)
+            .map(|b| (a, b))
+            .map_err(|e| format!("--identity-key {}: {e}", file.display())),
+        None => Ok((a, b)),
+    });
     let (a, b) = match opened {
         Ok(s) => s,
         Err(e) => {

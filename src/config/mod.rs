@@ -19,7 +19,7 @@ pub use sections::{
     AdminConfig, AuthConfig, DnsConfig, EventsConfig, ListsConfig, LogConfig, LogFormat, LogTarget,
 };
 pub use socket::{remove_own_socket, remove_stale_socket, SocketSpec};
-pub use store::{Backend, RedisConfig, StoreConfig};
+pub use store::{Backend, RedisConfig, StoreConfig, MIN_IDENTITY_KEY};
 
 pub use crate::vocab::{Mode, OnError, Span};
 use ipnet::IpNet;
@@ -310,6 +310,7 @@ impl Config {
         if self.store.backend == Backend::Redis {
             self.store.redis.validate().map_err(ConfigError::Invalid)?;
         }
+        self.store.identity_secret().map_err(ConfigError::Invalid)?;
         self.policy.validate().map_err(ConfigError::Invalid)?;
         // [policy.anomalies] names anomalies that exist: their weights.
         let known = toml::Table::try_from(&self.anomalies).unwrap_or_default();

@@ -22,7 +22,52 @@ pub enum Backend {
 pub struct StoreConfig {
     pub backend: Backend,
     pub redis: RedisConfig,
+    /// A secret (at least 16 bytes, not readable by every user): the store
+    /// keeps addresses and IP addresses as keyed hashes under it
+    /// (`store::KeyedStore`); empty: in clear.
+    pub identity_key_file: PathBuf,
 }
+
+impl StoreConfig {
+    /// The secret of `identity_key_file` (without a trailing newline), when
+    /// one is set. A file that every user may read is refused, as is one
+    /// shorter than [`MIN_IDENTITY_KEY`] bytes.
+    pub fn identity_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        let path = &self.identity_key_file;
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let what = |e: String| format!("store.identity_key_file {}: {e}", path.display());
+        let mut bytes = std::fs::read(path).map_err(|e| what(e.to_string()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| what(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o004 != 0 {
+                return Err(what(format!(
+                    "every user may read it (mode {:o}): make it 0640 or tighter",
+                    mode & 0o777
+                )));
+            }
+        }
+        while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+            bytes.pop();
+        }
+        if bytes.len() < MIN_IDENTITY_KEY {
+            return Err(what(format!(
+                "{} bytes; a key needs at least {MIN_IDENTITY_KEY} (e.g. `head -c 32 /dev/urandom | base64`)",
+                bytes.len()
+            )));
+        }
+        Ok(Some(bytes))
+    }
+}
+
+/// The least identity key length, in bytes.
+pub const MIN_IDENTITY_KEY: usize = 16;
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -47,10 +47,12 @@ impl Engine {
                     a.path = rated.path;
                     if msg.auth_state.builds_trust() {
                         let sender_domain = domain_of(s);
+                        let stored = self.store().address_key(s);
                         a.answers_outbound = self.answered_outbound(msg, |e| {
-                            e.recipients
-                                .iter()
-                                .any(|r| r == s || domain_of(r) == sender_domain)
+                            e.recipients.iter().any(|r| {
+                                domain_of(r) == sender_domain
+                                    || self.store().address_key(r) == stored
+                            })
                         })?;
                     }
                 }

@@ -166,7 +166,12 @@ impl Engine {
                 report.unknown += 1;
                 continue;
             };
-            let addressed = entry.recipients.is_empty() || entry.recipients.contains(&ev.mailbox);
+            let mailbox = store.address_key(&ev.mailbox);
+            let addressed = entry.recipients.is_empty()
+                || entry
+                    .recipients
+                    .iter()
+                    .any(|r| store.address_key(r) == mailbox);
             if entry.direction != Direction::Inbound || !addressed {
                 report.unknown += 1;
                 continue;

@@ -117,6 +117,7 @@ impl Engine {
                     // Awaits an open, or the grace period (engagement).
                     u.engagement_add.push(engagement_key(t, id));
                     let mut entry = index_entry(msg, Direction::Inbound, sender, mta, &ent);
+                    entry.net = msg.client_ip.map(mta_net_key);
                     entry.habits = withheld;
                     u.messages.push((id.clone(), entry));
                 }
@@ -150,7 +151,11 @@ impl Engine {
                     d.add(Counter::RepliesSent, 1);
                     // The enterprise answered mail that came this way: the
                     // path is vouched for (reputation::path).
-                    if let Some(net) = mta.as_deref().and_then(net_of_mta_key) {
+                    let net = answered
+                        .net
+                        .clone()
+                        .or_else(|| mta.as_deref().and_then(net_of_mta_key));
+                    if let Some(net) = net {
                         let mut pd = Record::touched_at(t);
                         pd.add(Counter::RepliesSent, 1);
                         u.records.push((Kind::Pair, net_pair_key(s, &net), pd));
@@ -180,7 +185,11 @@ impl Engine {
                         address: author.to_string(),
                         enterprise: true,
                     };
-                    if owner.as_ref() != Some(&entry) {
+                    let store = self.store();
+                    let same = owner.as_ref().is_some_and(|o| {
+                        o.enterprise && store.address_key(&o.address) == store.address_key(author)
+                    });
+                    if !same {
                         u.names.push((key.clone(), entry));
                     }
                 }
@@ -215,6 +224,7 @@ fn index_entry(
         direction,
         sender: sender.to_string(),
         mta,
+        net: None,
         recipients: recipients
             .iter()
             .take(MAX_INDEXED_RECIPIENTS)

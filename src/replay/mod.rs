@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::message::{Content, Message};
 use crate::pipeline::engagement::Event;
 use crate::pipeline::Engine;
-use crate::store::{BatchingStore, RedisStore, ReputationStore, RocksStore, StoreError};
+use crate::store::{BatchingStore, ReputationStore, StoreError};
 use crate::verdict::VerdictRecord;
 use crate::vocab::{domain_of, Action, Direction, Mode, Stage};
 use archive::{collect, header_block, read};
@@ -175,17 +175,14 @@ pub fn replay(
         write_error(out, src, why)?;
     }
 
-    let ttl = cfg.message_index_ttl.0.as_secs();
     // The store `[store]` names: RocksDB under state_dir (read-only for a
     // dry run of an existing store), or the shared Redis store (a dry run
     // only reads it: nothing is learned).
-    let backing: Arc<dyn ReputationStore> = match cfg.store.backend {
-        Backend::Rocksdb if opts.dry_run && cfg.state_dir.join("CURRENT").exists() => {
-            Arc::new(RocksStore::open_read_only(&cfg.state_dir, ttl)?)
-        }
-        Backend::Rocksdb => Arc::new(RocksStore::open(&cfg.state_dir, ttl)?),
-        Backend::Redis => Arc::new(RedisStore::open(&cfg.store.redis, ttl)?),
-    };
+    let backing = crate::store::open_with(
+        cfg,
+        opts.dry_run
+            && (cfg.store.backend == Backend::Redis || cfg.state_dir.join("CURRENT").exists()),
+    )?;
     let store = Arc::new(BatchingStore::new(backing, opts.batch.max(1)));
     let engine = Engine::new(store.clone(), cfg)?;
     let runtime = if opts.verify_dns {

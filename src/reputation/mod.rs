@@ -131,7 +131,8 @@ impl Reputation {
     ) -> Result<Rating, StoreError> {
         let dom = self.store.record(Kind::Domain, domain_of(addr))?;
         let mut r = rate_sender(addr, rec, &dom, now, &cfg.scoring);
-        r.apply_override(self.overrides().for_sender(addr), &cfg.scoring);
+        let stored = self.store.address_key(addr);
+        r.apply_override(self.overrides().for_sender(addr, &stored), &cfg.scoring);
         Ok(r)
     }
 

@@ -49,12 +49,13 @@ impl OverrideTable {
             .map(|(_, _, o)| o)
     }
 
-    /// The override for a sender address: the address itself, else its
-    /// domain or the nearest parent domain.
-    pub fn for_sender(&self, addr: &str) -> Option<&Override> {
+    /// The override for a sender address: the address itself (in clear,
+    /// or `stored` as the store keeps it, `ReputationStore::address_key`),
+    /// else its domain or the nearest parent domain.
+    pub fn for_sender(&self, addr: &str, stored: &str) -> Option<&Override> {
         let domain = domain_of(addr);
         self.best(|t| match t {
-            Target::Sender(a) if a == addr => Some(1000),
+            Target::Sender(a) if a == addr || a == stored => Some(1000),
             Target::Domain(d) => domain_rank(domain, d),
             _ => None,
         })
@@ -112,18 +113,29 @@ mod tests {
             &ListsConfig::default(),
         );
         assert_eq!(
-            table.for_sender("ceo@example.org").unwrap().class,
+            table
+                .for_sender("ceo@example.org", "ceo@example.org")
+                .unwrap()
+                .class,
             Class::Trusted
         );
         assert_eq!(
-            table.for_sender("x@example.org").unwrap().class,
+            table
+                .for_sender("x@example.org", "x@example.org")
+                .unwrap()
+                .class,
             Class::Malicious
         );
         assert_eq!(
-            table.for_sender("x@mail.example.org").unwrap().class,
+            table
+                .for_sender("x@mail.example.org", "x@mail.example.org")
+                .unwrap()
+                .class,
             Class::Malicious
         );
-        assert!(table.for_sender("x@notexample.org").is_none());
+        assert!(table
+            .for_sender("x@notexample.org", "x@notexample.org")
+            .is_none());
         assert_eq!(
             table.for_ip("192.0.2.9".parse().unwrap()).unwrap().class,
             Class::Trusted
@@ -149,11 +161,17 @@ mod tests {
             &lists,
         );
         assert_eq!(
-            table.for_sender("a@partner.example").unwrap().class,
+            table
+                .for_sender("a@partner.example", "a@partner.example")
+                .unwrap()
+                .class,
             Class::Suspicious
         );
         assert_eq!(
-            table.for_sender("spam@partner.example").unwrap().class,
+            table
+                .for_sender("spam@partner.example", "spam@partner.example")
+                .unwrap()
+                .class,
             Class::Malicious
         );
         assert_eq!(

@@ -176,4 +176,16 @@ impl ReputationStore for BatchingStore {
     fn stats(&self) -> Vec<(String, u64)> {
         self.inner.stats()
     }
+
+    fn address_key<'a>(&self, addr: &'a str) -> std::borrow::Cow<'a, str> {
+        self.inner.address_key(addr)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(key)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.set_meta(key, value)
+    }
 }

@@ -27,6 +27,7 @@
 
 mod batching;
 mod copy;
+mod identity;
 mod record;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -35,6 +36,7 @@ mod rocks;
 
 pub use batching::BatchingStore;
 pub use copy::{copy, CopyReport};
+pub use identity::{is_empty, with_identity_key, IdentityKey, KeyedStore, META_IDENTITY};
 pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
@@ -42,20 +44,12 @@ pub use redis_store::RedisStore;
 pub use rocks::RocksStore;
 
 /// Opens the store `[store]` names, for writing: RocksDB under
-/// `state_dir`, or Redis.
+/// `state_dir`, or Redis; behind its identity key when one is set.
 #[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub fn open(
     cfg: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
-    let ttl = cfg.message_index_ttl.0.as_secs();
-    Ok(match cfg.store.backend {
-        crate::config::Backend::Rocksdb => {
-            std::sync::Arc::new(RocksStore::open(&cfg.state_dir, ttl)?)
-        }
-        crate::config::Backend::Redis => {
-            std::sync::Arc::new(RedisStore::open(&cfg.store.redis, ttl)?)
-        }
-    })
+    open_with(cfg, false)
 }
 
 /// Opens the store `[store]` names for reading beside a running daemon:
@@ -64,15 +58,30 @@ pub fn open(
 pub fn open_read_only(
     cfg: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
+    open_with(cfg, true)
+}
+
+/// Opens the store `[store]` names, RocksDB read-only when `read_only`
+/// (Redis is then only not marked with the identity key).
+#[cfg(all(feature = "rocksdb", feature = "redis"))]
+pub fn open_with(
+    cfg: &crate::config::Config,
+    read_only: bool,
+) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
     let ttl = cfg.message_index_ttl.0.as_secs();
-    Ok(match cfg.store.backend {
-        crate::config::Backend::Rocksdb => {
+    let key = IdentityKey::from_config(&cfg.store).map_err(StoreError::Identity)?;
+    let inner: std::sync::Arc<dyn ReputationStore> = match cfg.store.backend {
+        crate::config::Backend::Rocksdb if read_only => {
             std::sync::Arc::new(RocksStore::open_read_only(&cfg.state_dir, ttl)?)
+        }
+        crate::config::Backend::Rocksdb => {
+            std::sync::Arc::new(RocksStore::open(&cfg.state_dir, ttl)?)
         }
         crate::config::Backend::Redis => {
             std::sync::Arc::new(RedisStore::open(&cfg.store.redis, ttl)?)
         }
-    })
+    };
+    with_identity_key(inner, key, !read_only)
 }
 
 use crate::vocab::{Class, Direction, Target};
@@ -118,6 +127,8 @@ pub enum StoreError {
     Schema { found: String, path: PathBuf },
     #[error("{0}")]
     Io(String),
+    #[error("identity key: {0}")]
+    Identity(String),
     #[error("the store is open read-only")]
     ReadOnly,
     #[error("the store at {0} is in use by another process (a running sra-milter?): stop it, or use another --state-dir")]
@@ -155,6 +166,11 @@ pub struct IndexEntry {
     /// MTA key (inbound mail only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mta: Option<String>,
+    /// The MTA's network (`mta_net_key`), for the pair record an answer
+    /// vouches for; entries written before it was kept derive it from
+    /// `mta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
     /// Enterprise recipients (inbound) or outside recipients (outbound).
     pub recipients: Vec<String>,
     pub has_attachment: bool,
@@ -313,6 +329,15 @@ pub trait ReputationStore: Send + Sync + 'static {
     }
     /// Calls `f` for everything the store holds (`store copy`).
     fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    /// The form the store keeps an address in: itself, or its keyed hash
+    /// under `[store] identity_key_file`. Idempotent: compare an address
+    /// read from the store with one from the mail by this of both.
+    fn address_key<'a>(&self, addr: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(addr)
+    }
+    /// A value of the store's own meta data (`identity_key`).
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
 /// One thing a store holds, as [`ReputationStore::export`] hands it out.

@@ -519,6 +519,17 @@ impl ReputationStore for RedisStore {
         Ok(v.and_then(|v| v.parse().ok()))
     }
 
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| c.query(cmd("HGET").arg(self.key("{meta}")).arg(key)))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.query::<Value>(cmd("HSET").arg(self.key("{meta}")).arg(key).arg(value))
+                .map(|_| ())
+        })
+    }
+
     fn pairs_of(&self, sender: &str, limit: usize) -> Result<Vec<(String, Record)>, StoreError> {
         let mut mtas: Vec<String> =
             self.with(|c| c.query(cmd("SMEMBERS").arg(self.key(&format!("{{pi:{sender}}}")))))?;

@@ -433,6 +433,20 @@ impl ReputationStore for RocksStore {
         self.newest.fetch_max(time, Ordering::Relaxed);
     }
 
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let db = self.db()?;
+        Ok(db
+            .get_cf(handle(&db, CF_META)?, key.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        let db = self.db()?;
+        db.put_cf(handle(&db, CF_META)?, key.as_bytes(), value.as_bytes())?;
+        Ok(())
+    }
+
     fn stats(&self) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
             .key_estimates()
@@ -546,6 +560,7 @@ mod tests {
             direction: Direction::Outbound,
             sender: "alice@example.com".into(),
             mta: None,
+            net: None,
             recipients: vec!["bob@example.org".into()],
             has_attachment: false,
             has_url: true,
