@@ -290,3 +290,89 @@ async fn store_copy_with_an_identity_key_converts_a_clear_store() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A thread replayed from an archive, through the replay's write batches:
+/// Carol's mail does not authenticate (no SPF, DKIM or DMARC for her
+/// domain), so only the thread and the network the enterprise answered
+/// vouch for her path — looked up by her address and her MTA's network,
+/// which the keyed store holds only hashed.
+fn thread(dir: &Path) {
+    let inbound = |id: &str, date: &str, extra: &str| {
+        format!(
+            "Return-Path: <carol@partner.example>\r\nReceived: from mx.partner.example (mx.partner.example [192.0.2.10])\r\n\tby mx.example.com (Postfix) with ESMTP id 4ABC; {date}\r\nAuthentication-Results: mx.example.com; spf=none smtp.mailfrom=partner.example; dkim=none; dmarc=none header.from=partner.example\r\nFrom: Carol <carol@partner.example>\r\nTo: <alice@example.com>\r\nSubject: hello\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n{extra}\r\nHello.\r\n"
+        )
+    };
+    let outbound = |id: &str, date: &str, extra: &str| {
+        format!(
+            "Return-Path: <alice@example.com>\r\nReceived: from laptop (unknown [198.51.100.7])\r\n\t(Authenticated sender: alice)\r\n\tby mx.example.com (Postfix) with ESMTPSA id 5DEF; {date}\r\nFrom: Alice <alice@example.com>\r\nTo: <carol@partner.example>\r\nSubject: question\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n{extra}\r\nHi.\r\n"
+        )
+    };
+    let mails = [
+        outbound("o1@example.com", "Tue, 10 Apr 2007 10:00:00 +0000", ""),
+        inbound(
+            "r1@partner.example",
+            "Tue, 10 Apr 2007 11:00:00 +0000",
+            "In-Reply-To: <o1@example.com>\r\n",
+        ),
+        outbound(
+            "o2@example.com",
+            "Tue, 10 Apr 2007 12:00:00 +0000",
+            "In-Reply-To: <r1@partner.example>\r\n",
+        ),
+        inbound("r2@partner.example", "Wed, 11 Apr 2007 09:00:00 +0000", ""),
+        inbound("r3@partner.example", "Thu, 12 Apr 2007 09:00:00 +0000", ""),
+    ];
+    for (i, m) in mails.iter().enumerate() {
+        std::fs::write(dir.join(format!("{i}.eml")), m).unwrap();
+    }
+}
+
+fn replayed(keyed: bool) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    thread(&mail);
+    let mut cfg = common::config(dir.path());
+    cfg.mode = sra_milter::vocab::Mode::Monitor;
+    cfg.auth.trusted_authserv_ids = vec!["mx.example.com".into()];
+    if keyed {
+        cfg.store.identity_key_file = key_file(dir.path());
+    }
+    cfg.validate().unwrap();
+    let opts = sra_milter::replay::ReplayOptions {
+        paths: vec![mail],
+        batch: 3,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    sra_milter::replay::replay(&cfg, &opts, &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("source");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_replayed_thread_vouches_for_an_unauthenticated_path_with_or_without_a_key() {
+    let plain = replayed(false);
+    let keyed = replayed(true);
+    assert_eq!(plain, keyed);
+    let carol: Vec<&serde_json::Value> = keyed
+        .iter()
+        .filter(|r| r["direction"] == "inbound")
+        .collect();
+    assert_eq!(carol.len(), 3);
+    for r in carol {
+        assert_eq!(r["authenticated"], false, "{r}");
+        let c = &r["sender"]["contributions"];
+        assert!(
+            c.get("unauthenticated").is_none(),
+            "path not vouched for: {r}"
+        );
+    }
+}

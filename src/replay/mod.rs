@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::message::{Content, Message};
 use crate::pipeline::engagement::Event;
 use crate::pipeline::Engine;
-use crate::store::{BatchingStore, ReputationStore, StoreError};
+use crate::store::StoreError;
 use crate::verdict::VerdictRecord;
 use crate::vocab::{domain_of, Action, Direction, Mode, Stage};
 use archive::{collect, header_block, read};
@@ -50,7 +50,6 @@ use mail_parser::MessageParser;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,12 +177,12 @@ pub fn replay(
     // The store `[store]` names: RocksDB under state_dir (read-only for a
     // dry run of an existing store), or the shared Redis store (a dry run
     // only reads it: nothing is learned).
-    let backing = crate::store::open_with(
+    let store = crate::store::open_with(
         cfg,
         opts.dry_run
             && (cfg.store.backend == Backend::Redis || cfg.state_dir.join("CURRENT").exists()),
+        Some(opts.batch.max(1)),
     )?;
-    let store = Arc::new(BatchingStore::new(backing, opts.batch.max(1)));
     let engine = Engine::new(store.clone(), cfg)?;
     let runtime = if opts.verify_dns {
         Some(

@@ -170,8 +170,13 @@ impl Reputation {
             }
             // It answers mail the enterprise sent to this very address: the
             // thread's identifiers are known only to its correspondents.
+            let stored = self.store.address_key(sender);
             if self
-                .answered_outbound(msg, |e| e.recipients.iter().any(|r| r == sender))?
+                .answered_outbound(msg, |e| {
+                    e.recipients
+                        .iter()
+                        .any(|r| self.store.address_key(r) == stored)
+                })?
                 .is_some()
             {
                 return Ok(PathTrust::Answered);

@@ -49,7 +49,7 @@ pub use rocks::RocksStore;
 pub fn open(
     cfg: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
-    open_with(cfg, false)
+    open_with(cfg, false, None)
 }
 
 /// Opens the store `[store]` names for reading beside a running daemon:
@@ -58,15 +58,19 @@ pub fn open(
 pub fn open_read_only(
     cfg: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
-    open_with(cfg, true)
+    open_with(cfg, true, None)
 }
 
 /// Opens the store `[store]` names, RocksDB read-only when `read_only`
-/// (Redis is then only not marked with the identity key).
+/// (Redis is then only not marked with the identity key), writing through
+/// a [`BatchingStore`] of `batch` messages when one is asked for. The
+/// identity key, when set, is in front of all: what the batch holds is
+/// what the store will.
 #[cfg(all(feature = "rocksdb", feature = "redis"))]
 pub fn open_with(
     cfg: &crate::config::Config,
     read_only: bool,
+    batch: Option<usize>,
 ) -> Result<std::sync::Arc<dyn ReputationStore>, StoreError> {
     let ttl = cfg.message_index_ttl.0.as_secs();
     let key = IdentityKey::from_config(&cfg.store).map_err(StoreError::Identity)?;
@@ -80,6 +84,10 @@ pub fn open_with(
         crate::config::Backend::Redis => {
             std::sync::Arc::new(RedisStore::open(&cfg.store.redis, ttl)?)
         }
+    };
+    let inner: std::sync::Arc<dyn ReputationStore> = match batch {
+        Some(n) => std::sync::Arc::new(BatchingStore::new(inner, n)),
+        None => inner,
     };
     with_identity_key(inner, key, !read_only)
 }
