@@ -28,6 +28,15 @@ pub struct AnomalyConfig {
     pub long_domain: f64,
     pub sender_domain_without_mx: f64,
     pub dnsbl_listed: f64,
+    /// A never-seen MTA (its own and its network's history under
+    /// `min_history`) without a reverse DNS name: points on the MTA's score.
+    pub no_reverse_dns: f64,
+    /// A never-seen MTA whose reverse DNS name looks like an access line's
+    /// (its address in the name, `dsl`, `dyn`, `pool`, …).
+    pub dynamic_reverse_dns: f64,
+    /// A never-seen MTA that greeted with a name that is not a domain (no
+    /// dot, or a bare address).
+    pub helo_not_fqdn: f64,
     /// Authenticated messages after which a sender is settled.
     pub settled_messages: u64,
     /// A settled sender uses at most this many /24 (/48) networks.
@@ -66,6 +75,9 @@ impl Default for AnomalyConfig {
             long_domain: -8.0,
             sender_domain_without_mx: -15.0,
             dnsbl_listed: -30.0,
+            no_reverse_dns: -10.0,
+            dynamic_reverse_dns: -10.0,
+            helo_not_fqdn: -6.0,
             settled_messages: 5,
             settled_max_networks: 3,
             relationship_cap: 10.0,
@@ -129,6 +141,9 @@ impl AnomalyConfig {
             self.long_domain,
             self.sender_domain_without_mx,
             self.dnsbl_listed,
+            self.no_reverse_dns,
+            self.dynamic_reverse_dns,
+            self.helo_not_fqdn,
         ];
         if weights.iter().any(|w| !w.is_finite()) {
             return Err("anomalies: weights must be finite numbers".into());

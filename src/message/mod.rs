@@ -87,11 +87,38 @@ pub struct Envelope {
     pub queue_id: String,
     pub direction: Option<Direction>,
     pub client_ip: Option<IpAddr>,
+    /// The client's reverse DNS name as the MTA found it.
+    pub reverse_dns: ReverseDns,
     pub helo: String,
     /// Normalised envelope sender (None for the null sender `<>`).
     pub envelope_from: Option<String>,
     /// Normalised envelope recipients.
     pub recipients: Vec<String>,
+}
+
+/// What the receiving MTA found of the client's reverse DNS name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReverseDns {
+    /// Not told (an archive whose `Received:` format does not say).
+    #[default]
+    Unknown,
+    /// It has none.
+    None,
+    Name(String),
+}
+
+impl ReverseDns {
+    /// A client name as an MTA reports it: Postfix says `unknown` and
+    /// Sendmail shows the bracketed address when there is none.
+    pub fn reported(name: &str) -> ReverseDns {
+        let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        if n.is_empty() || n == "unknown" || n.starts_with('[') || n.parse::<IpAddr>().is_ok() {
+            ReverseDns::None
+        } else {
+            ReverseDns::Name(n)
+        }
+    }
 }
 
 /// Answers of the optional DNS checks (`[anomalies]`), found before the
@@ -112,6 +139,7 @@ pub struct Message {
     pub queue_id: String,
     pub direction: Option<Direction>,
     pub client_ip: Option<IpAddr>,
+    pub reverse_dns: ReverseDns,
     pub helo: String,
     /// Normalised envelope sender (None for the null sender `<>`).
     pub envelope_from: Option<String>,
@@ -152,6 +180,7 @@ impl Message {
             queue_id: env.queue_id,
             direction: env.direction,
             client_ip: env.client_ip,
+            reverse_dns: env.reverse_dns,
             helo: env.helo,
             envelope_from: env.envelope_from,
             recipients: env.recipients,

@@ -229,6 +229,7 @@ impl Connection {
                 None,
             ))),
             client_ip: self.client_ip,
+            reverse_dns: message::ReverseDns::reported(&self.hostname),
             helo: self.helo.clone(),
             envelope_from: m.and_then(|m| m.envelope_from.clone()),
             recipients: m.map(|m| m.recipients.clone()).unwrap_or_default(),

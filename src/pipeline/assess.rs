@@ -4,7 +4,7 @@
 use super::Engine;
 use crate::config::Config;
 use crate::message::Message;
-use crate::reputation::anomaly::normalize_name;
+use crate::reputation::anomaly::{connection_anomalies, normalize_name};
 use crate::reputation::path::MAX_REFERENCES;
 use crate::reputation::{combined_score, Anomaly, PathTrust, Rating};
 use crate::store::{IndexEntry, NameEntry, StoreError};
@@ -57,7 +57,16 @@ impl Engine {
                     }
                 }
                 if let Some(ip) = msg.client_ip {
-                    a.mta = Some(self.rate_mta(cfg, ip, msg.time)?);
+                    let mut mta = self.rate_mta(cfg, ip, msg.time)?;
+                    // A never-seen MTA (nor its network): what its
+                    // connection shows speaks for it.
+                    if mta.history < cfg.scoring.min_history {
+                        for an in connection_anomalies(&cfg.anomalies, msg) {
+                            mta.add(an.name, an.points, &cfg.scoring);
+                            a.anomalies.push(an);
+                        }
+                    }
+                    a.mta = Some(mta);
                 }
                 a.score = combined_score(
                     a.sender.as_ref(),

@@ -35,6 +35,12 @@ pub(super) fn inbound(from: &str, ip: &str, time: u64, id: &str, refs: &[&str]) 
         time,
         direction: Some(Direction::Inbound),
         client_ip: Some(ip.parse().unwrap()),
+        // A mail server's: a reverse DNS name, a domain in HELO.
+        reverse_dns: crate::message::ReverseDns::Name(format!(
+            "mx.{}",
+            crate::vocab::domain_of(from)
+        )),
+        helo: format!("mx.{}", crate::vocab::domain_of(from)),
         envelope_from: Some(from.into()),
         header_from: Some(from.into()),
         recipients: vec!["alice@example.com".into()],
@@ -521,4 +527,39 @@ fn broken_habits_are_learned_only_once_the_enterprise_answers() {
         "{:?}",
         a.anomalies
     );
+}
+
+#[test]
+fn a_never_seen_mta_without_a_mail_servers_name_is_flagged_until_it_has_history() {
+    use crate::message::ReverseDns;
+    let (_d, e, cfg) = setup();
+    let mut m = inbound("bob@partner.example", "198.51.100.9", T, "b0@x", &[]);
+    m.reverse_dns = ReverseDns::None;
+    m.helo = "desktop-7f3a".into();
+    let a = e.assess(&cfg, &m).unwrap();
+    assert_eq!(names(&a), ["no_reverse_dns", "helo_not_fqdn"]);
+    let mta = a.mta.as_ref().unwrap();
+    let points = |n: &str| mta.extra.iter().find(|c| c.name == n).map(|c| c.points);
+    assert_eq!(points("no_reverse_dns"), Some(-10.0));
+    assert_eq!(points("helo_not_fqdn"), Some(-6.0));
+    assert_eq!(mta.class, Class::Suspicious, "{}", mta.score);
+    // The sender's own rating does not carry the MTA's anomalies.
+    assert!(contribution(&a, "no_reverse_dns").is_none());
+
+    // An access line's name is one signal; a mail server's name none.
+    m.reverse_dns = ReverseDns::Name("198-51-100-9.dsl.isp.example".into());
+    m.helo = "mx.partner.example".into();
+    assert_eq!(names(&e.assess(&cfg, &m).unwrap()), ["dynamic_reverse_dns"]);
+    m.reverse_dns = ReverseDns::Name("mx.partner.example".into());
+    assert!(names(&e.assess(&cfg, &m).unwrap()).is_empty());
+
+    // Once the MTA has history of its own, that history speaks instead.
+    m.reverse_dns = ReverseDns::None;
+    for i in 0..cfg.scoring.min_history {
+        m.message_id = Some(format!("b{}@x", i + 1));
+        run(&e, &cfg, &m);
+    }
+    m.message_id = Some("b9@x".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(names(&a).is_empty(), "{:?}", names(&a));
 }

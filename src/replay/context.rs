@@ -4,7 +4,7 @@
 //! the time from that header (else `Date:`), and the envelope.
 
 use crate::config::Config;
-use crate::message::{direction, normalize_envelope, Content, Envelope};
+use crate::message::{direction, normalize_envelope, Content, Envelope, ReverseDns};
 use crate::vocab::{canonical_ip, clean_address, domain_of, Direction};
 use ipnet::IpNet;
 use mail_parser::HeaderValue;
@@ -22,6 +22,8 @@ const AUTH_PROTOCOLS: [mail_parser::Protocol; 8] = {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Context {
     pub client_ip: Option<IpAddr>,
+    /// The reverse DNS name the receiving MTA wrote, when its format says.
+    pub reverse_dns: ReverseDns,
     pub helo: String,
     pub time: Option<u64>,
     pub authenticated_submission: bool,
@@ -47,6 +49,18 @@ pub fn smtp_context(msg: &mail_parser::Message<'_>, relays: &[IpNet]) -> Context
             continue;
         }
         ctx.client_ip = Some(ip);
+        // Postfix writes `(NAME [IP])` or `(unknown [IP])`, Sendmail `([IP])`
+        // when there is none; other formats (`(IP)`) do not say.
+        ctx.reverse_dns = match r.from_iprev() {
+            Some(n) => ReverseDns::reported(n),
+            None if raw_received
+                .get(i)
+                .is_some_and(|v| v.contains(&format!("([{ip}])"))) =>
+            {
+                ReverseDns::None
+            }
+            None => ReverseDns::Unknown,
+        };
         ctx.helo = match r.helo.as_ref().or(r.from.as_ref()) {
             Some(mail_parser::Host::Name(n)) => n.to_string(),
             Some(mail_parser::Host::IpAddr(ip)) => format!("[{ip}]"),
@@ -152,6 +166,7 @@ pub fn envelope(
         queue_id: String::new(),
         direction: Some(direction),
         client_ip: ctx.client_ip,
+        reverse_dns: ctx.reverse_dns,
         helo: ctx.helo,
         envelope_from,
         recipients,

@@ -57,9 +57,11 @@
 //! optional DNS checks that the milter looked up
 //! ([`crate::message::DnsFacts`]).
 
+mod connection;
 mod heuristics;
 mod lookalike;
 
+pub use connection::connection_anomalies;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
 
