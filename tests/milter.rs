@@ -683,3 +683,47 @@ async fn the_control_socket_refuses_what_the_command_line_would_and_normalises_t
         "the override applies: {t:?}"
     );
 }
+
+#[tokio::test]
+async fn a_new_recipient_for_the_sender_is_refused_alone_where_the_policy_asks() {
+    use sra_milter::vocab::Action;
+    let m = common::start(|c| {
+        c.policy.rcpt.new_recipient.unrated = Action::Reject;
+        c.policy.rcpt.new_recipient.neutral = Action::Reject;
+    })
+    .await;
+    // Alice has written to Carol; with Bob, Carol has never dealt.
+    send(
+        m.addr,
+        &Mail::outbound("carol@partner.example", "a1@example.com"),
+    )
+    .await;
+    // A stranger's first message is refused for every recipient.
+    let t = send(
+        m.addr,
+        &Mail::inbound("dave@other.example", "d1@other.example"),
+    )
+    .await;
+    assert!(matches!(t.rcpts[0], Status::Reject { .. }), "{t:?}");
+    // Bob is new to her: refused; Alice is not: her mail goes on to the
+    // end of message, rated as ever.
+    let mut both = Mail::inbound("carol@partner.example", "c2@partner.example");
+    both.rcpts = vec!["alice@example.com".into(), "bob@example.com".into()];
+    let t = send(m.addr, &both).await;
+    assert_eq!(t.mail, Some(Status::Continue));
+    assert_eq!(t.rcpts[0], Status::Continue, "{t:?}");
+    let reason = reply_text(&t.rcpts[1]);
+    assert!(reason.contains("a new recipient for it"), "{reason}");
+    assert!(matches!(t.rcpts[1], Status::Reject { .. }), "{t:?}");
+    assert_eq!(t.eom_status(), Some(&Status::Continue));
+    // Once Bob has written to her, she may write to him.
+    let mut from_bob = Mail::outbound("carol@partner.example", "b1@example.com");
+    from_bob.from = "bob@example.com".into();
+    from_bob.headers[0].1 = "Bob <bob@example.com>".into();
+    send(m.addr, &from_bob).await;
+    let mut again = Mail::inbound("carol@partner.example", "c3@partner.example");
+    again.rcpts = vec!["bob@example.com".into()];
+    let t = send(m.addr, &again).await;
+    assert_eq!(t.rcpts, vec![Status::Continue], "{t:?}");
+    m.stop().await;
+}

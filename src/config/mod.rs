@@ -13,7 +13,7 @@ mod socket;
 mod store;
 
 pub use anomalies::AnomalyConfig;
-pub use policy::{ClassActions, PolicyConfig, StagePolicy};
+pub use policy::{ClassActions, PolicyConfig, RcptPolicy, StagePolicy};
 pub use scoring::{log_fraction, MtaWeights, ScoringConfig, SenderWeights, Weight};
 pub use sections::{
     AdminConfig, AuthConfig, DnsConfig, EventsConfig, ListsConfig, LogConfig, LogFormat, LogTarget,

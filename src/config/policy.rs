@@ -66,12 +66,24 @@ pub struct StagePolicy {
     pub mta: ClassActions,
 }
 
+/// `[policy.rcpt]`: as every stage, and for a recipient new to the sender.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RcptPolicy {
+    pub sender: ClassActions,
+    pub mta: ClassActions,
+    /// By the sender's class, for a recipient the sender has never dealt
+    /// with (no mail between them, either way): a per-recipient verdict,
+    /// the other recipients of the message are not touched.
+    pub new_recipient: ClassActions,
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub connect: StagePolicy,
     pub mail: StagePolicy,
-    pub rcpt: StagePolicy,
+    pub rcpt: RcptPolicy,
     pub eom: StagePolicy,
     /// SMTP reply for `reject`: code, enhanced code, text.
     pub reject_code: String,
@@ -97,7 +109,7 @@ impl Default for PolicyConfig {
                 sender: ClassActions::default().with(Class::Malicious, Action::Reject),
                 mta: ClassActions::default(),
             },
-            rcpt: StagePolicy::default(),
+            rcpt: RcptPolicy::default(),
             eom: StagePolicy {
                 sender: ClassActions::default()
                     .with(Class::Malicious, Action::Reject)
@@ -118,12 +130,13 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    pub fn stage(&self, stage: Stage) -> &StagePolicy {
+    /// The stage's sender and MTA tables.
+    fn tables(&self, stage: Stage) -> (&ClassActions, &ClassActions) {
         match stage {
-            Stage::Connect => &self.connect,
-            Stage::Mail => &self.mail,
-            Stage::Rcpt => &self.rcpt,
-            Stage::Eom => &self.eom,
+            Stage::Connect => (&self.connect.sender, &self.connect.mta),
+            Stage::Mail => (&self.mail.sender, &self.mail.mta),
+            Stage::Rcpt => (&self.rcpt.sender, &self.rcpt.mta),
+            Stage::Eom => (&self.eom.sender, &self.eom.mta),
         }
     }
 
@@ -132,6 +145,14 @@ impl PolicyConfig {
             if self.connect.sender.get(c) != Action::Accept {
                 return Err(format!(
                     "policy.connect.sender.{c}: the sender is not known at connect; use policy.connect.mta"
+                ));
+            }
+            if matches!(
+                self.rcpt.new_recipient.get(c),
+                Action::Quarantine | Action::Discard
+            ) {
+                return Err(format!(
+                    "policy.rcpt.new_recipient.{c}: a per-recipient verdict is accept, tag, reject or tempfail"
                 ));
             }
             if self.connect.mta.get(c) == Action::Discard {
@@ -167,9 +188,42 @@ impl PolicyConfig {
 
     /// The stage's action: the more severe of the sender's and the MTA's.
     pub fn decide(&self, stage: Stage, sender: Option<Class>, mta: Option<Class>) -> Action {
-        let p = self.stage(stage);
-        let s = sender.map_or(Action::Accept, |c| p.sender.get(c));
-        let m = mta.map_or(Action::Accept, |c| p.mta.get(c));
+        let (st, mt) = self.tables(stage);
+        let s = sender.map_or(Action::Accept, |c| st.get(c));
+        let m = mta.map_or(Action::Accept, |c| mt.get(c));
         s.max(m)
+    }
+
+    /// The action at RCPT for one recipient: the stage's, and
+    /// `[policy.rcpt.new_recipient]` when the sender never dealt with it.
+    pub fn decide_rcpt(&self, sender: Option<Class>, mta: Option<Class>, new: bool) -> Action {
+        let a = self.decide(Stage::Rcpt, sender, mta);
+        match (new, sender) {
+            (true, Some(c)) => a.max(self.rcpt.new_recipient.get(c)),
+            _ => a,
+        }
+    }
+}
+
+#[cfg(test)]
+mod rcpt_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_recipient_adds_its_table_to_the_stage_and_only_per_recipient_actions() {
+        let mut p = PolicyConfig::default();
+        p.rcpt.new_recipient.suspicious = Action::Reject;
+        let s = Some(Class::Suspicious);
+        assert_eq!(p.decide_rcpt(s, None, false), Action::Accept);
+        assert_eq!(p.decide_rcpt(s, None, true), Action::Reject);
+        assert_eq!(
+            p.decide_rcpt(Some(Class::Trusted), None, true),
+            Action::Accept
+        );
+        assert_eq!(p.decide_rcpt(None, None, true), Action::Accept);
+        assert!(p.validate().is_ok());
+        p.rcpt.new_recipient.malicious = Action::Quarantine;
+        let e = p.validate().unwrap_err();
+        assert!(e.contains("policy.rcpt.new_recipient.malicious"), "{e}");
     }
 }

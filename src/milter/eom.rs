@@ -99,6 +99,7 @@ impl Connection {
             return Status::Continue;
         };
         self.mail_rating = None;
+        self.mail_record = None;
         let qid = if env.queue_id.is_empty() {
             "NOQUEUE".to_string()
         } else {

@@ -13,7 +13,7 @@ use crate::pipeline::Assessment;
 use crate::policy::{self, class_reason, Outcome};
 use crate::reputation::Rating;
 use crate::shared::{ActiveGuard, Shared};
-use crate::store::{run_blocking, StoreError};
+use crate::store::{run_blocking, Record, SetKind, StoreError};
 use crate::verdict::{VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{canonical_ip, Action, Direction, Mode, Stage};
 use indymilter::{Context, Macros, SetErrorReply, SmtpReply, Status};
@@ -45,6 +45,8 @@ pub struct Connection {
     pub(super) mta: Option<Rating>,
     /// The envelope sender's rating, from MAIL to end of message.
     pub(super) mail_rating: Option<Rating>,
+    /// Its record: whom it has dealt with (`[policy.rcpt.new_recipient]`).
+    pub(super) mail_record: Option<Record>,
     /// A `tag`/`quarantine` decided at connect, applied at end of message.
     carried: Action,
     pub(super) msg: Option<MessageState>,
@@ -138,6 +140,7 @@ impl Connection {
             helo: String::new(),
             mta: None,
             mail_rating: None,
+            mail_record: None,
             carried: Action::Accept,
             msg: None,
         };
@@ -287,11 +290,15 @@ impl Connection {
         let c = cfg.clone();
         let now = crate::vocab::now();
         let s = sender.clone();
-        let rating = match stage_reads(&self.shared, move || engine.rate_sender(&c, &s, now)).await
+        let (rating, record) = match stage_reads(&self.shared, move || {
+            engine.rate_sender_and_record(&c, &s, now)
+        })
+        .await
         {
             Ok(r) => r,
             Err(e) => return on_error(&self.shared, &self.qid(), &e, reply),
         };
+        self.mail_record = Some(record);
         let action = cfg.policy.decide(
             Stage::Mail,
             Some(rating.class),
@@ -326,14 +333,21 @@ impl Connection {
             return Status::Continue;
         }
         let sender_class = self.mail_rating.as_ref().map(|r| r.class);
-        let action = cfg.policy.decide(
-            Stage::Rcpt,
-            sender_class,
-            self.mta.as_ref().map(|r| r.class),
-        );
+        // A recipient the sender never dealt with (either way); a sketch
+        // that cannot tell counts as dealt with.
+        let new = self
+            .mail_record
+            .as_ref()
+            .is_some_and(|r| r.contains(SetKind::EnterpriseRecipients, &rcpt) == Some(false));
+        let action = cfg
+            .policy
+            .decide_rcpt(sender_class, self.mta.as_ref().map(|r| r.class), new);
         let o = policy::outcome(action, cfg.mode);
         let who = format!("{}: to=<{rcpt}>", self.qid());
-        let reason = class_reason("sender", self.mail_rating.as_ref());
+        let mut reason = class_reason("sender", self.mail_rating.as_ref());
+        if new {
+            reason.push_str(", a new recipient for it");
+        }
         let status = self.early_with_reason(Stage::Rcpt, &who, o, &reason, reply);
         if status == Status::Continue {
             if let Some(m) = self.msg.as_mut() {
@@ -392,6 +406,7 @@ impl Connection {
     pub fn abort(&mut self) {
         self.msg = None;
         self.mail_rating = None;
+        self.mail_record = None;
     }
 }
 

@@ -19,6 +19,8 @@
 //! factor's `cap` changed, a weight moved away from zero, `[lists]`
 //! changed, or a message the current config refused before end of
 //! message would go on under the candidate (its content was never rated).
+//! `[policy.rcpt.new_recipient]` is per recipient and a record does not
+//! say which were new: a change of it is warned of, not applied.
 //! Re-rating under the current config as well shows how faithfully the
 //! records reproduce: `reproduced` of `records`.
 
@@ -297,6 +299,9 @@ impl<'a> WhatIf<'a> {
         if cur.lists != cand.lists {
             r.warnings
                 .push("[lists] changed: a record's override is kept as it was".into());
+        }
+        if cur.policy.rcpt.new_recipient != cand.policy.rcpt.new_recipient {
+            r.warnings.push("[policy.rcpt.new_recipient] changed: a record does not say which of its recipients were new to the sender, so that table is not applied (replay an archive under it for that)".into());
         }
         WhatIf { cur, cand, sc, r }
     }

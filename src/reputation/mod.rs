@@ -137,8 +137,20 @@ impl Reputation {
     }
 
     pub fn rate_sender(&self, cfg: &Config, addr: &str, now: u64) -> Result<Rating, StoreError> {
+        self.rate_sender_and_record(cfg, addr, now).map(|(r, _)| r)
+    }
+
+    /// A sender's rating and the record it was made from (the RCPT stage
+    /// asks it which recipients the sender has dealt with).
+    pub fn rate_sender_and_record(
+        &self,
+        cfg: &Config,
+        addr: &str,
+        now: u64,
+    ) -> Result<(Rating, Record), StoreError> {
         let rec = self.store.record(Kind::Sender, addr)?;
-        self.rate_sender_record(cfg, addr, &rec, now)
+        let r = self.rate_sender_record(cfg, addr, &rec, now)?;
+        Ok((r, rec))
     }
 
     pub fn rate_domain(&self, cfg: &Config, domain: &str, now: u64) -> Result<Rating, StoreError> {
