@@ -563,3 +563,49 @@ fn a_never_seen_mta_without_a_mail_servers_name_is_flagged_until_it_has_history(
     let a = e.assess(&cfg, &m).unwrap();
     assert!(names(&a).is_empty(), "{:?}", names(&a));
 }
+
+#[test]
+fn a_new_hour_of_the_week_is_a_break_once_the_hours_are_known() {
+    let (_d, e, cfg) = setup();
+    // Carol writes at 09:00 UTC, every day for three weeks, answered.
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 21, true);
+    let later = T + 30 * DAY;
+    let at_night = later + 13 * 3600; // 21:00 UTC
+    let mut m = inbound("carol@partner.example", "192.0.2.10", at_night, "n1@x", &[]);
+    // At night alone: one break is not a behaviour change.
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(
+        !names(&a).contains(&"behaviour_change"),
+        "{:?}",
+        a.anomalies
+    );
+    // At night from a new mail client: two.
+    m.mail_client = Some("roundcube webmail".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    let bc = a
+        .anomalies
+        .iter()
+        .find(|x| x.name == "behaviour_change")
+        .unwrap_or_else(|| panic!("{:?}", a.anomalies));
+    assert!(bc.detail.contains("new hour of the week"), "{}", bc.detail);
+    assert!(bc.detail.contains("18-24"), "{}", bc.detail);
+    // At her usual hour, the new client alone is one break.
+    m.time = later + 3600;
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(
+        !names(&a).contains(&"behaviour_change"),
+        "{:?}",
+        a.anomalies
+    );
+
+    // With fewer messages behind them, her hours are not judged.
+    let (_d2, e2, cfg2) = setup();
+    correspond(&e2, &cfg2, "carol@partner.example", "192.0.2.10", 8, true);
+    m.time = at_night;
+    let a = e2.assess(&cfg2, &m).unwrap();
+    assert!(
+        !names(&a).contains(&"behaviour_change"),
+        "{:?}",
+        a.anomalies
+    );
+}

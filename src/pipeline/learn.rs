@@ -66,6 +66,9 @@ impl Engine {
                     }
                     if !broke {
                         sender_delta.add(Counter::Fingerprinted, 1);
+                        if msg.time > 0 {
+                            sender_delta.add(Counter::Timed, 1);
+                        }
                     }
                 }
                 let mta = msg.client_ip.map(mta_key);
@@ -177,6 +180,9 @@ impl Engine {
                         d.insert(SetKind::Fingerprint, m);
                     }
                     d.add(Counter::Fingerprinted, 1);
+                    if answered.habits.iter().any(|m| m.starts_with("when:")) {
+                        d.add(Counter::Timed, 1);
+                    }
                     u.records.push((Kind::Sender, answered.sender.clone(), d));
                 }
                 // The enterprise's people, by the names they sign with.

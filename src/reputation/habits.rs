@@ -3,15 +3,24 @@
 //! habits can. Per sender a bounded set (`SetKind::Fingerprint`, exact up
 //! to `DISTINCT_K` members) of the mail clients (`User-Agent:` /
 //! `X-Mailer:` names without versions), the DKIM selectors of its aligned
-//! signatures, and the organisations its Reply-To pointed to; with the
-//! networks it sends from (`SetKind::MtaNetworks`). `behaviour_change` is
+//! signatures, the organisations its Reply-To pointed to, and the hours
+//! of the week it writes at (weekday × six-hour block, UTC: 28 values,
+//! judged only once `TIMED_SETTLED` messages have shown them, counted by
+//! `Counter::Timed`); with the networks it sends from
+//! (`SetKind::MtaNetworks`). `behaviour_change` is
 //! raised when two or more break at once (`reputation::anomaly`). The
 //! habits of such a message are learned only once the enterprise answers
 //! it (`pipeline::learn`).
 
 use crate::auth::AuthResult;
 use crate::message::Message;
+use crate::store::{Counter, Record};
 use crate::vocab::{domain_of, org_domain};
+
+/// Messages with their hour of the week recorded after which a new hour
+/// of the week counts as a break: a correspondent's hours are known only
+/// from many messages.
+pub const TIMED_SETTLED: u64 = 20;
 
 /// One habit of a message: what it is (for the anomaly's detail), the
 /// member stored, and whether seeing it anew counts as a break.
@@ -19,6 +28,25 @@ pub struct Habit {
     pub what: &'static str,
     pub member: String,
     pub counts: bool,
+    /// The counter that must reach its figure before a new value counts.
+    pub settled_by: Option<(Counter, u64)>,
+}
+
+impl Habit {
+    /// Whether `rec` has seen enough of this habit to judge a new value.
+    pub fn judged(&self, rec: &Record) -> bool {
+        self.counts && self.settled_by.is_none_or(|(c, n)| rec.count(c) >= n)
+    }
+}
+
+/// The hour-of-the-week habit's value at `time`: weekday and six-hour
+/// block, UTC (`when:sat/00-06`).
+pub fn hour_of_week(time: u64) -> String {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    // 1970-01-01 was a Thursday.
+    let day = DAYS[((time / 86_400 + 3) % 7) as usize];
+    let block = (time % 86_400) / 21_600 * 6;
+    format!("when:{day}/{block:02}-{:02}", block + 6)
 }
 
 /// The habits `msg` shows for `sender`.
@@ -28,6 +56,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         what: "mail client",
         member: format!("client:{}", msg.mail_client.as_deref().unwrap_or("none")),
         counts: true,
+        settled_by: None,
     }];
     if let Some(a) = &msg.auth {
         for d in a.dkim.iter().filter(|d| {
@@ -39,6 +68,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
                 what: "DKIM selector",
                 member: format!("dkim:{}/{}", d.domain, d.selector),
                 counts: true,
+                settled_by: None,
             });
         }
     }
@@ -51,7 +81,16 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         what: "Reply-To organisation",
         counts: reply_org.is_some(),
         member: format!("replyto:{}", reply_org.as_deref().unwrap_or("none")),
+        settled_by: None,
     });
+    if msg.time > 0 {
+        out.push(Habit {
+            what: "hour of the week",
+            member: hour_of_week(msg.time),
+            counts: true,
+            settled_by: Some((Counter::Timed, TIMED_SETTLED)),
+        });
+    }
     out
 }
 
@@ -97,5 +136,30 @@ mod tests {
         let none = habits(&Message::default(), "carol@partner.example");
         assert_eq!(none[0].member, "client:none");
         assert!(!none[1].counts, "no Reply-To elsewhere is no break");
+    }
+
+    #[test]
+    fn the_hour_of_the_week_is_judged_once_enough_messages_showed_it() {
+        // 2025-11-28 was a Friday.
+        assert_eq!(hour_of_week(1_764_288_000 + 3 * 3600), "when:fri/00-06");
+        assert_eq!(
+            hour_of_week(1_764_288_000 + 86_400 + 23 * 3600),
+            "when:sat/18-24"
+        );
+        let m = Message {
+            time: 1_764_288_000 + 3 * 3600,
+            ..Message::default()
+        };
+        let h = habits(&m, "carol@partner.example");
+        let when = h.iter().find(|h| h.what == "hour of the week").unwrap();
+        let mut rec = Record::default();
+        rec.add(Counter::Timed, TIMED_SETTLED - 1);
+        assert!(!when.judged(&rec));
+        rec.add(Counter::Timed, 1);
+        assert!(when.judged(&rec));
+        assert!(
+            h[0].judged(&Record::default()),
+            "the mail client is judged at once"
+        );
     }
 }

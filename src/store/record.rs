@@ -54,6 +54,9 @@ pub enum Counter {
     NotJunk = 14,
     /// Authenticated inbound messages whose habits joined `Fingerprint`.
     Fingerprinted = 15,
+    /// Of those, the messages whose hour of the week joined it too (the
+    /// habit is judged once enough have: `reputation::habits`).
+    Timed = 16,
 }
 
 impl Counter {
@@ -75,6 +78,7 @@ impl Counter {
             13 => LateOpenedWithUrl,
             14 => NotJunk,
             15 => Fingerprinted,
+            16 => Timed,
             _ => return None,
         })
     }

@@ -315,7 +315,7 @@ impl Reputation {
                 .map(|n| format!("first mail from {n}"))
                 .collect();
             for h in habits(msg, sender) {
-                if h.counts && rec.contains(SetKind::Fingerprint, &h.member) == Some(false) {
+                if h.judged(rec) && rec.contains(SetKind::Fingerprint, &h.member) == Some(false) {
                     let value = h.member.split_once(':').map_or("", |(_, v)| v);
                     broke.push(format!("new {} {value}", h.what));
                 }
