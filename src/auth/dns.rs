@@ -89,6 +89,8 @@ pub struct Authenticator {
     pub ipv6: DnsCache<Box<str>, RecordSet<Ipv6Addr>>,
     pub ptr: DnsCache<IpAddr, RecordSet<Box<str>>>,
     pub(super) timeout: Duration,
+    /// Domain age (`[anomalies] rdap_url`).
+    pub rdap: super::Rdap,
 }
 
 type Params<'x, P> = Parameters<
@@ -145,6 +147,7 @@ impl Authenticator {
             ipv6: DnsCache::new(cfg.cache_size),
             ptr: DnsCache::new(cfg.cache_size),
             timeout: cfg.timeout.0,
+            rdap: super::Rdap::new(),
         })
     }
 

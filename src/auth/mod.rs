@@ -17,10 +17,12 @@
 //! network.
 
 mod dns;
+mod rdap;
 mod results;
 mod verify;
 
 pub use dns::{Authenticator, DnsCache};
+pub use rdap::{registration, Rdap};
 pub use results::{authserv_id_of, parse_authentication_results, trusted_results};
 pub use verify::SpfState;
 

@@ -37,6 +37,10 @@ pub struct AnomalyConfig {
     /// A never-seen MTA that greeted with a name that is not a domain (no
     /// dot, or a bare address).
     pub helo_not_fqdn: f64,
+    /// The From organisation's domain was registered fewer than
+    /// `young_domain_days` days before the message (with `rdap_url`).
+    pub young_domain: f64,
+    pub young_domain_days: u64,
     /// Authenticated messages after which a sender is settled.
     pub settled_messages: u64,
     /// A settled sender uses at most this many /24 (/48) networks.
@@ -53,6 +57,11 @@ pub struct AnomalyConfig {
     pub check_sender_domain: bool,
     /// DNSBL zones queried for the client IP (none by default).
     pub dnsbl_zones: Vec<String>,
+    /// RDAP base URL the From organisation's domain is appended to
+    /// (`https://rdap.org/domain/`); empty: domain age is not looked up.
+    pub rdap_url: String,
+    /// The deadline of one RDAP lookup.
+    pub rdap_timeout: crate::vocab::Span,
 }
 
 impl Default for AnomalyConfig {
@@ -78,6 +87,8 @@ impl Default for AnomalyConfig {
             no_reverse_dns: -10.0,
             dynamic_reverse_dns: -10.0,
             helo_not_fqdn: -6.0,
+            young_domain: -15.0,
+            young_domain_days: 30,
             settled_messages: 5,
             settled_max_networks: 3,
             relationship_cap: 10.0,
@@ -117,6 +128,8 @@ impl Default for AnomalyConfig {
             max_domain_length: 50,
             check_sender_domain: false,
             dnsbl_zones: Vec::new(),
+            rdap_url: String::new(),
+            rdap_timeout: crate::vocab::Span(std::time::Duration::from_secs(2)),
         }
     }
 }
@@ -144,12 +157,24 @@ impl AnomalyConfig {
             self.no_reverse_dns,
             self.dynamic_reverse_dns,
             self.helo_not_fqdn,
+            self.young_domain,
         ];
         if weights.iter().any(|w| !w.is_finite()) {
             return Err("anomalies: weights must be finite numbers".into());
         }
         if !(self.relationship_cap.is_finite() && self.relationship_cap > 0.0) {
             return Err("anomalies.relationship_cap must be a number above 0".into());
+        }
+        if !self.rdap_url.is_empty()
+            && !(self.rdap_url.starts_with("https://") || self.rdap_url.starts_with("http://"))
+        {
+            return Err(format!(
+                "anomalies.rdap_url {:?}: an http:// or https:// URL the domain is appended to",
+                self.rdap_url
+            ));
+        }
+        if self.rdap_timeout.0.is_zero() {
+            return Err("anomalies.rdap_timeout must be > 0".into());
         }
         if self.max_domain_length < 10 {
             return Err("anomalies.max_domain_length must be at least 10".into());

@@ -130,6 +130,9 @@ pub struct DnsFacts {
     pub sender_domain_accepts_mail: Option<bool>,
     /// The DNSBL zone that lists the client IP.
     pub dnsbl_listed: Option<String>,
+    /// When the From organisation's domain was registered (RDAP), Unix
+    /// seconds.
+    pub domain_registered: Option<u64>,
 }
 
 /// What is known of one message when it is rated.

@@ -11,7 +11,7 @@ use crate::message::{Content, DnsFacts, Message};
 use crate::policy::class_reason;
 use crate::store::{run_blocking, StoreError};
 use crate::verdict::{self, VerdictRecord, VERDICT_HEADER};
-use crate::vocab::{domain_of, Action, Direction, Mode, Stage};
+use crate::vocab::{domain_of, org_domain, Action, Direction, Mode, Stage};
 use indymilter::{ContextActions, EomActions, Macros, SmtpReply, Status};
 use std::ffi::CString;
 
@@ -72,6 +72,14 @@ impl Connection {
             if let Some(d) = facts.sender_key().map(domain_of) {
                 out.sender_domain_accepts_mail = self.shared.auth.domain_accepts_mail(d).await;
             }
+        }
+        if let (false, Some(d)) = (ac.rdap_url.is_empty(), facts.sender_key().map(domain_of)) {
+            out.domain_registered = self
+                .shared
+                .auth
+                .rdap
+                .registered(&ac.rdap_url, &org_domain(d), ac.rdap_timeout.0)
+                .await;
         }
         if let Some(ip) = facts.client_ip {
             for zone in &ac.dnsbl_zones {

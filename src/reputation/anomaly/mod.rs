@@ -432,6 +432,16 @@ impl Reputation {
                 format!("{domain} has no MX or A record"),
             ));
         }
+        if let Some(reg) = msg.dns.domain_registered {
+            let days = msg.time.saturating_sub(reg) / 86_400;
+            if days < ac.young_domain_days {
+                out.push(Anomaly::new(
+                    "young_domain",
+                    ac.young_domain,
+                    format!("{} registered {days} days before", org_domain(domain)),
+                ));
+            }
+        }
         if let Some(zone) = &msg.dns.dnsbl_listed {
             out.push(Anomaly::new("dnsbl_listed", ac.dnsbl_listed, zone.clone()));
         }
