@@ -165,9 +165,8 @@ impl AnomalyConfig {
         if !(self.relationship_cap.is_finite() && self.relationship_cap > 0.0) {
             return Err("anomalies.relationship_cap must be a number above 0".into());
         }
-        if !self.rdap_url.is_empty()
-            && !(self.rdap_url.starts_with("https://") || self.rdap_url.starts_with("http://"))
-        {
+        let web = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+        if !(self.rdap_url.is_empty() || web(&self.rdap_url)) {
             return Err(format!(
                 "anomalies.rdap_url {:?}: an http:// or https:// URL the domain is appended to",
                 self.rdap_url
