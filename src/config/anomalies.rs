@@ -181,3 +181,21 @@ impl AnomalyConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod rdap_tests {
+    use super::*;
+
+    #[test]
+    fn rdap_settings_are_checked() {
+        let mut a = AnomalyConfig::default();
+        assert!(a.validate().is_ok(), "off by default");
+        a.rdap_url = "https://rdap.org/domain/".into();
+        assert!(a.validate().is_ok());
+        a.rdap_url = "rdap.org/domain/".into();
+        assert!(a.validate().unwrap_err().contains("anomalies.rdap_url"));
+        a.rdap_url = "http://127.0.0.1:8080/domain/".into();
+        a.rdap_timeout = crate::vocab::Span(std::time::Duration::ZERO);
+        assert!(a.validate().unwrap_err().contains("rdap_timeout"));
+    }
+}
