@@ -104,6 +104,9 @@ mod detection_tests;
 mod first_contact_tests;
 
 #[cfg(test)]
+mod signal_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{pair_key, Counter, Kind, RocksStore};

@@ -1,6 +1,5 @@
 //! A real DNS server on loopback: dnsmasq.
 
-use super::wait_until;
 use crate::support::free_udp_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +18,19 @@ impl Dns {
             Path::new("/usr/sbin/dnsmasq").exists(),
             "dnsmasq is not installed: run ./scripts/test.sh, which installs it"
         );
+        // The free port may be taken by someone else before dnsmasq binds
+        // it (it then exits): a few tries, each on a new port.
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Dns::try_start(txt) {
+                Ok(dns) => return dns,
+                Err(e) => why = e,
+            }
+        }
+        panic!("dnsmasq did not start: {why}");
+    }
+
+    fn try_start(txt: &[(&str, String)]) -> Result<Dns, String> {
         let port = free_udp_port();
         let mut cmd = Command::new("/usr/sbin/dnsmasq");
         cmd.args([
@@ -37,17 +49,31 @@ impl Dns {
         for (name, value) in txt {
             cmd.arg(format!("--txt-record={name},{value}"));
         }
+        // Its log goes to a file (a pipe nobody reads would fill up).
+        let log = tempfile::tempfile().unwrap();
+        let mut log_read = log.try_clone().unwrap();
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let dns = Dns { child, port };
-        // Ready when it answers.
-        wait_until("dnsmasq to answer", Duration::from_secs(10), || {
-            dns.answers()
-        });
-        dns
+        let mut dns = Dns { child, port };
+        // Ready when it answers; gone when it exited (port taken).
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if dns.answers() {
+                return Ok(dns);
+            }
+            if let Ok(Some(status)) = dns.child.try_wait() {
+                let mut err = String::new();
+                use std::io::{Read, Seek};
+                let _ = log_read.seek(std::io::SeekFrom::Start(0));
+                let _ = log_read.read_to_string(&mut err);
+                return Err(format!("port {port}: exited {status}: {err}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("port {port}: no answer within 10 s"))
     }
 
     fn answers(&self) -> bool {
