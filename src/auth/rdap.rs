@@ -63,6 +63,12 @@ impl Rdap {
     /// `None` when the server does not say within `timeout`.
     pub async fn registered(&self, base: &str, domain: &str, timeout: Duration) -> Option<u64> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        // The domain comes from a From header: only a host name (letters,
+        // digits, hyphens, dots; IDNs in their A-label form) goes into the
+        // URL's path.
+        if !is_ldh(&domain) {
+            return None;
+        }
         if let Some((at, v)) = self.cache().get(&domain) {
             let ttl = if v.is_some() { HIT_TTL } else { MISS_TTL };
             if at.elapsed() < ttl {
@@ -88,6 +94,17 @@ impl Rdap {
         cache.insert(domain, (Instant::now(), found));
         found
     }
+}
+
+/// A host name of letters, digits and hyphens in dot-separated labels.
+fn is_ldh(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The `registration` event's date of an RDAP domain object.
@@ -162,6 +179,36 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_names_go_into_the_url() {
+        assert!(is_ldh("young.example"));
+        assert!(is_ldh("xn--exmple-4nf.com"));
+        for bad in [
+            "",
+            "a..b",
+            "x.com/../admin",
+            "x.com?q=1",
+            "exämple.com",
+            "a b.com",
+        ] {
+            assert!(!is_ldh(bad), "{bad}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Refused before any lookup: a lookup's answer, even a failure,
+        // would be cached.
+        let r = Rdap::new();
+        let got = rt.block_on(r.registered(
+            "http://127.0.0.1:9/domain/",
+            "x.com/../admin",
+            Duration::from_secs(5),
+        ));
+        assert_eq!(got, None);
+        assert!(r.cache().is_empty());
+    }
 
     #[test]
     fn the_registration_event_is_read() {
