@@ -125,6 +125,26 @@ async fn browser(log: &Path) -> (Driver, Client) {
     (Driver(driver), client)
 }
 
+/// Types `text` into the element `css` selects.
+async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `css` selects.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
@@ -276,18 +296,8 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
     c.goto(&format!("{base}/")).await.unwrap();
     at(&c, |p| p == "/login").await;
     shot(&c, "login.png").await;
-    c.find(Locator::Css("input[name=token]"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "input[name=token]", TOKEN).await;
+    click(&c, "form[action='/login'] button").await;
     at(&c, |p| p == "/").await;
     h1_until(&c, |h| h == "Overview").await;
     let src = c.source().await.unwrap();
@@ -303,18 +313,8 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
 
     // Search finds the sender; its page shows factors, contributions and
     // relationships.
-    c.find(Locator::Css("input[name=q]"))
-        .await
-        .unwrap()
-        .send_keys("Carol@Partner.example")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[role=search] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "input[name=q]", "Carol@Partner.example").await;
+    click(&c, "form[role=search] button").await;
     at(&c, |p| p == "/sender?key=carol%40partner.example").await;
     h1_until(&c, |h| h.contains("carol@partner.example")).await;
     let src = c.source().await.unwrap();
@@ -349,18 +349,8 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
         ),
         ("192.0.2.10", "/mta?key=192.0.2.10", "mta 192.0.2.10"),
     ] {
-        c.find(Locator::Css("input[name=q]"))
-            .await
-            .unwrap()
-            .send_keys(query)
-            .await
-            .unwrap();
-        c.find(Locator::Css("form[role=search] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "input[name=q]", query).await;
+        click(&c, "form[role=search] button").await;
         at(&c, |p| p == path).await;
         h1_until(&c, |h| h.starts_with(heading)).await;
         assert!(c.find(Locator::Css("svg.contributions")).await.is_ok());
@@ -379,18 +369,8 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
         .select_by_value("malicious")
         .await
         .unwrap();
-    c.find(Locator::Css("input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("phished account")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[action='/overrides'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "input[name=reason]", "phished account").await;
+    click(&c, "form[action='/overrides'] button").await;
     h1_until(&c, |h| h.contains("malicious")).await;
     assert_eq!(path_of(&c).await, "/sender?key=carol%40partner.example");
     let v = explain_json(&config, "carol@partner.example");
@@ -433,18 +413,8 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
     // line give the same numbers over the daemon's journal.
     let overlay = "[policy.eom.sender]\nunrated = \"quarantine\"\n";
     c.goto(&format!("{base}/whatif")).await.unwrap();
-    c.find(Locator::Css("textarea[name=candidate]"))
-        .await
-        .unwrap()
-        .send_keys(overlay)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[action='/whatif'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "textarea[name=candidate]", overlay).await;
+    click(&c, "form[action='/whatif'] button").await;
     let number = |id: &'static str| {
         let c = &c;
         async move {
@@ -487,23 +457,13 @@ async fn console_pages_search_and_overrides_in_chromium_behind_the_token() {
     // The overrides page lists it and removes it.
     c.goto(&format!("{base}/overrides")).await.unwrap();
     shot(&c, "overrides.png").await;
-    c.find(Locator::Css("form[action='/overrides/remove'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form[action='/overrides/remove'] button").await;
     assert!(explain_json(&config, "carol@partner.example")
         .get("override")
         .is_none());
 
     // Logged out, the browser is back at the login page.
-    c.find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form[action='/logout'] button").await;
     at(&c, |p| p == "/login").await;
     c.goto(&format!("{base}/verdicts")).await.unwrap();
     at(&c, |p| p == "/login").await;
