@@ -147,7 +147,7 @@ impl Authenticator {
             ipv6: DnsCache::new(cfg.cache_size),
             ptr: DnsCache::new(cfg.cache_size),
             timeout: cfg.timeout.0,
-            rdap: super::Rdap::new(),
+            rdap: super::Rdap::default(),
         })
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const MAX_CACHED: usize = 10_000;
@@ -22,39 +22,31 @@ const MISS_TTL: Duration = Duration::from_secs(3_600);
 const MAX_BODY: usize = 256 * 1024;
 
 /// Registration dates by domain, fetched on demand.
+#[derive(Default)]
 pub struct Rdap {
     cache: Mutex<HashMap<String, (Instant, Option<u64>)>>,
-    tls: Arc<rustls::ClientConfig>,
+    /// The TLS client, built at the first https lookup (the system's roots
+    /// are read then, not at every start with RDAP off).
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
-impl Default for Rdap {
-    fn default() -> Self {
-        Rdap::new()
+/// A TLS client with the ring provider and the system's roots.
+fn tls_client() -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
     }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl Rdap {
-    pub fn new() -> Rdap {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-        Rdap {
-            cache: Mutex::new(HashMap::new()),
-            tls: Arc::new(tls),
-        }
-    }
-
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<u64>)>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -76,7 +68,8 @@ impl Rdap {
             }
         }
         let url = format!("{base}{domain}");
-        let found = match tokio::time::timeout(timeout, fetch(&url, &self.tls)).await {
+        let tls = || self.tls.get_or_init(tls_client).clone();
+        let found = match tokio::time::timeout(timeout, fetch(&url, tls)).await {
             Ok(Ok(body)) => registration(&body),
             Ok(Err(e)) => {
                 tracing::debug!("rdap {url}: {e}");
@@ -119,7 +112,10 @@ pub fn registration(body: &[u8]) -> Option<u64> {
 }
 
 /// GET `url` (http or https), the body of a 200 answer.
-async fn fetch(url: &str, tls: &Arc<rustls::ClientConfig>) -> Result<Bytes, String> {
+async fn fetch(
+    url: &str,
+    tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
+) -> Result<Bytes, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
@@ -144,7 +140,7 @@ async fn fetch(url: &str, tls: &Arc<rustls::ClientConfig>) -> Result<Bytes, Stri
     if https {
         let name =
             rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        let stream = tokio_rustls::TlsConnector::from(tls()?)
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;
@@ -200,7 +196,7 @@ mod tests {
             .unwrap();
         // Refused before any lookup: a lookup's answer, even a failure,
         // would be cached.
-        let r = Rdap::new();
+        let r = Rdap::default();
         let got = rt.block_on(r.registered(
             "http://127.0.0.1:9/domain/",
             "x.com/../admin",

@@ -6,9 +6,9 @@
 //! there.
 
 use super::{load, Common};
-use sra_milter::config::{Config, Overrides, StoreConfig};
+use sra_milter::config::{read_identity_secret, Config, Overrides};
 use sra_milter::store::{
-    copy, is_empty, with_identity_key, IdentityKey, RedisStore, ReputationStore, RocksStore,
+    copy, ensure_empty, with_identity_key, IdentityKey, RedisStore, ReputationStore, RocksStore,
     StoreError, META_IDENTITY,
 };
 use std::process::ExitCode;
@@ -52,13 +52,7 @@ fn keyed_destination(
     to: Arc<dyn ReputationStore>,
     key_file: &std::path::Path,
 ) -> Result<Arc<dyn ReputationStore>, String> {
-    let secret = StoreConfig {
-        identity_key_file: key_file.to_path_buf(),
-        ..StoreConfig::default()
-    }
-    .identity_secret()?
-    .unwrap_or_default();
-    let key = IdentityKey::new(&secret)?;
+    let key = IdentityKey::new(&read_identity_secret(key_file)?)?;
     match from.meta(META_IDENTITY).map_err(|e| e.to_string())? {
         Some(f) if f != key.fingerprint() => {
             return Err(format!(
@@ -68,9 +62,8 @@ fn keyed_destination(
         }
         _ => {}
     }
-    if !is_empty(to.as_ref()).map_err(|e| e.to_string())? {
-        return Err("the destination store is not empty: copy into an empty one".into());
-    }
+    // Before the key marks it: a full destination is named as such.
+    ensure_empty(to.as_ref()).map_err(|e| e.to_string())?;
     with_identity_key(to, Some(key), true).map_err(|e| e.to_string())
 }
 

@@ -19,7 +19,7 @@ pub use sections::{
     AdminConfig, AuthConfig, DnsConfig, EventsConfig, ListsConfig, LogConfig, LogFormat, LogTarget,
 };
 pub use socket::{remove_own_socket, remove_stale_socket, SocketSpec};
-pub use store::{Backend, RedisConfig, StoreConfig, MIN_IDENTITY_KEY};
+pub use store::{read_identity_secret, Backend, RedisConfig, StoreConfig, MIN_IDENTITY_KEY};
 
 pub use crate::vocab::{Mode, OnError, Span};
 use ipnet::IpNet;

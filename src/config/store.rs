@@ -37,33 +37,39 @@ impl StoreConfig {
         if path.as_os_str().is_empty() {
             return Ok(None);
         }
-        let what = |e: String| format!("store.identity_key_file {}: {e}", path.display());
-        let mut bytes = std::fs::read(path).map_err(|e| what(e.to_string()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| what(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o004 != 0 {
-                return Err(what(format!(
-                    "every user may read it (mode {:o}): make it 0640 or tighter",
-                    mode & 0o777
-                )));
-            }
-        }
-        while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-            bytes.pop();
-        }
-        if bytes.len() < MIN_IDENTITY_KEY {
+        read_identity_secret(path).map(Some)
+    }
+}
+
+/// An identity key file's secret, checked as `identity_key_file`'s is
+/// (`store copy --identity-key` reads one too).
+pub fn read_identity_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let what = |e: String| format!("store.identity_key_file {}: {e}", path.display());
+    let mut bytes = std::fs::read(path).map_err(|e| what(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| what(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o004 != 0 {
             return Err(what(format!(
-                "{} bytes; a key needs at least {MIN_IDENTITY_KEY} (e.g. `head -c 32 /dev/urandom | base64`)",
-                bytes.len()
+                "every user may read it (mode {:o}): make it 0640 or tighter",
+                mode & 0o777
             )));
         }
-        Ok(Some(bytes))
     }
+    while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_IDENTITY_KEY {
+        return Err(what(format!(
+            "{} bytes; a key needs at least {MIN_IDENTITY_KEY} (e.g. `head -c 32 /dev/urandom | base64`)",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The least identity key length, in bytes.

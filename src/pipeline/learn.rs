@@ -3,7 +3,7 @@
 use super::{Assessment, Engine};
 use crate::config::Config;
 use crate::message::{mta_key, mta_net_key, Message};
-use crate::reputation::habits::habits;
+use crate::reputation::habits::{habits, is_hour_of_week};
 use crate::reputation::path::{net_of_mta_key, net_pair_key};
 use crate::reputation::{mta_network_key, PathTrust};
 use crate::store::{
@@ -61,14 +61,14 @@ impl Engine {
                         if broke {
                             withheld.push(h.member);
                         } else {
+                            if is_hour_of_week(&h.member) {
+                                sender_delta.add(Counter::Timed, 1);
+                            }
                             sender_delta.insert(SetKind::Fingerprint, &h.member);
                         }
                     }
                     if !broke {
                         sender_delta.add(Counter::Fingerprinted, 1);
-                        if msg.time > 0 {
-                            sender_delta.add(Counter::Timed, 1);
-                        }
                     }
                 }
                 let mta = msg.client_ip.map(mta_key);
@@ -180,7 +180,7 @@ impl Engine {
                         d.insert(SetKind::Fingerprint, m);
                     }
                     d.add(Counter::Fingerprinted, 1);
-                    if answered.habits.iter().any(|m| m.starts_with("when:")) {
+                    if answered.habits.iter().any(|m| is_hour_of_week(m)) {
                         d.add(Counter::Timed, 1);
                     }
                     u.records.push((Kind::Sender, answered.sender.clone(), d));

@@ -39,6 +39,12 @@ impl Habit {
     }
 }
 
+/// Whether a stored habit is an hour of the week (`Counter::Timed`
+/// counts the messages that recorded one).
+pub fn is_hour_of_week(member: &str) -> bool {
+    member.starts_with("when:")
+}
+
 /// The hour-of-the-week habit's value at `time`: weekday and six-hour
 /// block, UTC (`when:sat/00-06`).
 pub fn hour_of_week(time: u64) -> String {

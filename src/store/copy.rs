@@ -30,6 +30,17 @@ fn count(from: &dyn ReputationStore) -> Result<BTreeMap<&'static str, u64>, Stor
     Ok(found)
 }
 
+/// Refuses a copy's destination that holds anything.
+pub fn ensure_empty(to: &dyn ReputationStore) -> Result<(), StoreError> {
+    if super::is_empty(to)? {
+        Ok(())
+    } else {
+        Err(StoreError::Io(
+            "the destination store is not empty: copy into an empty one".into(),
+        ))
+    }
+}
+
 /// Copies everything `from` holds into `to`, which must be empty, then
 /// counts what `to` holds. A source hashed under an identity key passes
 /// its key's fingerprint on (`to` then opens only with that key).
@@ -37,11 +48,7 @@ pub fn copy(
     from: &dyn ReputationStore,
     to: &dyn ReputationStore,
 ) -> Result<CopyReport, StoreError> {
-    if !super::is_empty(to)? {
-        return Err(StoreError::Io(
-            "the destination store is not empty: copy into an empty one".into(),
-        ));
-    }
+    ensure_empty(to)?;
     if let Some(f) = from.meta(super::META_IDENTITY)? {
         to.set_meta(super::META_IDENTITY, &f)?;
     }

@@ -35,7 +35,7 @@ mod redis_store;
 mod rocks;
 
 pub use batching::BatchingStore;
-pub use copy::{copy, CopyReport};
+pub use copy::{copy, ensure_empty, CopyReport};
 pub use identity::{is_empty, with_identity_key, IdentityKey, KeyedStore, META_IDENTITY};
 pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K};
 #[cfg(feature = "redis")]

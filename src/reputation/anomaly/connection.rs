@@ -45,9 +45,9 @@ const ACCESS_LABELS: [&str; 24] = [
 
 /// Whether a reverse DNS name looks like an access line's: three or more
 /// of the address's numbers in it (IPv4), or an access label.
-pub fn dynamic_name(name: &str, ip: Option<IpAddr>) -> bool {
+pub fn dynamic_name(name: &str, ip: IpAddr) -> bool {
     let lower = name.to_ascii_lowercase();
-    if let Some(IpAddr::V4(v4)) = ip {
+    if let IpAddr::V4(v4) = ip {
         let numbers: Vec<&str> = lower
             .split(|c: char| !c.is_ascii_digit())
             .filter(|s| !s.is_empty())
@@ -99,7 +99,7 @@ pub fn connection_anomalies(ac: &AnomalyConfig, msg: &Message) -> Vec<Anomaly> {
             ac.no_reverse_dns,
             format!("{ip} has no reverse DNS name"),
         )),
-        ReverseDns::Name(n) if dynamic_name(n, Some(ip)) => out.push(Anomaly::new(
+        ReverseDns::Name(n) if dynamic_name(n, ip) => out.push(Anomaly::new(
             "dynamic_reverse_dns",
             ac.dynamic_reverse_dns,
             format!("{n} looks like an access line"),
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn access_line_names_are_told_from_mail_servers() {
-        let ip = |s: &str| Some(s.parse().unwrap());
+        let ip = |s: &str| s.parse().unwrap();
         for (name, addr) in [
             ("89-243-122-175.dsl.example.net", "89.243.122.175"),
             ("host175.122.243.89.example.net", "89.243.122.175"),

@@ -355,11 +355,11 @@ impl Reputation {
             } else if let Some((_, Some(owner))) = name {
                 // A name shown only to its own owner deceives no one: an
                 // employee's home address writing to their work address.
-                let key = |a: &str| self.store.address_key(a).into_owned();
-                let owner_key = key(&owner.address);
-                let to_owner =
-                    owner.enterprise && !ent.is_empty() && ent.iter().all(|r| key(r) == owner_key);
-                if owner_key != key(sender) && !to_owner {
+                let owner_key = self.store.address_key(&owner.address);
+                let to_owner = owner.enterprise
+                    && !ent.is_empty()
+                    && ent.iter().all(|r| self.store.address_key(r) == owner_key);
+                if self.store.address_key(sender) != owner_key && !to_owner {
                     let impersonated = owner.enterprise
                         || self.rate_sender(cfg, &owner.address, msg.time)?.class == Class::Trusted;
                     if impersonated {
