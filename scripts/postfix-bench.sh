@@ -5,20 +5,27 @@
 # and one client IP (a hot sender, as any load test is); Postfix relays to
 # smtp-sink. Prints messages/s and the milter's CPU per 1000 messages.
 #
-#   scripts/postfix-bench.sh [MESSAGES] [SESSIONS] [ROUNDS] [tcp|unix]
+#   scripts/postfix-bench.sh [MESSAGES] [SESSIONS] [ROUNDS] [tcp|unix] [noauth|auth]
 #
-# sra-milter runs with [auth] verify = false (no DNS here) and a fresh store
-# in a temp dir; Postfix is a private instance on loopback.
+# sra-milter runs with a fresh store in a temp dir; Postfix is a private
+# instance on loopback. With `noauth` (the default) sra-milter runs with
+# [auth] verify = false and smtp-source's own generated message. With `auth`
+# every run sends one DKIM-signed message (examples/bench_mail.rs) and
+# sra-milter checks SPF, DKIM and DMARC against a real DNS server on loopback
+# (dnsmasq) serving the sender domain's records: the full per-message work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-1000}
 sessions=${2:-10}
 rounds=${3:-3}
 transport=${4:-tcp}
+auth=${5:-noauth}
+case "$auth" in auth|noauth) ;; *) echo "postfix-bench: auth or noauth, not $auth" >&2; exit 2 ;; esac
 . scripts/deps.sh
 need_postfix
+[ "$auth" = auth ] && need_packages dnsmasq
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sra-milter/target}"
-cargo build --release --bin sra-milter --example noop_milter >&2
+cargo build --release --bin sra-milter --example noop_milter --example bench_mail >&2
 bin="$CARGO_TARGET_DIR/release"
 
 work=$(mktemp -d /tmp/sra-pfbench.XXXXXX)
@@ -29,7 +36,7 @@ cleanup() {
     [ -f "$work/postfix-start.log" ] && cat "$work/postfix-start.log" >&2
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -45,8 +52,34 @@ else
 fi
 
 # The relay behind Postfix.
-smtp-sink -u postfix "127.0.0.1:$sink_port" 256 &
+# (With KEEP set, it also keeps what it received, in $work/dump.)
+dump=()
+[ -n "${KEEP:-}" ] && mkdir -p "$work/dump" && chmod 0777 "$work/dump" && dump=(-d "$work/dump/%M.")
+smtp-sink -u postfix "${dump[@]}" "127.0.0.1:$sink_port" 256 &
 pids+=($!)
+
+# With auth: the signed message and a DNS server with its domain's records.
+source_args=()
+auth_conf="verify = false"
+if [ "$auth" = auth ]; then
+    "$bin/examples/bench_mail" "$work/message" >"$work/records"
+    source_args=(-F "$work/message")
+    dns_port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    txt=()
+    while IFS=$'\t' read -r name value; do txt+=("--txt-record=$name,$value"); done <"$work/records"
+    /usr/sbin/dnsmasq --keep-in-foreground --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --local=/example/ --local=/arpa/ --local-ttl=3600 --pid-file= --user=root \
+        --port="$dns_port" "${txt[@]}" 2>"$work/dnsmasq.log" &
+    pids+=($!)
+    for _ in $(seq 50); do
+        ss -Hlun "sport = :$dns_port" | grep -q . && break
+        sleep 0.1
+    done
+    auth_conf="verify = true
+authserv_id = \"mx.example.com\"
+[dns]
+servers = [\"127.0.0.1:$dns_port\"]"
+fi
 
 # The milters.
 cat >"$work/sra.toml" <<CONF
@@ -58,9 +91,9 @@ internal_networks = []
 [admin]
 control_socket = "$work/control.sock"
 [auth]
-verify = false
+$auth_conf
 [log]
-level = "warn"
+level = "${SRA_LOG:-warn}"
 CONF
 "$bin/sra-milter" run -c "$work/sra.toml" 2>"$work/sra.log" &
 sra_pid=$!
@@ -144,7 +177,7 @@ run() { # NAME MILTER PID
     [ -n "$3" ] && before=$(cpu_ticks "$3")
     local start end
     start=$(date +%s.%N)
-    smtp-source -s "$sessions" -m "$messages" -f carol@partner.example \
+    smtp-source -s "$sessions" -m "$messages" -f carol@partner.example "${source_args[@]}" \
         -t alice@example.com "127.0.0.1:$smtp_port"
     end=$(date +%s.%N)
     [ -n "$3" ] && after=$(cpu_ticks "$3")
@@ -158,10 +191,15 @@ print(f"  {name:<10} {int(n) / secs:7.0f} msg/s  {per}")
 PY
 }
 
-echo "postfix-bench: $messages messages x $sessions sessions, $transport, $rounds rounds"
+echo "postfix-bench: $messages messages x $sessions sessions, $transport, $auth, $rounds rounds"
 for r in $(seq "$rounds"); do
     echo "round $r"
     run none "" ""
     run noop "$noop_pf" "$noop_pid"
     run sra "$sra_pf" "$sra_pid"
 done
+if [ "$auth" = auth ]; then
+    # What sra-milter made of the signed message: the last verdict's
+    # authentication (it must have passed, or the runs measured less).
+    "$bin/sra-milter" explain -c "$work/sra.toml" --sender carol@partner.example | sed -n 1,3p
+fi

@@ -17,14 +17,18 @@ pub struct SpfState {
     pub helo: SpfOutput,
     /// The domain SPF checked: the envelope sender's, or HELO's for `<>`.
     pub domain: String,
+    /// The HELO name as given (`unknown` when there was none), for the
+    /// `smtp.helo` of Authentication-Results.
+    pub helo_domain: String,
 }
 
 impl SpfState {
-    fn temperror(domain: &str) -> SpfState {
+    fn temperror(domain: &str, helo_domain: &str) -> SpfState {
         SpfState {
             mail_from: SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
             helo: SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
             domain: domain.to_string(),
+            helo_domain: helo_domain.to_string(),
         }
     }
 }
@@ -48,7 +52,7 @@ impl Authenticator {
             .verify_spf(self.params(SpfParameters::verify_ehlo(ip, helo_domain, host)));
         let helo_out = match tokio::time::timeout_at(deadline, helo_fut).await {
             Ok(o) => o,
-            Err(_) => return SpfState::temperror(&sender_domain),
+            Err(_) => return SpfState::temperror(&sender_domain, helo_domain),
         };
         let mail_out = match mail_from {
             None => helo_out.clone(),
@@ -73,6 +77,7 @@ impl Authenticator {
             mail_from: mail_out,
             helo: helo_out,
             domain: sender_domain,
+            helo_domain: helo_domain.to_string(),
         }
     }
 
@@ -143,8 +148,8 @@ impl Authenticator {
                 .await;
         let mut ar = AuthenticationResults::new(authserv_id)
             .with_dkim_results(&dkim, from_domain.unwrap_or(""))
-            .with_spf_ehlo_result(&spf.helo, ip, "")
-            .with_spf_mailfrom_result(&spf.mail_from, ip, &spf.domain, "");
+            .with_spf_ehlo_result(&spf.helo, ip, &spf.helo_domain)
+            .with_spf_mailfrom_result(&spf.mail_from, ip, &spf.domain, &spf.helo_domain);
         if let Ok(a) = &arc {
             ar = ar.with_arc_result(a, ip);
         }
