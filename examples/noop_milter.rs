@@ -6,7 +6,7 @@
 //!     cargo run --release --example noop_milter -- inet:127.0.0.1:PORT | unix:PATH
 
 use sra_milter::config::SocketSpec;
-use sra_milter::milter::MilterListener;
+use sra_milter::milter::{MilterListener, SILENT_STAGES};
 
 /// sra-milter's allocator (src/main.rs), so the bar is like for like.
 #[global_allocator]
@@ -29,17 +29,37 @@ async fn main() {
     };
     // Every stage sra-milter takes part in, each answering Continue: the
     // same conversation with the MTA (without the DATA callback, Postfix's
-    // DATA macros wait for a delayed ACK), none of the work.
-    use indymilter::Status;
-    let callbacks = indymilter::Callbacks::<()>::new()
+    // DATA macros wait for a delayed ACK), none of the work. Like
+    // sra-milter, it asks the MTA not to wait for an answer at the stages
+    // that always go on (`SILENT_STAGES`), so the protocol is the same too.
+    use indymilter::{ProtoOpts, Status};
+    // Per connection: the stages the MTA agreed not to wait for.
+    let silent = |cx: &Option<ProtoOpts>, stage: ProtoOpts| {
+        if cx.is_some_and(|o| o.contains(stage)) {
+            Status::Noreply
+        } else {
+            Status::Continue
+        }
+    };
+    let callbacks = indymilter::Callbacks::<ProtoOpts>::new()
+        .on_negotiate(|cx, _, opts| {
+            Box::pin(async move {
+                let s = opts & SILENT_STAGES;
+                cx.requested_opts |= s;
+                cx.data = Some(s);
+                Status::Continue
+            })
+        })
         .on_connect(|_, _, _| Box::pin(async { Status::Continue }))
-        .on_helo(|_, _| Box::pin(async { Status::Continue }))
+        .on_helo(move |cx, _| Box::pin(async move { silent(&cx.data, ProtoOpts::NOREPLY_HELO) }))
         .on_mail(|_, _| Box::pin(async { Status::Continue }))
         .on_rcpt(|_, _| Box::pin(async { Status::Continue }))
-        .on_data(|_| Box::pin(async { Status::Continue }))
-        .on_header(|_, _, _| Box::pin(async { Status::Continue }))
-        .on_eoh(|_| Box::pin(async { Status::Continue }))
-        .on_body(|_, _| Box::pin(async { Status::Continue }))
+        .on_data(move |cx| Box::pin(async move { silent(&cx.data, ProtoOpts::NOREPLY_DATA) }))
+        .on_header(move |cx, _, _| {
+            Box::pin(async move { silent(&cx.data, ProtoOpts::NOREPLY_HEADER) })
+        })
+        .on_eoh(move |cx| Box::pin(async move { silent(&cx.data, ProtoOpts::NOREPLY_EOH) }))
+        .on_body(move |cx, _| Box::pin(async move { silent(&cx.data, ProtoOpts::NOREPLY_BODY) }))
         .on_eom(|_| Box::pin(async { Status::Continue }));
     indymilter::run(listener, callbacks, config, stop)
         .await

@@ -421,6 +421,63 @@ async fn shutdown_lets_open_sessions_finish() {
     );
 }
 
+/// The stages whose answer is always "go on" are not answered when the MTA
+/// agrees (one round trip less per header); an MTA that does not offer that
+/// is answered at every stage, as before. The verdict is the same.
+#[tokio::test]
+async fn stages_that_always_go_on_are_not_answered_when_the_mta_agrees() {
+    use indymilter_test::{MacroStage, ProtoOpts, TestConnection};
+    let m = start(|_| {}).await;
+    for (offer, want) in [
+        (ProtoOpts::all(), Status::Noreply),
+        (
+            ProtoOpts::all().difference(sra_milter::milter::SILENT_STAGES),
+            Status::Continue,
+        ),
+    ] {
+        let mut conn = TestConnection::configure()
+            .available_opts(offer)
+            .open_tcp(m.addr)
+            .await
+            .unwrap_or_else(|e| panic!("offering {offer:?}: {e:?}"));
+        let negotiated = conn.negotiated_opts();
+        assert_eq!(
+            negotiated.contains(sra_milter::milter::SILENT_STAGES),
+            want == Status::Noreply,
+            "{negotiated:?}"
+        );
+        conn.connect("mx.partner.example", [192, 0, 2, 10])
+            .await
+            .unwrap();
+        assert_eq!(conn.helo("mx.partner.example").await.unwrap(), want);
+        conn.macros(MacroStage::Mail, [("i", "QUIET1")])
+            .await
+            .unwrap();
+        assert_eq!(
+            conn.mail(["<carol@partner.example>"]).await.unwrap(),
+            Status::Continue
+        );
+        conn.rcpt(["<alice@example.com>"]).await.unwrap();
+        assert_eq!(conn.data().await.unwrap(), want);
+        assert_eq!(
+            conn.header("From", "carol@partner.example").await.unwrap(),
+            want
+        );
+        let id = format!("<quiet-{}@p>", want == Status::Noreply);
+        assert_eq!(conn.header("Message-ID", id).await.unwrap(), want);
+        assert_eq!(conn.eoh().await.unwrap(), want);
+        assert_eq!(conn.body("Hello Alice.\r\n").await.unwrap(), want);
+        let (actions, status) = conn.eom().await.unwrap();
+        assert_eq!(status, Status::Continue);
+        assert!(
+            actions.has_insert_header(0, "X-SRA-Verdict", indymilter_test::any()),
+            "{actions:?}"
+        );
+        conn.close().await.unwrap();
+    }
+    m.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_mail_and_broken_packets_never_stop_the_milter() {
     use std::io::Write;

@@ -164,14 +164,8 @@ async fn dkim_verifies_and_an_altered_message_fails() {
     assert!(header.contains("dkim=pass"), "{header}");
     // Both SPF identities are named: the HELO given at connect, and the
     // envelope sender's domain.
-    assert!(
-        header.contains("smtp.helo=mx.partner.example"),
-        "{header}"
-    );
-    assert!(
-        header.contains("smtp.mailfrom=partner.example"),
-        "{header}"
-    );
+    assert!(header.contains("smtp.helo=mx.partner.example"), "{header}");
+    assert!(header.contains("smtp.mailfrom=partner.example"), "{header}");
 
     // Altered in transit: a signed header changed fails the signature;
     // a changed body fails the body hash (mail-auth reports that as

@@ -4,7 +4,7 @@
 //! refusal.
 
 use super::on_error;
-use super::session::{early_status, macro_str, Connection, MessageState};
+use super::session::{early_status, macro_str, stage_work, Connection, MessageState};
 use crate::auth::{authserv_id_of, AuthResult, AuthSummary, SpfState, AR_HEADER};
 use crate::config::Config;
 use crate::message::{Content, DnsFacts, Message};
@@ -150,7 +150,7 @@ impl Connection {
         }
         let engine = self.shared.engine.clone();
         let c = cfg.clone();
-        let job = run_blocking(move || {
+        let job = stage_work(&self.shared, move || {
             let (a, d) = engine.process(&c, &facts, carried, true)?;
             Ok((facts, a, d))
         })

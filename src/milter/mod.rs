@@ -37,11 +37,23 @@ fn requested_macros() -> Vec<(MacroStage, &'static str)> {
     ]
 }
 
+/// The stages whose answer is always "go on" (HELO, DATA, each header, end
+/// of headers, each body chunk): sra-milter asks the MTA not to wait for
+/// it (milter protocol 6, Postfix 2.6 and later), which saves a round trip
+/// per header and body chunk. Connect, MAIL, RCPT and end of message, where
+/// a verdict can be given, are answered as before.
+pub const SILENT_STAGES: ProtoOpts = ProtoOpts::NOREPLY_HELO
+    .union(ProtoOpts::NOREPLY_DATA)
+    .union(ProtoOpts::NOREPLY_HEADER)
+    .union(ProtoOpts::NOREPLY_EOH)
+    .union(ProtoOpts::NOREPLY_BODY);
+
 pub const NEEDED_ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE);
 
 async fn negotiate(
+    shared: Arc<Shared>,
     cx: &mut NegotiateContext<Connection>,
     actions: Actions,
     opts: ProtoOpts,
@@ -58,11 +70,15 @@ async fn negotiate(
     if opts.contains(ProtoOpts::LEADING_SPACE) {
         cx.requested_opts |= ProtoOpts::LEADING_SPACE;
     }
+    // No answer to the stages that always go on, where the MTA allows it.
+    let silent = opts & SILENT_STAGES;
+    cx.requested_opts |= silent;
     for (stage, macros) in requested_macros() {
         if let Ok(m) = CString::new(macros) {
             cx.requested_macros.insert(stage, m);
         }
     }
+    cx.data = Some(Connection::new(shared, silent));
     Status::Continue
 }
 
@@ -93,16 +109,20 @@ async fn timed(
 }
 
 pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
+    let s_negotiate = shared.clone();
     let s_connect = shared.clone();
     let s_helo = shared.clone();
     let s_mail = shared.clone();
     let s_rcpt = shared.clone();
+    let s_data = shared.clone();
     let s_header = shared.clone();
     let s_eoh = shared.clone();
     let s_body = shared.clone();
     let s_eom = shared.clone();
     Callbacks::new()
-        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_negotiate(move |cx, actions, opts| {
+            Box::pin(negotiate(s_negotiate.clone(), cx, actions, opts))
+        })
         .on_connect(move |cx, hostname, info| {
             let shared = s_connect.clone();
             Box::pin(async move {
@@ -111,13 +131,15 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                     _ => None,
                 };
                 let started = std::time::Instant::now();
-                let (conn, status) = Connection::connect(
-                    shared.clone(),
-                    hostname.to_string_lossy().into_owned(),
-                    ip,
-                    cx,
-                )
-                .await;
+                // The session began at negotiation (a new one if the MTA
+                // skipped it).
+                let conn = cx
+                    .data
+                    .take()
+                    .unwrap_or_else(|| Connection::new(shared.clone(), ProtoOpts::empty()));
+                let (conn, status) = conn
+                    .connect(hostname.to_string_lossy().into_owned(), ip, cx)
+                    .await;
                 cx.data = Some(conn);
                 shared.metrics.stage_latency("connect", started.elapsed());
                 status
@@ -129,7 +151,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                 match with_session(&shared, &mut cx.data, "helo") {
                     Ok(c) => {
                         c.helo = helo.to_string_lossy().chars().take(255).collect();
-                        Status::Continue
+                        c.goes_on(ProtoOpts::NOREPLY_HELO)
                     }
                     Err(s) => s,
                 }
@@ -172,14 +194,22 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
         // Registered so that Postfix sends its DATA-stage macros together
         // with a command, instead of as a lone packet that waits for a
         // delayed ACK.
-        .on_data(|_cx| Box::pin(async { Status::Continue }))
+        .on_data(move |cx| {
+            let shared = s_data.clone();
+            Box::pin(async move {
+                match with_session(&shared, &mut cx.data, "data") {
+                    Ok(c) => c.goes_on(ProtoOpts::NOREPLY_DATA),
+                    Err(s) => s,
+                }
+            })
+        })
         .on_header(move |cx, name, value| {
             let shared = s_header.clone();
             Box::pin(async move {
                 match with_session(&shared, &mut cx.data, "header") {
                     Ok(c) => {
                         c.header(name.as_bytes(), value.as_bytes());
-                        Status::Continue
+                        c.goes_on(ProtoOpts::NOREPLY_HEADER)
                     }
                     Err(s) => s,
                 }
@@ -191,7 +221,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
                 match with_session(&shared, &mut cx.data, "eoh") {
                     Ok(c) => {
                         c.end_of_headers();
-                        Status::Continue
+                        c.goes_on(ProtoOpts::NOREPLY_EOH)
                     }
                     Err(s) => s,
                 }
@@ -201,7 +231,10 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Connection> {
             let shared = s_body.clone();
             Box::pin(async move {
                 match with_session(&shared, &mut cx.data, "body") {
-                    Ok(c) => c.body(&chunk),
+                    Ok(c) => {
+                        c.body(&chunk);
+                        c.goes_on(ProtoOpts::NOREPLY_BODY)
+                    }
                     Err(s) => s,
                 }
             })

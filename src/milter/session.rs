@@ -16,7 +16,7 @@ use crate::shared::{ActiveGuard, Shared};
 use crate::store::{run_blocking, Record, SetKind, StoreError};
 use crate::verdict::{VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{canonical_ip, Action, Direction, Mode, Stage};
-use indymilter::{Context, Macros, SetErrorReply, SmtpReply, Status};
+use indymilter::{Context, Macros, ProtoOpts, SetErrorReply, SmtpReply, Status};
 use std::ffi::CString;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,6 +50,9 @@ pub struct Connection {
     /// A `tag`/`quarantine` decided at connect, applied at end of message.
     carried: Action,
     pub(super) msg: Option<MessageState>,
+    /// The stages the MTA agreed not to wait for an answer to
+    /// ([`super::SILENT_STAGES`] as negotiated).
+    silent: ProtoOpts,
     _active: ActiveGuard,
 }
 
@@ -122,28 +125,50 @@ pub(super) fn early_status(
 }
 
 impl Connection {
-    pub async fn connect(
-        shared: Arc<Shared>,
-        hostname: String,
-        ip: Option<IpAddr>,
-        cx: &mut Context<Connection>,
-    ) -> (Connection, Status) {
+    /// A session, from option negotiation on: `silent` are the stages the
+    /// MTA agreed not to wait for an answer to.
+    pub fn new(shared: Arc<Shared>, silent: ProtoOpts) -> Connection {
         let cfg = shared.config();
-        let mut conn = Connection {
+        Connection {
             _active: shared.active_guard(),
-            shared: shared.clone(),
-            cfg: cfg.clone(),
-            hostname,
-            client_ip: ip.map(canonical_ip),
-            originating: macro_str(&cx.macros, "{daemon_name}")
-                .is_some_and(|d| cfg.originating_daemon_names.contains(&d)),
+            shared,
+            cfg,
+            hostname: String::new(),
+            client_ip: None,
+            originating: false,
             helo: String::new(),
             mta: None,
             mail_rating: None,
             mail_record: None,
             carried: Action::Accept,
             msg: None,
-        };
+            silent,
+        }
+    }
+
+    /// The answer to a stage that always goes on: none at all when the MTA
+    /// agreed not to wait for one (`stage`: its `NOREPLY_*` option).
+    pub fn goes_on(&self, stage: ProtoOpts) -> Status {
+        if self.silent.contains(stage) {
+            Status::Noreply
+        } else {
+            Status::Continue
+        }
+    }
+
+    pub async fn connect(
+        mut self,
+        hostname: String,
+        ip: Option<IpAddr>,
+        cx: &mut Context<Connection>,
+    ) -> (Connection, Status) {
+        let shared = self.shared.clone();
+        let cfg = self.cfg.clone();
+        self.hostname = hostname;
+        self.client_ip = ip.map(canonical_ip);
+        self.originating = macro_str(&cx.macros, "{daemon_name}")
+            .is_some_and(|d| cfg.originating_daemon_names.contains(&d));
+        let mut conn = self;
         let Some(ip) = conn.client_ip else {
             return (conn, Status::Continue);
         };
@@ -393,14 +418,13 @@ impl Connection {
         }
     }
 
-    pub fn body(&mut self, chunk: &[u8]) -> Status {
+    pub fn body(&mut self, chunk: &[u8]) {
         let max = self.cfg.max_message_bytes;
         if let Some(m) = self.msg.as_mut() {
             let room = max.saturating_sub(m.raw.len());
             m.truncated |= chunk.len() > room;
             m.raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        Status::Continue
     }
 
     pub fn abort(&mut self) {
@@ -416,6 +440,13 @@ impl Connection {
 /// blocking pool and back costs more, ~8 % of the milter's throughput),
 /// on the blocking pool when the store waits on a network.
 async fn stage_reads<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    stage_work(shared, f).await
+}
+
+pub(super) async fn stage_work<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
