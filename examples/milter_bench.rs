@@ -3,7 +3,10 @@
 //! concurrent indymilter-test clients that speak to it as Postfix does
 //! (connect, HELO, MAIL, RCPT, DATA, headers, body, end of message).
 //!
-//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL] [admin=HOST:PORT] [journal=off]
+//!     cargo run --release --example milter_bench -- [MESSAGES] [CONCURRENCY] [SENDERS] [tcp|unix] [zipf] [redis=URL|redis-cluster=URL] [admin=HOST:PORT] [journal=off] [workers=N]
+//!
+//! `workers=N` runs the daemon's runtime with N worker threads (default:
+//! `worker_threads`' default, as `sra-milter run` does).
 //!
 //! `admin=127.0.0.1:PORT` also serves the console there (to measure the
 //! mail flow while pages are loaded, e.g. with curl in a loop).
@@ -41,8 +44,22 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The daemon's runtime (`sra-milter run`): `worker_threads` workers,
+    // the configured default unless `workers=N` is given. The load
+    // generator's clients run on it too.
+    let workers = std::env::args()
+        .find_map(|a| a.strip_prefix("workers=").and_then(|n| n.parse().ok()))
+        .unwrap_or(Config::default().worker_threads);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let unix = !raw.iter().any(|a| a == "tcp");
     let args: Vec<usize> = raw.iter().filter_map(|a| a.parse().ok()).collect();

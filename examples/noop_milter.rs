@@ -12,8 +12,17 @@ use sra_milter::milter::{MilterListener, SILENT_STAGES};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+/// sra-milter's runtime too: `worker_threads`' default of worker threads.
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(sra_milter::config::Config::default().worker_threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(serve());
+}
+
+async fn serve() {
     let spec: SocketSpec = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "inet:127.0.0.1:8895".into())

@@ -30,7 +30,12 @@ fn run(cfg: Config, path: Option<PathBuf>, ov: Overrides) -> ExitCode {
         eprintln!("sra-milter: cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.worker_threads)
+        .thread_name("sra-milter")
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");

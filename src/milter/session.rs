@@ -436,9 +436,9 @@ impl Connection {
 
 /// The reads of a stage that only reads (the MTA's rating at connect, the
 /// envelope sender's at MAIL): on the runtime's worker when the store is
-/// embedded (RocksDB point reads take microseconds; the hop to the
-/// blocking pool and back costs more, ~8 % of the milter's throughput),
-/// on the blocking pool when the store waits on a network.
+/// embedded (RocksDB point reads and writes take microseconds; the hop to
+/// the blocking pool and back costs more, ~8 % of the milter's
+/// throughput), on the blocking pool when the store waits on a network.
 async fn stage_reads<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -446,12 +446,17 @@ async fn stage_reads<T: Send + 'static>(
     stage_work(shared, f).await
 }
 
+/// A stage's store work (reads, or at end of message the rating and the
+/// learning): where [`stage_reads`] says. On the worker, a panic is an
+/// error answered per `on_error`, as a panicked task of the blocking pool
+/// is, not a lost session.
 pub(super) async fn stage_work<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     if shared.engine.store().is_embedded() {
-        f()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| Err(StoreError::Task("the stage's store work panicked".into())))
     } else {
         run_blocking(f).await
     }
