@@ -24,7 +24,7 @@ auth=${5:-noauth}
 case "$auth" in auth|noauth) ;; *) echo "postfix-bench: auth or noauth, not $auth" >&2; exit 2 ;; esac
 . scripts/deps.sh
 need_postfix
-[ "$auth" = auth ] && need_packages dnsmasq
+[ "$auth" = auth ] && need_packages dnsmasq-base
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sra-milter/target}"
 cargo build --release --bin sra-milter --example noop_milter --example bench_mail >&2
 bin="$CARGO_TARGET_DIR/release"
