@@ -534,3 +534,49 @@ fn dovecot_reports_opens_and_junk_through_the_shipped_lua_script() {
         milter.log_text()
     );
 }
+
+/// "No such name" is believed for a while (RFC 2308), as an answer is:
+/// mail from a domain without SPF or DMARC does not ask the DNS server
+/// again for every message.
+#[test]
+fn negative_dns_answers_are_cached_like_answers() {
+    use sra_milter::auth::Authenticator;
+    use sra_milter::config::DnsConfig;
+    use sra_milter::vocab::Span;
+    let dns = system::Dns::start(&[("partner.example", "v=spf1 ip4:192.0.2.0/24 -all".into())]);
+    let auth = Authenticator::new(&DnsConfig {
+        servers: vec![format!("127.0.0.1:{}", dns.port)],
+        timeout: Span(Duration::from_secs(2)),
+        cache_size: 100,
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ip = "192.0.2.10".parse().unwrap();
+    rt.block_on(async {
+        for _ in 0..3 {
+            let none = auth
+                .check_spf(ip, "mx.nospf.example", Some("a@nospf.example"), "mx")
+                .await;
+            assert_eq!(
+                none.mail_from.result(),
+                mail_auth::SpfResult::None,
+                "{none:?}"
+            );
+            let pass = auth
+                .check_spf(ip, "mx.nospf.example", Some("a@partner.example"), "mx")
+                .await;
+            assert_eq!(
+                pass.mail_from.result(),
+                mail_auth::SpfResult::Pass,
+                "{pass:?}"
+            );
+        }
+    });
+    assert_eq!(dns.queries("nospf.example"), 1, "the missing domain");
+    assert_eq!(dns.queries("mx.nospf.example"), 1, "the missing HELO name");
+    // (This server gives its records a TTL of 0: those are asked each time.)
+    assert_eq!(dns.queries("partner.example"), 3, "the domain with SPF");
+}

@@ -103,13 +103,23 @@ type Params<'x, P> = Parameters<
     DnsCache<IpAddr, RecordSet<Box<str>>>,
 >;
 
+/// Bounds of how long "no such name" or "no such record" is believed.
+const NEGATIVE_TTL: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(3600));
+
 impl Authenticator {
     pub fn new(cfg: &DnsConfig) -> Result<Authenticator, String> {
         let mut opts = ResolverOpts::default();
         opts.timeout = cfg.timeout.0;
         opts.attempts = 1;
-        // sra-milter keeps its own bounded caches.
-        opts.cache_size = 0;
+        // Answers are kept in sra-milter's own bounded caches (below); the
+        // resolver's cache, of the same size, keeps what those cannot: that
+        // a name does not exist or has no record of the type (RFC 2308),
+        // for the zone's negative TTL within NEGATIVE_TTL (an answer
+        // without SOA: its minimum). Without it, every message of a domain
+        // without DMARC, SPF or a reverse name would ask the network again.
+        opts.cache_size = cfg.cache_size as u64;
+        opts.negative_min_ttl = Some(NEGATIVE_TTL.0);
+        opts.negative_max_ttl = Some(NEGATIVE_TTL.1);
         let inner = if cfg.servers.is_empty() {
             match MessageAuthenticator::new_system_conf() {
                 Ok(a) => a,

@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Dns {
     child: Child,
     pub port: u16,
+    /// Its log (every query it answered).
+    log: std::fs::File,
 }
 
 impl Dns {
@@ -57,7 +59,11 @@ impl Dns {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let mut dns = Dns { child, port };
+        let mut dns = Dns {
+            child,
+            port,
+            log: log_read.try_clone().unwrap(),
+        };
         // Ready when it answers; gone when it exited (port taken).
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
@@ -74,6 +80,19 @@ impl Dns {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(format!("port {port}: no answer within 10 s"))
+    }
+
+    /// How many queries for `name` (any type) it has answered.
+    pub fn queries(&self, name: &str) -> usize {
+        use std::io::{Read, Seek};
+        let mut log = String::new();
+        let mut f = &self.log;
+        let _ = f.seek(std::io::SeekFrom::Start(0));
+        let _ = f.read_to_string(&mut log);
+        let needle = format!(" {name} from ");
+        log.lines()
+            .filter(|l| l.contains("query[") && l.contains(&needle))
+            .count()
     }
 
     fn answers(&self) -> bool {
