@@ -195,12 +195,23 @@ impl PolicyConfig {
     }
 
     /// The action at RCPT for one recipient: the stage's, and
-    /// `[policy.rcpt.new_recipient]` when the sender never dealt with it.
-    pub fn decide_rcpt(&self, sender: Option<Class>, mta: Option<Class>, new: bool) -> Action {
+    /// `[policy.rcpt.new_recipient]` when the sender never dealt with it;
+    /// and whether it is the new-recipient table that decided (it asked for
+    /// more than the stage's own tables), so that the reason names the new
+    /// recipient only then.
+    pub fn decide_rcpt(
+        &self,
+        sender: Option<Class>,
+        mta: Option<Class>,
+        new: bool,
+    ) -> (Action, bool) {
         let a = self.decide(Stage::Rcpt, sender, mta);
         match (new, sender) {
-            (true, Some(c)) => a.max(self.rcpt.new_recipient.get(c)),
-            _ => a,
+            (true, Some(c)) => {
+                let n = self.rcpt.new_recipient.get(c);
+                (a.max(n), n > a)
+            }
+            _ => (a, false),
         }
     }
 }
@@ -214,13 +225,18 @@ mod rcpt_tests {
         let mut p = PolicyConfig::default();
         p.rcpt.new_recipient.suspicious = Action::Reject;
         let s = Some(Class::Suspicious);
-        assert_eq!(p.decide_rcpt(s, None, false), Action::Accept);
-        assert_eq!(p.decide_rcpt(s, None, true), Action::Reject);
+        assert_eq!(p.decide_rcpt(s, None, false), (Action::Accept, false));
+        assert_eq!(p.decide_rcpt(s, None, true), (Action::Reject, true));
         assert_eq!(
             p.decide_rcpt(Some(Class::Trusted), None, true),
-            Action::Accept
+            (Action::Accept, false)
         );
-        assert_eq!(p.decide_rcpt(None, None, true), Action::Accept);
+        assert_eq!(p.decide_rcpt(None, None, true), (Action::Accept, false));
+        // The stage's own table already rejects: the new recipient adds
+        // nothing, and is not named as the reason.
+        p.rcpt.sender.suspicious = Action::Reject;
+        assert_eq!(p.decide_rcpt(s, None, true), (Action::Reject, false));
+        p.rcpt.sender.suspicious = Action::Accept;
         assert!(p.validate().is_ok());
         p.rcpt.new_recipient.malicious = Action::Quarantine;
         let e = p.validate().unwrap_err();

@@ -364,13 +364,13 @@ impl Connection {
             .mail_record
             .as_ref()
             .is_some_and(|r| r.contains(SetKind::EnterpriseRecipients, &rcpt) == Some(false));
-        let action = cfg
-            .policy
-            .decide_rcpt(sender_class, self.mta.as_ref().map(|r| r.class), new);
+        let (action, for_new) =
+            cfg.policy
+                .decide_rcpt(sender_class, self.mta.as_ref().map(|r| r.class), new);
         let o = policy::outcome(action, cfg.mode);
         let who = format!("{}: to=<{rcpt}>", self.qid());
         let mut reason = class_reason("sender", self.mail_rating.as_ref());
-        if new {
+        if for_new {
             reason.push_str(", a new recipient for it");
         }
         let status = self.early_with_reason(Stage::Rcpt, &who, o, &reason, reply);
