@@ -4,12 +4,12 @@
 //! refusal.
 
 use super::on_error;
-use super::session::{early_status, macro_str, stage_work, Connection, MessageState};
+use super::session::{early_status, macro_str, stage_work, unwound, Connection, MessageState};
 use crate::auth::{authserv_id_of, AuthResult, AuthSummary, SpfState, AR_HEADER};
 use crate::config::Config;
 use crate::message::{Content, DnsFacts, Message};
 use crate::policy::class_reason;
-use crate::store::{run_blocking, StoreError};
+use crate::store::run_blocking;
 use crate::verdict::{self, VerdictRecord, VERDICT_HEADER};
 use crate::vocab::{domain_of, org_domain, Action, Direction, Mode, Stage};
 use indymilter::{ContextActions, EomActions, Macros, SmtpReply, Status};
@@ -126,11 +126,7 @@ impl Connection {
         // throughput); a large one on the blocking pool, so that it holds
         // no runtime worker.
         let read = if raw.len() <= INLINE_PARSE_BYTES {
-            // As on the blocking pool, a parser that panicked is an error
-            // answered per on_error, not a lost session.
-            std::panic::catch_unwind(|| Content::parse(&raw))
-                .map(|c| (c, raw))
-                .map_err(|_| StoreError::Task("the message parser panicked".into()))
+            unwound("the message parser", || Ok(Content::parse(&raw))).map(|c| (c, raw))
         } else {
             run_blocking(move || Ok((Content::parse(&raw), raw))).await
         };

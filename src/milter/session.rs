@@ -157,18 +157,18 @@ impl Connection {
     }
 
     pub async fn connect(
-        mut self,
+        self,
         hostname: String,
         ip: Option<IpAddr>,
         cx: &mut Context<Connection>,
     ) -> (Connection, Status) {
-        let shared = self.shared.clone();
-        let cfg = self.cfg.clone();
-        self.hostname = hostname;
-        self.client_ip = ip.map(canonical_ip);
-        self.originating = macro_str(&cx.macros, "{daemon_name}")
-            .is_some_and(|d| cfg.originating_daemon_names.contains(&d));
         let mut conn = self;
+        let shared = conn.shared.clone();
+        let cfg = conn.cfg.clone();
+        conn.hostname = hostname;
+        conn.client_ip = ip.map(canonical_ip);
+        conn.originating = macro_str(&cx.macros, "{daemon_name}")
+            .is_some_and(|d| cfg.originating_daemon_names.contains(&d));
         let Some(ip) = conn.client_ip else {
             return (conn, Status::Continue);
         };
@@ -178,7 +178,7 @@ impl Connection {
         let engine = shared.engine.clone();
         let c = cfg.clone();
         let now = crate::vocab::now();
-        let mta = match stage_reads(&shared, move || engine.rate_mta(&c, ip, now)).await {
+        let mta = match stage_work(&shared, move || engine.rate_mta(&c, ip, now)).await {
             Ok(r) => r,
             Err(e) => {
                 return (
@@ -315,7 +315,7 @@ impl Connection {
         let c = cfg.clone();
         let now = crate::vocab::now();
         let s = sender.clone();
-        let (rating, record) = match stage_reads(&self.shared, move || {
+        let (rating, record) = match stage_work(&self.shared, move || {
             engine.rate_sender_and_record(&c, &s, now)
         })
         .await
@@ -434,30 +434,30 @@ impl Connection {
     }
 }
 
-/// The reads of a stage that only reads (the MTA's rating at connect, the
-/// envelope sender's at MAIL): on the runtime's worker when the store is
-/// embedded (RocksDB point reads and writes take microseconds; the hop to
-/// the blocking pool and back costs more, ~8 % of the milter's
-/// throughput), on the blocking pool when the store waits on a network.
-async fn stage_reads<T: Send + 'static>(
-    shared: &Shared,
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    stage_work(shared, f).await
-}
-
-/// A stage's store work (reads, or at end of message the rating and the
-/// learning): where [`stage_reads`] says. On the worker, a panic is an
-/// error answered per `on_error`, as a panicked task of the blocking pool
-/// is, not a lost session.
+/// A stage's store work (the MTA's rating at connect, the envelope
+/// sender's at MAIL, the rating and the learning at end of message): on the
+/// runtime's worker when the store is embedded (RocksDB point reads and
+/// writes take microseconds; the hop to the blocking pool and back costs
+/// more, ~8 % of the milter's throughput), on the blocking pool when the
+/// store waits on a network.
 pub(super) async fn stage_work<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     if shared.engine.store().is_embedded() {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|_| Err(StoreError::Task("the stage's store work panicked".into())))
+        unwound("the stage's store work", f)
     } else {
         run_blocking(f).await
     }
+}
+
+/// Runs `f` where it is; a panic in it is an error answered per
+/// `on_error`, as a panicked task of the blocking pool is, not a lost
+/// session.
+pub(super) fn unwound<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::Task(format!("{what} panicked"))))
 }
