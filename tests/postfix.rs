@@ -464,7 +464,16 @@ fn dovecot_reports_opens_and_junk_through_the_shipped_lua_script() {
             ));
             m.body = "--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\nJVBERi0=\r\n--B--\r\n".into();
         }
-        c.send(&m).unwrap();
+        // A refused or stalled delivery says where: the SMTP transcript,
+        // Postfix's log and the milter's.
+        if let Err(e) = c.send(&m) {
+            panic!(
+                "{id}: {e:?}\n{:#?}\n{}\n{}",
+                c.transcript,
+                postfix.maillog(),
+                milter.log_text()
+            );
+        }
         c.quit();
     };
     let imap_port = dovecot.imap_port;
