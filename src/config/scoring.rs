@@ -158,6 +158,10 @@ pub struct ScoringConfig {
     pub malicious: f64,
     /// Share of a domain's score difference that backs a new address.
     pub domain_backing: f64,
+    /// Days after which volume (messages received, distinct recipients,
+    /// sender domains) earns its full credit; before, in proportion to the
+    /// days known. 0: at once.
+    pub volume_maturity_days: f64,
     /// Public mailbox providers: anyone can open an address there, so an
     /// address is rated on its own history only (no domain backing), and
     /// they are not protected against lookalikes.
@@ -178,6 +182,7 @@ impl Default for ScoringConfig {
             suspicious: 35.0,
             malicious: 15.0,
             domain_backing: 0.5,
+            volume_maturity_days: 3.0,
             freemail_domains: FREEMAIL.iter().map(|s| s.to_string()).collect(),
             junk: w(-25.0, 5.0),
             sender: SenderWeights::default(),
@@ -209,6 +214,11 @@ impl ScoringConfig {
         }
         if !(0.0..=1.0).contains(&self.domain_backing) {
             return Err("scoring.domain_backing must be within 0..1".into());
+        }
+        if !(self.volume_maturity_days.is_finite()
+            && (0.0..=3650.0).contains(&self.volume_maturity_days))
+        {
+            return Err("scoring.volume_maturity_days must be within 0..3650".into());
         }
         let s = &self.sender;
         let m = &self.mta;

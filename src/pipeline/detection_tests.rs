@@ -345,6 +345,37 @@ fn reply_to_of_a_list_or_the_envelope_domain_does_not_diverge() {
 }
 
 #[test]
+fn a_reply_to_that_is_a_settled_habit_does_not_diverge() {
+    let (_d, e, cfg) = setup();
+    let msg = |i: u64, time: u64| {
+        let mut m = inbound(
+            "alerts@weather.example",
+            "192.0.2.50",
+            time,
+            &format!("w{i}@x"),
+            &[],
+        );
+        m.reply_to = Some("help@support-desk.example".into());
+        m
+    };
+    // Every message diverges while the sender is new, habit or not.
+    for i in 0..6 {
+        let m = msg(i, T + i * DAY / 2);
+        let a = e.assess(&cfg, &m).unwrap();
+        assert!(names(&a).contains(&"reply_to_divergence"), "message {i}");
+        e.learn(&cfg, &m, &a).unwrap();
+    }
+    // Known for the days its history had to be contradicted, with that
+    // Reply-To every time: its habit.
+    let later = msg(9, T + 4 * DAY);
+    assert!(!names(&e.assess(&cfg, &later).unwrap()).contains(&"reply_to_divergence"));
+    // A Reply-To elsewhere still diverges.
+    let mut other = msg(10, T + 4 * DAY);
+    other.reply_to = Some("pay@elsewhere.example".into());
+    assert!(names(&e.assess(&cfg, &other).unwrap()).contains(&"reply_to_divergence"));
+}
+
+#[test]
 fn a_new_mta_in_a_known_network_is_backed_by_it() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);

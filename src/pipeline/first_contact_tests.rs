@@ -122,6 +122,34 @@ fn a_teams_initials_match_its_address() {
 }
 
 #[test]
+fn a_name_fits_the_usual_ways_addresses_are_made_of_it() {
+    use crate::reputation::anomaly::name_mismatch;
+    for (name, addr) in [
+        ("Mike C. Fletcher", "mcfletch@vrplumber.example"),
+        ("Michael Lawrence", "lawremi@uni.example"),
+        ("Noah Kantrowitz", "kantrn@uni.example"),
+        ("MJ Ray", "mjr@coop.example"),
+        ("Gervase Markham", "gerv@gerv.example"),
+        ("Ivan Krstić", "krstic@uni.example"),
+        ("staackjt", "staack@mail.example"),
+        ("Olivia Fischer", "o.fischer@maple.example"),
+        ("José Núñez", "jnunez@maple.example"),
+        ("Peter Danenberg", "pcd@wikitex.example"),
+    ] {
+        assert!(!name_mismatch(name, addr), "{name} <{addr}>");
+    }
+    for (name, addr) in [
+        ("Frans Pop", "elendil@planet.example"),
+        ("PayPal", "pp@x7.example"),
+        ("Olivia Fischer", "ofxq@maple.example"),
+        ("Payroll", "p@vendor.example"),
+        ("Apple Support", "xk@promo.example"),
+    ] {
+        assert!(name_mismatch(name, addr), "{name} <{addr}>");
+    }
+}
+
+#[test]
 fn a_reply_in_a_thread_the_enterprise_started_is_believed() {
     let (_d, e, cfg) = setup();
     // The enterprise writes to a small domain without DKIM or DMARC.

@@ -1,6 +1,15 @@
 //! The factors: the eleven D3-SRA sender factors and the five MTA factors,
 //! each a value (or no data) and the points it contributes:
 //! `weight * min(1, ln(1 + x) / ln(1 + cap))`.
+//!
+//! Volume that anyone can produce by sending (messages received, distinct
+//! enterprise recipients, for an MTA also the sender domains it carried)
+//! counts in proportion to how long the identity has been known, up to
+//! `volume_maturity_days`: history is evidence once it has had time to be
+//! contradicted (junk reports, mail left unopened, an administrator's
+//! override). A campaign that reaches hundreds of recipients in its first
+//! hour earns nothing by it. What the enterprise did (mail sent, replies) is
+//! not scaled: a sender cannot make it up.
 
 use super::rating::{round1, Factor};
 use crate::config::{log_fraction, MtaWeights, SenderWeights};
@@ -8,6 +17,14 @@ use crate::store::{Counter, Record, SetKind};
 
 fn days_known(r: &Record, now: u64) -> Option<f64> {
     (r.first_seen != 0).then(|| now.saturating_sub(r.first_seen) as f64 / 86400.0)
+}
+
+/// The share of its volume credit an identity known `days` has earned.
+fn maturity(days: Option<f64>, maturity_days: f64) -> f64 {
+    match days {
+        Some(d) if maturity_days > 0.0 => (d / maturity_days).clamp(0.0, 1.0),
+        _ => 1.0,
+    }
 }
 
 fn factor(name: &'static str, value: Option<f64>, contribution: f64) -> Factor {
@@ -19,7 +36,7 @@ fn factor(name: &'static str, value: Option<f64>, contribution: f64) -> Factor {
 }
 
 /// The eleven D3-SRA sender factors of a sender (or sender-domain) record.
-pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
+pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights, maturity_days: f64) -> Vec<Factor> {
     let c = |k| r.count(k) as f64;
     let received = c(Counter::MessagesReceived);
     let sent = c(Counter::MessagesSent);
@@ -27,6 +44,7 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
     let not_opened = r.net(Counter::NotOpened, Counter::LateOpened) as f64;
     let days = days_known(r, now);
     let recipients = r.distinct(SetKind::EnterpriseRecipients) as f64;
+    let mature = maturity(days, maturity_days);
 
     let conversation = received + sent;
     let (ratio, ratio_points) = if conversation > 0.0 {
@@ -68,14 +86,14 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
         factor(
             "enterprise_recipients",
             Some(recipients),
-            wt.enterprise_recipients.points(recipients),
+            mature * wt.enterprise_recipients.points(recipients),
         ),
         factor("sender_enterprise_ratio", ratio, ratio_points),
         factor("open_ratio", open_ratio, open_points),
         factor(
             "messages_received",
             Some(received),
-            wt.messages_received.points(received),
+            mature * wt.messages_received.points(received),
         ),
         factor(
             "replies_sent",
@@ -107,8 +125,9 @@ pub fn sender_factors(r: &Record, now: u64, wt: &SenderWeights) -> Vec<Factor> {
 }
 
 /// The five D3-SRA MTA factors.
-pub fn mta_factors(r: &Record, now: u64, wt: &MtaWeights) -> Vec<Factor> {
+pub fn mta_factors(r: &Record, now: u64, wt: &MtaWeights, maturity_days: f64) -> Vec<Factor> {
     let days = days_known(r, now);
+    let mature = maturity(days, maturity_days);
     let domains = r.distinct(SetKind::SenderDomains) as f64;
     let recipients = r.distinct(SetKind::EnterpriseRecipients) as f64;
     let received = r.count(Counter::MessagesReceived) as f64;
@@ -122,17 +141,17 @@ pub fn mta_factors(r: &Record, now: u64, wt: &MtaWeights) -> Vec<Factor> {
         factor(
             "sender_domains",
             Some(domains),
-            wt.sender_domains.points(domains),
+            mature * wt.sender_domains.points(domains),
         ),
         factor(
             "enterprise_recipients",
             Some(recipients),
-            wt.enterprise_recipients.points(recipients),
+            mature * wt.enterprise_recipients.points(recipients),
         ),
         factor(
             "messages_received",
             Some(received),
-            wt.messages_received.points(received),
+            mature * wt.messages_received.points(received),
         ),
         factor(
             "replies_received",

@@ -55,6 +55,12 @@ pub fn hour_of_week(time: u64) -> String {
     format!("when:{day}/{block:02}-{:02}", block + 6)
 }
 
+/// The habit of a Reply-To in organisation `org` (`none`: no Reply-To
+/// elsewhere).
+pub fn reply_to_habit(org: &str) -> String {
+    format!("replyto:{org}")
+}
+
 /// The habits `msg` shows for `sender`.
 pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
     let from_org = org_domain(domain_of(sender));
@@ -86,7 +92,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
     out.push(Habit {
         what: "Reply-To organisation",
         counts: reply_org.is_some(),
-        member: format!("replyto:{}", reply_org.as_deref().unwrap_or("none")),
+        member: reply_to_habit(reply_org.as_deref().unwrap_or("none")),
         settled_by: None,
     });
     if msg.time > 0 {

@@ -220,7 +220,7 @@ pub fn rate_domain(domain: &str, rec: &Record, now: u64, cfg: &ScoringConfig) ->
     let r = build(
         Subject::Domain,
         domain,
-        sender_factors(rec, now, &cfg.sender),
+        sender_factors(rec, now, &cfg.sender, cfg.volume_maturity_days),
         sender_history(rec),
         sender_bidirectional(rec),
         cfg,
@@ -240,7 +240,7 @@ pub fn rate_sender(
         build(
             Subject::Sender,
             addr,
-            sender_factors(rec, now, &cfg.sender),
+            sender_factors(rec, now, &cfg.sender, cfg.volume_maturity_days),
             sender_history(rec),
             sender_bidirectional(rec),
             cfg,
@@ -265,7 +265,7 @@ pub fn rate_mta(key: &str, rec: &Record, now: u64, cfg: &ScoringConfig) -> Ratin
     let r = build(
         Subject::Mta,
         key,
-        mta_factors(rec, now, &cfg.mta),
+        mta_factors(rec, now, &cfg.mta, cfg.volume_maturity_days),
         rec.count(Counter::MessagesReceived),
         rec.count(Counter::RepliesReceived) > 0,
         cfg,
@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn all_eleven_sender_factors_have_canonical_names() {
-        let names: Vec<_> = sender_factors(&Record::default(), NOW, &cfg().sender)
+        let names: Vec<_> = sender_factors(&Record::default(), NOW, &cfg().sender, 3.0)
             .iter()
             .map(|f| f.name)
             .collect();
@@ -317,7 +317,7 @@ mod tests {
                 "replies_received"
             ]
         );
-        let names: Vec<_> = mta_factors(&Record::default(), NOW, &cfg().mta)
+        let names: Vec<_> = mta_factors(&Record::default(), NOW, &cfg().mta, 3.0)
             .iter()
             .map(|f| f.name)
             .collect();
@@ -596,6 +596,68 @@ mod tests {
         for f in &r.factors {
             assert!(f.contribution > 0.0, "{} contributes", f.name);
         }
+    }
+
+    #[test]
+    fn volume_earns_its_credit_with_time_known() {
+        let c = cfg();
+        // The same volume, reached in an hour or over a month.
+        let burst = |age: u64| {
+            let mut rec = Record::seen_at(NOW - age);
+            rec.add(Counter::MessagesReceived, 600);
+            for i in 0..300 {
+                rec.insert(SetKind::SenderDomains, "bank.example");
+                rec.insert(SetKind::EnterpriseRecipients, &format!("u{i}@ent"));
+            }
+            rec
+        };
+        let volume = |r: &Rating| {
+            [
+                "enterprise_recipients",
+                "messages_received",
+                "sender_domains",
+            ]
+            .iter()
+            .filter_map(|n| r.factor(n))
+            .map(|f| f.contribution)
+            .sum::<f64>()
+        };
+        let hour = rate_sender("a@bank.example", &burst(3600), &Record::default(), NOW, &c);
+        let month = rate_sender(
+            "a@bank.example",
+            &burst(30 * DAY),
+            &Record::default(),
+            NOW,
+            &c,
+        );
+        assert!(volume(&hour) <= 0.3, "{:?}", hour.factors);
+        assert_eq!(volume(&month), 10.0, "{:?}", month.factors);
+        let day = rate_sender("a@bank.example", &burst(DAY), &Record::default(), NOW, &c);
+        assert!(
+            (volume(&day) - 10.0 / 3.0).abs() < 0.2,
+            "a third at one day of three"
+        );
+        let hour = rate_mta("192.0.2.1", &burst(3600), NOW, &c);
+        let month = rate_mta("192.0.2.1", &burst(30 * DAY), NOW, &c);
+        assert!(volume(&hour) < 0.5 && volume(&month) > 10.0);
+        // What the enterprise did is not scaled.
+        let mut answered = burst(3600);
+        answered.add(Counter::MessagesSent, 20);
+        let r = rate_sender("a@bank.example", &answered, &Record::default(), NOW, &c);
+        assert_eq!(r.factor("messages_sent").unwrap().contribution, 10.0);
+        // Off: the whole credit at once.
+        let off = ScoringConfig {
+            volume_maturity_days: 0.0,
+            ..cfg()
+        };
+        let hour = rate_sender(
+            "a@bank.example",
+            &burst(3600),
+            &Record::default(),
+            NOW,
+            &off,
+        );
+        assert_eq!(volume(&hour), 10.0);
     }
 
     #[test]

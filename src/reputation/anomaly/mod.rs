@@ -21,7 +21,8 @@
 //!   address;
 //! - `reply_to_divergence`: Reply-To in another organisation than From
 //!   (and than the envelope sender; never for list mail, whose Reply-To
-//!   names the list);
+//!   names the list, nor for a Reply-To that is the habit of a sender
+//!   known for `volume_maturity_days`);
 //! - first contact (an address with no history of its own, not ours):
 //!   `first_contact_unauthenticated` (it fails authentication, not through
 //!   a known relay) and `display_name_mismatch` (its display name shares no
@@ -65,7 +66,7 @@ pub use connection::connection_anomalies;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
 
-use super::habits::habits;
+use super::habits::{habits, reply_to_habit};
 use super::path::{net_pair_key, PathTrust};
 use super::rating::round1;
 use super::Reputation;
@@ -110,35 +111,87 @@ pub fn relationship(rec: &Record, cap: f64) -> f64 {
     log_fraction(n as f64, cap)
 }
 
-/// A display name that shares no word (3 letters or more) with the
-/// address it is shown for: "Microsoft 365" <no-reply@x7.example>. A name
-/// without such words (initials, an address) says nothing.
+/// A display name that does not fit the address it is shown for:
+/// "Microsoft 365" <no-reply@x7.example>. It fits when one of its words
+/// (3 letters or more) is in the address, when the local part is made of
+/// its words' beginnings in order or surname first (`mcfletch` for "Mike
+/// C. Fletcher", `lawremi` for "Michael Lawrence", `ap` for "Accounts
+/// Payable"; two words or four letters of one at least), when a word
+/// holds the whole local part (`staack` for "staackjt"), or when it names
+/// a team in generic words ("Customer Service"). Letters with diacritics
+/// compare as their base letters (`krstic` for "Ivan Krstić"). A name
+/// without words (initials, an address) says nothing.
 pub fn name_mismatch(name: &str, address: &str) -> bool {
-    let addr: String = address
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let letters = |s: &str| -> String {
+        deunicode::deunicode(s)
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphabetic())
+            .collect()
+    };
+    let local = letters(local);
+    let addr: String = deunicode::deunicode(&format!("{local}{domain}"))
         .to_lowercase()
         .chars()
-        .filter(|c| c.is_alphanumeric())
+        .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    let lower = name.to_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 3 && w.chars().all(char::is_alphabetic))
+    let tokens = name_tokens(name);
+    let words: Vec<&str> = tokens
+        .iter()
+        .map(String::as_str)
+        .filter(|w| w.len() >= 3)
         .collect();
-    // A team's initials are its address: "Accounts Payable" <ap@…>.
-    let local: String = address
-        .split('@')
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| c.is_alphabetic())
-        .collect::<String>()
-        .to_lowercase();
-    let initials: String = words.iter().filter_map(|w| w.chars().next()).collect();
-    let initialled = words.len() >= 2 && local == initials;
-    // A team's name in generic words ("Customer Service", "Recruiting")
-    // names no one it could be lying about.
-    let generic = words.iter().all(|w| ROLE_WORDS.contains(w));
-    !words.is_empty() && !initialled && !generic && !words.iter().any(|w| addr.contains(w))
+    if words.is_empty() || words.iter().all(|w| ROLE_WORDS.contains(w)) {
+        return false;
+    }
+    let fits = words.iter().any(|w| addr.contains(w))
+        || (local.len() >= 4 && tokens.iter().any(|t| t.contains(&local)))
+        || built_from(&local, &tokens)
+        || {
+            let mut surname_first = tokens.clone();
+            surname_first.rotate_right(1);
+            built_from(&local, &surname_first)
+        };
+    !fits
+}
+
+/// The words of a display name, folded to ASCII lower case, split at
+/// anything not a letter; six at most.
+fn name_tokens(name: &str) -> Vec<String> {
+    deunicode::deunicode(name)
+        .to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|t| !t.is_empty())
+        .take(6)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `local` is the beginnings of `tokens`, in their order, some
+/// left out: of two tokens at least, or four letters of one. One letter
+/// between two of them may be a middle initial the name does not show
+/// (`pcd` for "Peter Danenberg").
+fn built_from(local: &str, tokens: &[String]) -> bool {
+    fn go(local: &[u8], tokens: &[String], used: usize, longest: usize, spare: bool) -> bool {
+        if local.is_empty() {
+            return used >= 2 || longest >= 4;
+        }
+        let Some((t, rest)) = tokens.split_first() else {
+            return false;
+        };
+        let t = t.as_bytes();
+        let common = t.iter().zip(local).take_while(|(a, b)| a == b).count();
+        (1..=common)
+            .rev()
+            .any(|n| go(&local[n..], rest, used + 1, longest.max(n), spare))
+            || go(local, rest, used, longest, spare)
+            || (spare
+                && used >= 1
+                && local.len() > 1
+                && go(&local[1..], tokens, used, longest, false))
+    }
+    !local.is_empty() && go(local.as_bytes(), tokens, 0, 0, true)
 }
 
 /// The words of a team's display name that name a function, not a person
@@ -373,13 +426,21 @@ impl Reputation {
             }
         }
         // A mailing list's Reply-To names the list, and a bulk sender's
-        // its own envelope domain: neither diverges.
+        // its own envelope domain: neither diverges. Nor does a Reply-To
+        // that is the sender's habit, learned over the days its history had
+        // to be contradicted (`volume_maturity_days`).
+        let settled = msg.time.saturating_sub(rec.first_seen) as f64
+            >= cfg.scoring.volume_maturity_days * 86_400.0
+            && rec.first_seen != 0;
         let reply_to = msg.reply_to.as_deref().filter(|r| {
+            let org = org_domain(domain_of(r));
             msg.list_id.is_none()
                 && msg
                     .envelope_from
                     .as_deref()
-                    .is_none_or(|e| org_domain(domain_of(e)) != org_domain(domain_of(r)))
+                    .is_none_or(|e| org_domain(domain_of(e)) != org)
+                && !(settled
+                    && rec.contains(SetKind::Fingerprint, &reply_to_habit(&org)) == Some(true))
         });
         out.extend(heuristics(
             ac,
