@@ -12,6 +12,8 @@ pub struct AnomalyConfig {
     pub lookalike_domain: f64,
     pub display_name_impersonation: f64,
     pub reply_to_divergence: f64,
+    /// A correspondent's Reply-To to an address never dealt with.
+    pub reply_to_diverted: f64,
     pub first_contact_unauthenticated: f64,
     pub display_name_mismatch: f64,
     /// First contact: no enterprise address in To/Cc (sent Bcc).
@@ -72,6 +74,7 @@ impl Default for AnomalyConfig {
             lookalike_domain: -35.0,
             display_name_impersonation: -30.0,
             reply_to_divergence: -10.0,
+            reply_to_diverted: -40.0,
             first_contact_unauthenticated: -10.0,
             display_name_mismatch: -8.0,
             undisclosed_recipients: -8.0,
@@ -142,6 +145,7 @@ impl AnomalyConfig {
             self.lookalike_domain,
             self.display_name_impersonation,
             self.reply_to_divergence,
+            self.reply_to_diverted,
             self.first_contact_unauthenticated,
             self.display_name_mismatch,
             self.undisclosed_recipients,

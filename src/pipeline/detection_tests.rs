@@ -376,6 +376,55 @@ fn a_reply_to_that_is_a_settled_habit_does_not_diverge() {
 }
 
 #[test]
+fn a_correspondents_replies_diverted_to_a_stranger_are_not_weighed_by_the_relationship() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);
+    let later = T + 30 * DAY;
+    let mut m = inbound("carol@partner.example", "192.0.2.10", later, "d1@x", &[]);
+    let plain = e.assess(&cfg, &m).unwrap();
+    assert_eq!(plain.sender.as_ref().unwrap().class, Class::Trusted);
+
+    m.reply_to = Some("carol.partner@freemail.example".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(names(&a).contains(&"reply_to_diverted"), "{:?}", names(&a));
+    assert!(!names(&a).contains(&"reply_to_divergence"));
+    assert_eq!(
+        contribution(&a, "reply_to_diverted"),
+        Some(cfg.anomalies.reply_to_diverted),
+        "the full weight, whatever the relationship"
+    );
+    let s = a.sender.as_ref().unwrap();
+    assert_ne!(s.class, Class::Trusted);
+    assert_eq!(s.untrusted_because.as_deref(), Some("reply_to_diverted"));
+
+    // An address the enterprise has written to is no stranger: the plain
+    // divergence, weighed by the relationship.
+    run(
+        &e,
+        &cfg,
+        &outbound(
+            "carol.partner@freemail.example",
+            later + 60,
+            "o-x@example.com",
+            &[],
+        ),
+    );
+    m.time = later + 120;
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(!names(&a).contains(&"reply_to_diverted"));
+    let weighed = contribution(&a, "reply_to_divergence").unwrap_or(0.0);
+    assert!(weighed > cfg.anomalies.reply_to_divergence, "{weighed}");
+    assert!(a.sender.as_ref().unwrap().untrusted_because.is_none());
+
+    // A stranger's Reply-To elsewhere is only the plain divergence.
+    let mut s = inbound("new@other.example", "198.51.100.4", later, "d2@x", &[]);
+    s.reply_to = Some("pay@elsewhere.example".into());
+    let a = e.assess(&cfg, &s).unwrap();
+    assert!(names(&a).contains(&"reply_to_divergence"));
+    assert!(!names(&a).contains(&"reply_to_diverted"));
+}
+
+#[test]
 fn a_new_mta_in_a_known_network_is_backed_by_it() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);
@@ -478,7 +527,16 @@ fn policy_anomalies_act_on_a_taken_over_account() {
     );
     taken.mail_client = Some("roundcube webmail".into());
     taken.reply_to = Some("carol.partner@gmail.com".into());
-    // By class alone: not trusted, yet accepted.
+    // Replies diverted to a stranger, with her habits broken: suspicious
+    // by class.
+    let (a, d) = e.process(&cfg, &taken, Action::Accept, false).unwrap();
+    assert!(names(&a).contains(&"behaviour_change"));
+    assert!(names(&a).contains(&"reply_to_diverted"));
+    assert_eq!(d.outcome.applied, Action::Quarantine);
+    // Habits broken without a diversion (webmail from a new network): not
+    // trusted, yet accepted by class alone.
+    taken.reply_to = None;
+    taken.client_ip = Some("203.0.113.9".parse().unwrap());
     let (a, d) = e.process(&cfg, &taken, Action::Accept, false).unwrap();
     assert!(names(&a).contains(&"behaviour_change"));
     assert_eq!(d.outcome.applied, Action::Accept);

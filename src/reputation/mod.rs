@@ -198,8 +198,11 @@ impl Reputation {
         }
         // Trust is for the sender as the enterprise knows it; a message
         // whose habits broke is not that, whatever the history's weight.
-        if anomalies.iter().any(|a| a.name == "behaviour_change") {
-            r.withhold_trust("behaviour_change", &cfg.scoring);
+        if let Some(a) = anomalies
+            .iter()
+            .find(|a| matches!(a.name, "behaviour_change" | "reply_to_diverted"))
+        {
+            r.withhold_trust(a.name, &cfg.scoring);
         }
         Ok(InboundSender {
             rating: r,

@@ -23,6 +23,10 @@
 //!   (and than the envelope sender; never for list mail, whose Reply-To
 //!   names the list, nor for a Reply-To that is the habit of a sender
 //!   known for `volume_maturity_days`);
+//! - `reply_to_diverted`: instead, when the sender is a correspondent (the
+//!   enterprise wrote to it or answered it) and the Reply-To address has
+//!   never been dealt with: replies would go to a stranger. Not weighed by
+//!   the relationship, and no trusted class for the message;
 //! - first contact (an address with no history of its own, not ours):
 //!   `first_contact_unauthenticated` (it fails authentication, not through
 //!   a known relay) and `display_name_mismatch` (its display name shares no
@@ -97,10 +101,11 @@ impl Anomaly {
 /// Anomalies about the path and the sender's behaviour, not the identity
 /// claimed: never discounted by a relationship (a compromised partner's
 /// account has one).
-const UNWEIGHED_ANOMALIES: [&str; 4] = [
+const UNWEIGHED_ANOMALIES: [&str; 5] = [
     "auth_regression",
     "new_mta_for_sender",
     "behaviour_change",
+    "reply_to_diverted",
     "dnsbl_listed",
 ];
 
@@ -442,11 +447,42 @@ impl Reputation {
                 && !(settled
                     && rec.contains(SetKind::Fingerprint, &reply_to_habit(&org)) == Some(true))
         });
+        // An established correspondent whose replies would go to a
+        // stranger: the relationship vouches for the From address, not for
+        // where the answer goes (a taken-over account diverting a
+        // conversation). Not weighed by the relationship; it replaces the
+        // plain divergence.
+        let diverted = match reply_to {
+            Some(r)
+                if org_domain(domain_of(r)) != org_domain(domain)
+                    && relationship(rec, ac.relationship_cap) > 0.0 =>
+            {
+                let target = self.store.record(Kind::Sender, r)?;
+                let dealt = [
+                    Counter::MessagesReceived,
+                    Counter::UnauthMessagesReceived,
+                    Counter::MessagesSent,
+                    Counter::RepliesSent,
+                ]
+                .iter()
+                .map(|c| target.count(*c))
+                .sum::<u64>();
+                (dealt == 0).then_some(r)
+            }
+            _ => None,
+        };
+        if let Some(r) = diverted {
+            out.push(Anomaly::new(
+                "reply_to_diverted",
+                ac.reply_to_diverted,
+                format!("replies to {r}, never dealt with"),
+            ));
+        }
         out.extend(heuristics(
             ac,
             sender,
             msg.display_name.as_deref(),
-            reply_to,
+            reply_to.filter(|_| diverted.is_none()),
         ));
         // First contact: an address with no history of its own.
         let first_contact = received
