@@ -14,6 +14,8 @@ pub struct AnomalyConfig {
     pub reply_to_divergence: f64,
     /// A correspondent's Reply-To to an address never dealt with.
     pub reply_to_diverted: f64,
+    /// A never-answered sender writing to one new person after another.
+    pub recipient_spray: f64,
     pub first_contact_unauthenticated: f64,
     pub display_name_mismatch: f64,
     /// First contact: no enterprise address in To/Cc (sent Bcc).
@@ -75,6 +77,7 @@ impl Default for AnomalyConfig {
             display_name_impersonation: -30.0,
             reply_to_divergence: -10.0,
             reply_to_diverted: -40.0,
+            recipient_spray: -10.0,
             first_contact_unauthenticated: -10.0,
             display_name_mismatch: -8.0,
             undisclosed_recipients: -8.0,
@@ -146,6 +149,7 @@ impl AnomalyConfig {
             self.display_name_impersonation,
             self.reply_to_divergence,
             self.reply_to_diverted,
+            self.recipient_spray,
             self.first_contact_unauthenticated,
             self.display_name_mismatch,
             self.undisclosed_recipients,

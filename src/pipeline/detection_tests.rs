@@ -425,6 +425,52 @@ fn a_correspondents_replies_diverted_to_a_stranger_are_not_weighed_by_the_relati
 }
 
 #[test]
+fn a_never_answered_sender_writing_to_one_person_after_another_is_a_spray() {
+    let (_d, e, cfg) = setup();
+    let to = |who: &str, i: u64| {
+        let mut m = inbound(
+            "offers@cold.example",
+            "198.51.100.7",
+            T + i * 600,
+            &format!("s{i}@x"),
+            &[],
+        );
+        m.recipients = vec![format!("{who}@example.com")];
+        m
+    };
+    for (i, who) in ["ann", "bob"].iter().enumerate() {
+        let m = to(who, i as u64);
+        let a = e.assess(&cfg, &m).unwrap();
+        assert!(
+            !names(&a).contains(&"recipient_spray"),
+            "history of {i} messages"
+        );
+        e.learn(&cfg, &m, &a).unwrap();
+    }
+    let third = to("cid", 2);
+    let a = e.assess(&cfg, &third).unwrap();
+    assert!(names(&a).contains(&"recipient_spray"), "{:?}", names(&a));
+    assert_eq!(
+        contribution(&a, "recipient_spray"),
+        Some(cfg.anomalies.recipient_spray)
+    );
+    // Writing again to someone it already wrote to is no spread.
+    assert!(!names(&e.assess(&cfg, &to("ann", 3)).unwrap()).contains(&"recipient_spray"));
+    // Once the enterprise answers, the sender is a correspondent.
+    run(
+        &e,
+        &cfg,
+        &outbound(
+            "offers@cold.example",
+            T + 3000,
+            "o-c@example.com",
+            &["s1@x"],
+        ),
+    );
+    assert!(!names(&e.assess(&cfg, &to("dan", 4)).unwrap()).contains(&"recipient_spray"));
+}
+
+#[test]
 fn a_new_mta_in_a_known_network_is_backed_by_it() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);

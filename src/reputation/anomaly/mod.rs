@@ -23,6 +23,9 @@
 //!   (and than the envelope sender; never for list mail, whose Reply-To
 //!   names the list, nor for a Reply-To that is the habit of a sender
 //!   known for `volume_maturity_days`);
+//! - `recipient_spray`: a sender the enterprise never wrote to or answered,
+//!   with 2+ messages of history nearly each to a different person (distinct
+//!   enterprise recipients ≥ 80 % of its messages), writes to yet another;
 //! - `reply_to_diverted`: instead, when the sender is a correspondent (the
 //!   enterprise wrote to it or answered it) and the Reply-To address has
 //!   never been dealt with: replies would go to a stranger. Not weighed by
@@ -108,6 +111,10 @@ const UNWEIGHED_ANOMALIES: [&str; 5] = [
     "reply_to_diverted",
     "dnsbl_listed",
 ];
+
+/// Messages of a sender's authenticated history before `recipient_spray`
+/// judges how they spread.
+const SPRAY_MIN_MESSAGES: u64 = 2;
 
 /// How much the enterprise's own mail to this exact address vouches for
 /// it: 0 (a stranger) to 1 (`relationship_cap` messages sent or answered).
@@ -484,6 +491,28 @@ impl Reputation {
             msg.display_name.as_deref(),
             reply_to.filter(|_| diverted.is_none()),
         ));
+        // Every message to someone new, and no one ever answered: a sender
+        // working through the enterprise's people one by one.
+        let answered_ever = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent) > 0;
+        let reached = rec.distinct(SetKind::EnterpriseRecipients);
+        if !own_domain
+            && !answered_ever
+            && received >= SPRAY_MIN_MESSAGES
+            && reached * 5 >= received * 4
+            && !ent.is_empty()
+            && ent
+                .iter()
+                .all(|r| rec.contains(SetKind::EnterpriseRecipients, r) == Some(false))
+        {
+            out.push(Anomaly::new(
+                "recipient_spray",
+                ac.recipient_spray,
+                format!(
+                    "{received} messages to {reached} people, none answered; now {}",
+                    ent[0]
+                ),
+            ));
+        }
         // First contact: an address with no history of its own.
         let first_contact = received
             + rec.count(Counter::MessagesSent)
