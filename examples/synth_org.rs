@@ -14,7 +14,9 @@
 //! small domains without DKIM or DMARC, some writing through a mailing list
 //! or a forwarder that breaks DMARC); employees' own freemail addresses;
 //! newsletters; new legitimate contacts, some of whom become
-//! correspondents. Attacks, from day 30: spoofs of established
+//! correspondents, some of whom write to one person after another until
+//! someone answers; a few correspondents' messages ask for answers to a
+//! colleague at the partner's sister company (Reply-To elsewhere). Attacks, from day 30: spoofs of established
 //! correspondents (DMARC fail, new MTA), lookalike domains of the
 //! enterprise and of correspondents (every dnstwist fuzzer class),
 //! display-name impersonation of employees from outside (freemail)
@@ -228,6 +230,12 @@ const AGENTS: [&str; 5] = [
 
 struct Gen {
     rng: Rng,
+    /// The decisions of the behaviours added after the first evaluations
+    /// (a colleague's Reply-To at a sister company, cold outreach), so that
+    /// they do not reshuffle what the main stream decides.
+    aside: Rng,
+    /// The Reply-To of the last correspondent's message, if elsewhere.
+    reply_to: Option<Person>,
     mails: Vec<Mail>,
     events: Vec<String>,
     seq: u64,
@@ -837,6 +845,8 @@ fn main() {
     let phish_dir = opt("--phish").map(PathBuf::from);
     let mut g = Gen {
         rng: Rng(seed),
+        aside: Rng(seed ^ 0x5151_5eed),
+        reply_to: None,
         mails: Vec::new(),
         events: Vec::new(),
         seq: 0,
@@ -962,6 +972,8 @@ fn main() {
     // Threads: per contact, the last message ids.
     let mut threads: HashMap<usize, Vec<String>> = HashMap::new();
     let mut new_contacts: Vec<(Person, String, usize, bool)> = Vec::new();
+    // Unanswered new contacts and the employees they wrote to.
+    let mut cold: Vec<(Person, String, Vec<usize>, bool)> = Vec::new();
     let mut phish_i = 0usize;
     let mut taken_domains: Vec<String> = partners.iter().map(|p| p.domain.clone()).collect();
     let attackers = |rng: &mut Rng| {
@@ -993,6 +1005,7 @@ fn main() {
             let refs = threads.entry(ci).or_default().clone();
             let refs: Vec<String> = refs.iter().rev().take(4).rev().cloned().collect();
             let outbound_first = g.rng.chance(0.5);
+            g.reply_to = None;
             let mut ids = Vec::new();
             let t_reply = t + 600 + g.rng.below(6 * 3600) as u64;
             let inbound = |g: &mut Gen, time: u64, refs: &[String], contacts: &mut Vec<Contact>| {
@@ -1018,6 +1031,17 @@ fn main() {
                 };
                 let extra = if auth == Auth::List {
                     "List-Id: Industry forum <forum.industry-forum.org>\r\n".to_string()
+                } else if auth == Auth::Pass && g.aside.chance(0.01) {
+                    // Answers to go to a colleague at the partner's sister
+                    // company (another organisation to us).
+                    let base = p.domain.split('.').next().unwrap_or("partner");
+                    let office = Person {
+                        name: format!("{} {}", g.aside.pick(&OUT_FIRST), g.aside.pick(&OUT_LAST)),
+                        addr: format!("office@{base}-group.com"),
+                    };
+                    let h = format!("Reply-To: \"{}\" <{}>\r\n", office.name, office.addr);
+                    g.reply_to = Some(office);
+                    h
                 } else {
                     String::new()
                 };
@@ -1069,7 +1093,9 @@ fn main() {
                 if g.rng.chance(0.7) {
                     let mut r2 = refs.clone();
                     r2.push(id);
-                    ids.push(g.outbound(t_reply, &emp, &[&person], &r2));
+                    // An answer goes where Reply-To asks.
+                    let to = g.reply_to.take().unwrap_or_else(|| person.clone());
+                    ids.push(g.outbound(t_reply, &emp, &[&to], &r2));
                     contacts[ci].sent_to = true;
                     if contacts[ci].two_way_since.is_none() {
                         contacts[ci].two_way_since = Some(t_reply);
@@ -1234,6 +1260,55 @@ fn main() {
                 if g.rng.chance(0.4) {
                     g.outbound(t + 7200, &emp, &[&person], std::slice::from_ref(&id));
                     new_contacts.push((person, ip, g.rng.below(40), auth == Auth::Pass));
+                } else if g.aside.chance(0.25) {
+                    // Unanswered, it writes to someone else (a vendor, a
+                    // recruiter working through the organisation).
+                    let owner = employees
+                        .iter()
+                        .position(|e| e.addr == emp.addr)
+                        .unwrap_or(0);
+                    cold.push((person, ip, vec![owner], auth == Auth::Pass));
+                }
+            }
+            // Cold outreach: an unanswered new contact writes to another
+            // person, two to four in all, until someone answers.
+            if !cold.is_empty() && g.aside.chance(0.5) {
+                let k = g.aside.below(cold.len());
+                let (person, ip, written, authd) = cold[k].clone();
+                let others: Vec<usize> = (0..employees.len())
+                    .filter(|i| !written.contains(i))
+                    .collect();
+                let to = others[g.aside.below(others.len())];
+                let emp = employees[to].clone();
+                let dom = domain_of(&person.addr).to_string();
+                let t = work(&mut g.aside);
+                let body = plain(
+                    "Introduction",
+                    "Hello, I was told you may be the right person to talk to about this.",
+                );
+                let id = g.inbound(
+                    t,
+                    &person,
+                    &[&emp],
+                    &ip,
+                    &format!("mail.{dom}"),
+                    if authd { Auth::Pass } else { Auth::Unsigned },
+                    "none",
+                    "k1",
+                    "",
+                    &[],
+                    &body,
+                    "",
+                );
+                g.label("legit_new_contact", false, &person.addr);
+                if g.aside.chance(0.35) {
+                    g.outbound(t + 7200, &emp, &[&person], std::slice::from_ref(&id));
+                    new_contacts.push((person, ip, to, authd));
+                    cold.swap_remove(k);
+                } else if written.len() >= 3 {
+                    cold.swap_remove(k);
+                } else {
+                    cold[k].2.push(to);
                 }
             }
             // Follow-ups of earlier new contacts.

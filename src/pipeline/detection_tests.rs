@@ -416,6 +416,18 @@ fn a_correspondents_replies_diverted_to_a_stranger_are_not_weighed_by_the_relati
     assert!(weighed > cfg.anomalies.reply_to_divergence, "{weighed}");
     assert!(a.sender.as_ref().unwrap().untrusted_because.is_none());
 
+    // A correspondent of one exchange: the diversion weighs as much as the
+    // relationship would vouch, between the plain divergence and the full
+    // weight.
+    correspond(&e, &cfg, "dave@small.example", "192.0.2.20", 1, true);
+    let mut d = inbound("dave@small.example", "192.0.2.20", later, "d3@x", &[]);
+    d.reply_to = Some("dave.small@freemail.example".into());
+    let points = contribution(&e.assess(&cfg, &d).unwrap(), "reply_to_diverted").unwrap();
+    assert!(
+        points < cfg.anomalies.reply_to_divergence && points > cfg.anomalies.reply_to_diverted,
+        "{points}"
+    );
+
     // A stranger's Reply-To elsewhere is only the plain divergence.
     let mut s = inbound("new@other.example", "198.51.100.4", later, "d2@x", &[]);
     s.reply_to = Some("pay@elsewhere.example".into());

@@ -28,8 +28,10 @@
 //!   enterprise recipients ≥ 80 % of its messages), writes to yet another;
 //! - `reply_to_diverted`: instead, when the sender is a correspondent (the
 //!   enterprise wrote to it or answered it) and the Reply-To address has
-//!   never been dealt with: replies would go to a stranger. Not weighed by
-//!   the relationship, and no trusted class for the message;
+//!   never been dealt with: replies would go to a stranger. From
+//!   `reply_to_divergence` to `reply_to_diverted` as the relationship grows
+//!   (the more it vouches, the more a diversion abuses it), and no trusted
+//!   class for the message;
 //! - first contact (an address with no history of its own, not ours):
 //!   `first_contact_unauthenticated` (it fails authentication, not through
 //!   a known relay) and `display_name_mismatch` (its display name shares no
@@ -79,7 +81,7 @@ use super::rating::round1;
 use super::Reputation;
 use crate::auth::AuthResult;
 use crate::config::{log_fraction, Config};
-use crate::message::{mta_key, mta_net_key, AuthState, Message};
+use crate::message::{mta_key, mta_net_key, normalize_envelope, AuthState, Message};
 use crate::store::{pair_key, Counter, Kind, NameEntry, Record, SetKind, StoreError};
 use crate::vocab::{clean_address, domain_of, org_domain, Class};
 use serde::Serialize;
@@ -454,17 +456,23 @@ impl Reputation {
                 && !(settled
                     && rec.contains(SetKind::Fingerprint, &reply_to_habit(&org)) == Some(true))
         });
-        // An established correspondent whose replies would go to a
-        // stranger: the relationship vouches for the From address, not for
-        // where the answer goes (a taken-over account diverting a
-        // conversation). Not weighed by the relationship; it replaces the
-        // plain divergence.
+        // A correspondent whose replies would go to a stranger: the
+        // relationship vouches for the From address, not for where the
+        // answer goes (a taken-over account diverting a conversation). It
+        // replaces the plain divergence, and weighs more the more the
+        // relationship would vouch: from `reply_to_divergence` for a
+        // stranger to `reply_to_diverted` for a full relationship.
+        let vouched = if path != PathTrust::Unproven {
+            relationship(rec, ac.relationship_cap)
+        } else {
+            0.0
+        };
         let diverted = match reply_to {
-            Some(r)
-                if org_domain(domain_of(r)) != org_domain(domain)
-                    && relationship(rec, ac.relationship_cap) > 0.0 =>
-            {
-                let target = self.store.record(Kind::Sender, r)?;
+            Some(r) if org_domain(domain_of(r)) != org_domain(domain) && vouched > 0.0 => {
+                let key = normalize_envelope(r, &cfg.recipient_delimiter);
+                let target = self
+                    .store
+                    .record(Kind::Sender, key.as_deref().unwrap_or(r))?;
                 let dealt = [
                     Counter::MessagesReceived,
                     Counter::UnauthMessagesReceived,
@@ -479,10 +487,12 @@ impl Reputation {
             _ => None,
         };
         if let Some(r) = diverted {
+            let points =
+                ac.reply_to_divergence + vouched * (ac.reply_to_diverted - ac.reply_to_divergence);
             out.push(Anomaly::new(
                 "reply_to_diverted",
-                ac.reply_to_diverted,
-                format!("replies to {r}, never dealt with"),
+                round1(points),
+                format!("replies to {r}, never dealt with (relationship x{vouched:.2})"),
             ));
         }
         out.extend(heuristics(
@@ -575,11 +585,7 @@ impl Reputation {
         // relationship with the enterprise — when the message proves it is
         // that address, or came on a path that vouches for it (`path`); for
         // a stranger, or an unproven claim, they count in full.
-        let rel = if path != PathTrust::Unproven {
-            relationship(rec, ac.relationship_cap)
-        } else {
-            0.0
-        };
+        let rel = vouched;
         if rel > 0.0 {
             let sent = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
             for an in out
