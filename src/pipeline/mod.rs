@@ -98,6 +98,9 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod behaviour_tests;
+
+#[cfg(test)]
 mod detection_tests;
 
 #[cfg(test)]

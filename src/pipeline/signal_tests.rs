@@ -1,7 +1,7 @@
 //! What a never-seen MTA's connection shows (reverse DNS, HELO), and the
 //! hour of the week as a correspondent's habit.
 
-use super::detection_tests::{contribution, correspond, inbound, names, DAY, T};
+use super::detection_tests::{anomaly, contribution, correspond, inbound, names, DAY, T};
 use super::tests::{run, setup};
 use crate::vocab::Class;
 
@@ -58,11 +58,7 @@ fn a_new_hour_of_the_week_is_a_break_once_the_hours_are_known() {
     // At night from a new mail client: two.
     m.mail_client = Some("roundcube webmail".into());
     let a = e.assess(&cfg, &m).unwrap();
-    let bc = a
-        .anomalies
-        .iter()
-        .find(|x| x.name == "behaviour_change")
-        .unwrap_or_else(|| panic!("{:?}", a.anomalies));
+    let bc = anomaly(&a, "behaviour_change").unwrap_or_else(|| panic!("{:?}", a.anomalies));
     assert!(bc.detail.contains("new hour of the week"), "{}", bc.detail);
     assert!(bc.detail.contains("18-24"), "{}", bc.detail);
     // At her usual hour, the new client alone is one break.

@@ -70,10 +70,12 @@
 mod connection;
 mod heuristics;
 mod lookalike;
+mod names;
 
 pub use connection::connection_anomalies;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
+pub use names::name_mismatch;
 
 use super::habits::{habits, reply_to_habit};
 use super::path::{net_pair_key, PathTrust};
@@ -124,134 +126,6 @@ pub fn relationship(rec: &Record, cap: f64) -> f64 {
     let n = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
     log_fraction(n as f64, cap)
 }
-
-/// A display name that does not fit the address it is shown for:
-/// "Microsoft 365" <no-reply@x7.example>. It fits when one of its words
-/// (3 letters or more) is in the address, when the local part is made of
-/// its words' beginnings in order or surname first (`mcfletch` for "Mike
-/// C. Fletcher", `lawremi` for "Michael Lawrence", `ap` for "Accounts
-/// Payable"; two words or four letters of one at least), when a word
-/// holds the whole local part (`staack` for "staackjt"), or when it names
-/// a team in generic words ("Customer Service"). Letters with diacritics
-/// compare as their base letters (`krstic` for "Ivan Krstić"). A name
-/// without words (initials, an address) says nothing.
-pub fn name_mismatch(name: &str, address: &str) -> bool {
-    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
-    let letters = |s: &str| -> String {
-        deunicode::deunicode(s)
-            .to_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphabetic())
-            .collect()
-    };
-    let local = letters(local);
-    let addr: String = deunicode::deunicode(&format!("{local}{domain}"))
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let tokens = name_tokens(name);
-    let words: Vec<&str> = tokens
-        .iter()
-        .map(String::as_str)
-        .filter(|w| w.len() >= 3)
-        .collect();
-    if words.is_empty() || words.iter().all(|w| ROLE_WORDS.contains(w)) {
-        return false;
-    }
-    let fits = words.iter().any(|w| addr.contains(w))
-        || (local.len() >= 4 && tokens.iter().any(|t| t.contains(&local)))
-        || built_from(&local, &tokens)
-        || {
-            let mut surname_first = tokens.clone();
-            surname_first.rotate_right(1);
-            built_from(&local, &surname_first)
-        };
-    !fits
-}
-
-/// The words of a display name, folded to ASCII lower case, split at
-/// anything not a letter; six at most.
-fn name_tokens(name: &str) -> Vec<String> {
-    deunicode::deunicode(name)
-        .to_ascii_lowercase()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|t| !t.is_empty())
-        .take(6)
-        .map(str::to_string)
-        .collect()
-}
-
-/// Whether `local` is the beginnings of `tokens`, in their order, some
-/// left out: of two tokens at least, or four letters of one. One letter
-/// between two of them may be a middle initial the name does not show
-/// (`pcd` for "Peter Danenberg").
-fn built_from(local: &str, tokens: &[String]) -> bool {
-    fn go(local: &[u8], tokens: &[String], used: usize, longest: usize, spare: bool) -> bool {
-        if local.is_empty() {
-            return used >= 2 || longest >= 4;
-        }
-        let Some((t, rest)) = tokens.split_first() else {
-            return false;
-        };
-        let t = t.as_bytes();
-        let common = t.iter().zip(local).take_while(|(a, b)| a == b).count();
-        (1..=common)
-            .rev()
-            .any(|n| go(&local[n..], rest, used + 1, longest.max(n), spare))
-            || go(local, rest, used, longest, spare)
-            || (spare
-                && used >= 1
-                && local.len() > 1
-                && go(&local[1..], tokens, used, longest, false))
-    }
-    !local.is_empty() && go(local.as_bytes(), tokens, 0, 0, true)
-}
-
-/// The words of a team's display name that name a function, not a person
-/// or a brand.
-const ROLE_WORDS: [&str; 40] = [
-    "accounts",
-    "account",
-    "admissions",
-    "billing",
-    "bookings",
-    "careers",
-    "contact",
-    "customer",
-    "department",
-    "desk",
-    "enquiries",
-    "events",
-    "finance",
-    "front",
-    "help",
-    "helpdesk",
-    "hiring",
-    "human",
-    "info",
-    "information",
-    "inquiries",
-    "marketing",
-    "media",
-    "office",
-    "orders",
-    "payable",
-    "press",
-    "receivable",
-    "reception",
-    "recruiting",
-    "recruitment",
-    "reservations",
-    "resources",
-    "sales",
-    "service",
-    "services",
-    "shipping",
-    "support",
-    "team",
-    "the",
-];
 
 /// What a first contact's message shows of how it was sent, each weak
 /// alone (`[anomalies]` weighs them so that none, nor two, condemns a
