@@ -71,6 +71,12 @@ fn a_correspondents_replies_diverted_to_a_stranger_are_not_weighed_by_the_relati
     let s = a.sender.as_ref().unwrap();
     assert_ne!(s.class, Class::Trusted);
     assert_eq!(s.untrusted_because.as_deref(), Some("reply_to_diverted"));
+    // Unanswered, the diversion teaches no habit: the next message with it
+    // is diverted again.
+    e.learn(&cfg, &m, &a).unwrap();
+    m.message_id = Some("d1b@x".into());
+    m.time = later + 30;
+    assert!(names(&e.assess(&cfg, &m).unwrap()).contains(&"reply_to_diverted"));
 
     // An address the enterprise has written to is no stranger: the plain
     // divergence, weighed by the relationship.

@@ -50,11 +50,15 @@ impl Engine {
                 let mut dom_delta = delta.clone();
                 dom_delta.insert(SetKind::Senders, sender);
                 let mut sender_delta = delta;
-                // Habits a message broke (behaviour change) are not learned
-                // from it: they wait in its index entry until the enterprise
+                // Habits a message broke (behaviour change), or a Reply-To
+                // that diverts answers to a stranger, are not learned from
+                // it: they wait in its index entry until the enterprise
                 // answers it, so a taken-over account does not teach its
                 // own habits by sending.
-                let broke = a.anomalies.iter().any(|x| x.name == "behaviour_change");
+                let broke = a
+                    .anomalies
+                    .iter()
+                    .any(|x| matches!(x.name, "behaviour_change" | "reply_to_diverted"));
                 let mut withheld: Vec<String> = Vec::new();
                 if trusted {
                     for h in habits(msg, sender) {
