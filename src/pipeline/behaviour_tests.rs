@@ -40,14 +40,34 @@ fn a_reply_to_that_is_a_settled_habit_does_not_diverge() {
         assert!(names(&a).contains(&"reply_to_divergence"), "message {i}");
         e.learn(&cfg, &m, &a).unwrap();
     }
-    // Known for the days its history had to be contradicted, with that
-    // Reply-To every time: its habit.
+    // Known for days with that Reply-To every time, but its mail never
+    // wanted: persistence alone settles nothing.
     let later = msg(9, T + 4 * DAY);
-    assert!(!names(&e.assess(&cfg, &later).unwrap()).contains(&"reply_to_divergence"));
-    // A Reply-To elsewhere still diverges.
-    let mut other = msg(10, T + 4 * DAY);
+    assert!(names(&e.assess(&cfg, &later).unwrap()).contains(&"reply_to_divergence"));
+    // Once the enterprise answered it, the Reply-To is its habit.
+    run(
+        &e,
+        &cfg,
+        &outbound(
+            "alerts@weather.example",
+            T + 4 * DAY,
+            "o-w@example.com",
+            &["w5@x"],
+        ),
+    );
+    let later = msg(10, T + 4 * DAY + 60);
+    let a = e.assess(&cfg, &later).unwrap();
+    assert!(
+        !names(&a).contains(&"reply_to_divergence"),
+        "{:?}",
+        names(&a)
+    );
+    assert!(!names(&a).contains(&"reply_to_diverted"));
+    // A Reply-To elsewhere still diverges (to a stranger, for an address
+    // the enterprise now writes to).
+    let mut other = msg(11, T + 4 * DAY + 120);
     other.reply_to = Some("pay@elsewhere.example".into());
-    assert!(names(&e.assess(&cfg, &other).unwrap()).contains(&"reply_to_divergence"));
+    assert!(names(&e.assess(&cfg, &other).unwrap()).contains(&"reply_to_diverted"));
 }
 
 #[test]

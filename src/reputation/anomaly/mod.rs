@@ -22,7 +22,7 @@
 //! - `reply_to_divergence`: Reply-To in another organisation than From
 //!   (and than the envelope sender; never for list mail, whose Reply-To
 //!   names the list, nor for a Reply-To that is the habit of a sender
-//!   known for `volume_maturity_days`);
+//!   whose mail is answered or read, known for `volume_maturity_days`);
 //! - `recipient_spray`: a sender the enterprise never wrote to or answered,
 //!   with 2+ messages of history nearly each to a different person (distinct
 //!   enterprise recipients ≥ 80 % of its messages), writes to yet another;
@@ -315,11 +315,18 @@ impl Reputation {
         }
         // A mailing list's Reply-To names the list, and a bulk sender's
         // its own envelope domain: neither diverges. Nor does a Reply-To
-        // that is the sender's habit, learned over the days its history had
-        // to be contradicted (`volume_maturity_days`).
-        let settled = msg.time.saturating_sub(rec.first_seen) as f64
-            >= cfg.scoring.volume_maturity_days * 86_400.0
-            && rec.first_seen != 0;
+        // that is the habit of a sender whose mail is wanted (the enterprise
+        // answered it, or its recipients read more of it than they left),
+        // known for the days its history had to be contradicted
+        // (`volume_maturity_days`). Persistence alone settles nothing: a
+        // campaign can keep its Reply-To for days.
+        let opened = rec.count(Counter::Opened);
+        let wanted = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent) > 0
+            || (opened > 0 && opened > rec.net(Counter::NotOpened, Counter::LateOpened));
+        let settled = wanted
+            && rec.first_seen != 0
+            && msg.time.saturating_sub(rec.first_seen) as f64
+                >= cfg.scoring.volume_maturity_days * 86_400.0;
         let reply_to = msg.reply_to.as_deref().filter(|r| {
             let org = org_domain(domain_of(r));
             msg.list_id.is_none()
