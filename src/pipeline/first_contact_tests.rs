@@ -135,6 +135,10 @@ fn a_name_fits_the_usual_ways_addresses_are_made_of_it() {
         ("Olivia Fischer", "o.fischer@maple.example"),
         ("José Núñez", "jnunez@maple.example"),
         ("Peter Danenberg", "pcd@wikitex.example"),
+        // A word past the sixth, after a name in another script.
+        ("進念‧二十面體 Zuni Icosahedron", "info@zuni.example"),
+        // Diacritics and invisible characters between the letters.
+        ("Wállét.com", "wallet@gotgel.example"),
     ] {
         assert!(!name_mismatch(name, addr), "{name} <{addr}>");
     }
@@ -144,6 +148,8 @@ fn a_name_fits_the_usual_ways_addresses_are_made_of_it() {
         ("Olivia Fischer", "ofxq@maple.example"),
         ("Payroll", "p@vendor.example"),
         ("Apple Support", "xk@promo.example"),
+        // Letters held apart by zero-width joiners are still a brand.
+        ("V\u{200d}e\u{200d}n\u{200d}m\u{200d}o S\u{200d}u\u{200d}p\u{200d}p\u{200d}o\u{200d}r\u{200d}t", "mailsus24395@dev.example"),
     ] {
         assert!(name_mismatch(name, addr), "{name} <{addr}>");
     }

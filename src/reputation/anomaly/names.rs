@@ -36,11 +36,14 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
     if words.is_empty() || words.iter().all(|w| ROLE_WORDS.contains(w)) {
         return false;
     }
+    // The beginnings are tried over the first six words (the search
+    // grows with their number); every word is looked for in the address.
+    let first = &tokens[..tokens.len().min(6)];
     let fits = words.iter().any(|w| addr.contains(w))
         || (local.len() >= 4 && tokens.iter().any(|t| t.contains(&local)))
-        || built_from(&local, &tokens)
+        || built_from(&local, first)
         || {
-            let mut surname_first = tokens.clone();
+            let mut surname_first = first.to_vec();
             surname_first.rotate_right(1);
             built_from(&local, &surname_first)
         };
@@ -48,13 +51,13 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
 }
 
 /// The words of a display name, folded to ASCII lower case, split at
-/// anything not a letter; six at most.
+/// anything not a letter; 32 at most.
 fn name_tokens(name: &str) -> Vec<String> {
     deunicode::deunicode(name)
         .to_ascii_lowercase()
         .split(|c: char| !c.is_ascii_alphabetic())
         .filter(|t| !t.is_empty())
-        .take(6)
+        .take(32)
         .map(str::to_string)
         .collect()
 }
