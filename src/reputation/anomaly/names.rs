@@ -66,26 +66,51 @@ fn name_tokens(name: &str) -> Vec<String> {
 /// left out: of two tokens at least, or four letters of one. One letter
 /// between two of them may be a middle initial the name does not show
 /// (`pcd` for "Peter Danenberg").
+///
+/// A search over the states (position in `local`, next token, tokens used
+/// up to 2, longest beginning up to 4, middle initial still free), each
+/// visited once: a hostile name and address (`aaaa…` against `aaa…ab`)
+/// cost at most `local × tokens × 30` steps, not every way of cutting
+/// `local` up. Local parts over 64 letters are no one's name.
 fn built_from(local: &str, tokens: &[String]) -> bool {
-    fn go(local: &[u8], tokens: &[String], used: usize, longest: usize, spare: bool) -> bool {
-        if local.is_empty() {
-            return used >= 2 || longest >= 4;
-        }
-        let Some((t, rest)) = tokens.split_first() else {
-            return false;
-        };
-        let t = t.as_bytes();
-        let common = t.iter().zip(local).take_while(|(a, b)| a == b).count();
-        (1..=common)
-            .rev()
-            .any(|n| go(&local[n..], rest, used + 1, longest.max(n), spare))
-            || go(local, rest, used, longest, spare)
-            || (spare
-                && used >= 1
-                && local.len() > 1
-                && go(&local[1..], tokens, used, longest, false))
+    type State = (usize, usize, u8, u8, bool);
+    let local = local.as_bytes();
+    if local.is_empty() || local.len() > 64 {
+        return false;
     }
-    !local.is_empty() && go(local.as_bytes(), tokens, 0, 0, true)
+    let mut seen: std::collections::HashSet<State> = std::collections::HashSet::new();
+    let mut todo: Vec<State> = vec![(0, 0, 0, 0, true)];
+    while let Some(state) = todo.pop() {
+        if !seen.insert(state) {
+            continue;
+        }
+        let (pos, tok, used, longest, spare) = state;
+        if pos == local.len() {
+            if used >= 2 || longest >= 4 {
+                return true;
+            }
+            continue;
+        }
+        let Some(t) = tokens.get(tok) else {
+            continue;
+        };
+        let rest = &local[pos..];
+        let common = t
+            .as_bytes()
+            .iter()
+            .zip(rest)
+            .take_while(|(a, b)| a == b)
+            .count();
+        for n in 1..=common {
+            let longest = longest.max(n.min(4) as u8);
+            todo.push((pos + n, tok + 1, (used + 1).min(2), longest, spare));
+        }
+        todo.push((pos, tok + 1, used, longest, spare));
+        if spare && used >= 1 && rest.len() > 1 {
+            todo.push((pos + 1, tok, used, longest, false));
+        }
+    }
+    false
 }
 
 /// The words of a team's display name that name a function, not a person
