@@ -27,6 +27,7 @@ printf '{"event":"opened","message_id":"<a@b>","mailbox":"alice@example.com","ti
 cp examples/sra-milter.toml "$seeds/config/example.toml"
 printf 'Microsoft 365\nexa.mple.com' > "$seeds/identity/synthetic"
 printf 'J\xc3\xb6rg M\xc3\xbcller\nxn--exmple-4nf.com..' > "$seeds/identity/punycode"
+printf 'Mike C. Fletcher\nmcfletch@vrplumber.example' > "$seeds/identity/initials"
 printf '\001\350\007\320\017\002\001\003\002\001\001\001\001\014X\202\306\013\216\335\031\000\000' > "$seeds/record/synthetic"
 
 # Real third-party mail, when the shared corpus is beside the checkout.

@@ -16,9 +16,14 @@ fn protected() -> &'static Protected {
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
-    let (name, domain) = s.split_once('\n').unwrap_or((&s, &s));
+    let (name, rest) = s.split_once('\n').unwrap_or((&s, &s));
+    // The second line is a domain, or a whole address (the display-name
+    // fitting reads the local part).
+    let (address, domain) = match rest.rsplit_once('@') {
+        Some((_, d)) => (rest.to_string(), d),
+        None => (format!("x@{rest}"), rest),
+    };
     let _ = protected().lookalike(domain);
-    let address = format!("x@{domain}");
     let _ = name_mismatch(name, &address);
     let _ = normalize_name(name);
     let _ = client_name(name);
