@@ -15,8 +15,12 @@
 //!   `quarantine` are carried), then end of message with the DMARC policy,
 //!   the actions `[policy.anomalies]` names, and monitor-only mode.
 //!
+//! `reply_to_diverted` runs between `reply_to_divergence` and its own
+//! weight by the relationship, which its points and the current weights
+//! give back.
+//!
 //! What a record cannot tell is counted as *inexact*, not guessed: a
-//! factor's `cap` changed, a weight moved away from zero, `[lists]`
+//! factor's `cap` or `volume_maturity_days` changed, a weight moved away from zero, `[lists]`
 //! changed, or a message the current config refused before end of
 //! message would go on under the candidate (its content was never rated).
 //! `[policy.rcpt.new_recipient]` is per recipient and a record does not
@@ -79,6 +83,8 @@ fn table(cfg: &Config, mta: bool) -> (HashMap<String, f64>, HashMap<String, f64>
     caps.insert("junk".into(), s.junk.cap);
     w.insert("domain_reputation".into(), s.domain_backing);
     w.insert("network_reputation".into(), s.domain_backing);
+    // Like a cap, it shapes points from counts a record does not hold.
+    caps.insert("volume_maturity_days".into(), s.volume_maturity_days);
     (w, caps)
 }
 
@@ -125,6 +131,20 @@ fn rescore(
     let mut sum = 0.0;
     for (name, p) in rating["contributions"].as_object()? {
         let p = p.as_f64().unwrap_or(0.0);
+        // `reply_to_diverted` runs between two weights by the relationship
+        // r: p = d + r (D − d), so r = (p − d) / (D − d) is read back and
+        // the candidate's d and D applied.
+        if name == "reply_to_diverted" && to_candidate {
+            if let (Some((d, d2)), Some((big, big2))) =
+                (scales.get("reply_to_divergence"), scales.get(name))
+            {
+                if big != d {
+                    let r = ((p - d) / (big - d)).clamp(0.0, 1.0);
+                    sum += d2 + r * (big2 - d2);
+                    continue;
+                }
+            }
+        }
         let factor = match (scales.get(name), to_candidate) {
             (Some(_), false) | (None, _) => 1.0,
             (Some((cur, _)), true) if *cur == 0.0 => {
@@ -294,7 +314,7 @@ impl<'a> WhatIf<'a> {
         let sc = Scales::new(cur, cand);
         let mut r = Report::default();
         if sc.caps_changed {
-            r.warnings.push("a factor's cap changed: the records hold points, not the counts behind them, so the candidate's caps are not applied (replay an archive under it for that)".into());
+            r.warnings.push("a factor's cap or [scoring] volume_maturity_days changed: the records hold points, not the counts and ages behind them, so the candidate's are not applied (replay an archive under it for that)".into());
         }
         if cur.lists != cand.lists {
             r.warnings
@@ -519,6 +539,35 @@ mod tests {
         assert_eq!(r.stages["connect"], 1);
         assert_eq!(r.actions["would_reject → reject"], 1);
         assert_eq!(r.inexact, 0);
+    }
+
+    #[test]
+    fn a_diversion_keeps_its_relationship_under_new_weights() {
+        let cur = cfg();
+        let mut cand = cfg();
+        // -25 lies halfway between -10 and -40. With the plain divergence
+        // at -30, halfway is -35: 50 - 25 = 25 (suspicious) becomes 15
+        // (malicious), though the diversion's own weight did not change.
+        cand.anomalies.reply_to_divergence = -30.0;
+        let mut rec = record(0.0, 5, "quarantine");
+        rec["sender"]["contributions"] = json!({"reply_to_diverted": -25.0});
+        let r = whatif(&cur, &cand, &[rec]);
+        assert_eq!((r.records, r.reproduced, r.inexact), (1, 1, 0));
+        assert_eq!(r.sender_classes["suspicious → malicious"], 1);
+    }
+
+    #[test]
+    fn a_changed_volume_maturity_is_flagged() {
+        let cur = cfg();
+        let mut cand = cfg();
+        cand.scoring.volume_maturity_days = 7.0;
+        let r = whatif(&cur, &cand, &[record(4.0, 5, "accept")]);
+        assert_eq!((r.records, r.inexact), (1, 1));
+        assert!(
+            r.warnings[0].contains("volume_maturity_days"),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]
