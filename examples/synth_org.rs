@@ -558,6 +558,37 @@ impl Gen {
         id
     }
 
+    /// A new contact writes again, from its own server, with no mail
+    /// client named.
+    fn new_contact_writes(
+        &mut self,
+        time: u64,
+        person: &Person,
+        emp: &Person,
+        ip: &str,
+        authd: bool,
+        body: &str,
+    ) -> String {
+        let helo = format!("mail.{}", domain_of(&person.addr));
+        let auth = if authd { Auth::Pass } else { Auth::Unsigned };
+        let id = self.inbound(
+            time,
+            person,
+            &[emp],
+            ip,
+            &helo,
+            auth,
+            "none",
+            "k1",
+            "",
+            &[],
+            body,
+            "",
+        );
+        self.label("legit_new_contact", false, &person.addr);
+        id
+    }
+
     fn push(&mut self, time: u64, text: String, id: String, category: &'static str, est: bool) {
         self.mails.push(Mail {
             time,
@@ -1280,27 +1311,12 @@ fn main() {
                     .collect();
                 let to = others[g.aside.below(others.len())];
                 let emp = employees[to].clone();
-                let dom = domain_of(&person.addr).to_string();
                 let t = work(&mut g.aside);
                 let body = plain(
                     "Introduction",
                     "Hello, I was told you may be the right person to talk to about this.",
                 );
-                let id = g.inbound(
-                    t,
-                    &person,
-                    &[&emp],
-                    &ip,
-                    &format!("mail.{dom}"),
-                    if authd { Auth::Pass } else { Auth::Unsigned },
-                    "none",
-                    "k1",
-                    "",
-                    &[],
-                    &body,
-                    "",
-                );
-                g.label("legit_new_contact", false, &person.addr);
+                let id = g.new_contact_writes(t, &person, &emp, &ip, authd, &body);
                 if g.aside.chance(0.35) {
                     g.outbound(t + 7200, &emp, &[&person], std::slice::from_ref(&id));
                     new_contacts.push((person, ip, to, authd));
@@ -1317,23 +1333,8 @@ fn main() {
                 let (person, ip, owner, authd) = new_contacts[k].clone();
                 let t = work(&mut g.rng);
                 let emp = employees[owner].clone();
-                let dom = domain_of(&person.addr).to_string();
                 let body = plain("Follow-up", "Thanks for getting back to me.");
-                let id = g.inbound(
-                    t,
-                    &person,
-                    &[&emp],
-                    &ip,
-                    &format!("mail.{dom}"),
-                    if authd { Auth::Pass } else { Auth::Unsigned },
-                    "none",
-                    "k1",
-                    "",
-                    &[],
-                    &body,
-                    "",
-                );
-                g.label("legit_new_contact", false, &person.addr);
+                let id = g.new_contact_writes(t, &person, &emp, &ip, authd, &body);
                 g.open(&id, &emp.addr, t, 0.8);
             }
         }

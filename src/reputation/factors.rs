@@ -15,7 +15,8 @@ use super::rating::{round1, Factor};
 use crate::config::{log_fraction, MtaWeights, SenderWeights};
 use crate::store::{Counter, Record, SetKind};
 
-fn days_known(r: &Record, now: u64) -> Option<f64> {
+/// Days since the record's first interaction; `None` for no record.
+pub fn days_known(r: &Record, now: u64) -> Option<f64> {
     (r.first_seen != 0).then(|| now.saturating_sub(r.first_seen) as f64 / 86400.0)
 }
 

@@ -78,9 +78,7 @@ impl Reputation {
     pub fn refresh_protected(&self, cfg: &Config, now: u64) -> Result<usize, StoreError> {
         let mut domains: Vec<String> = cfg.enterprise_domains.clone();
         self.store.scan(Kind::Domain, &mut |key, rec| {
-            let correspondent =
-                rec.count(Counter::MessagesSent) > 0 || rec.count(Counter::RepliesSent) > 0;
-            if correspondent
+            if rating::from_enterprise(rec) > 0
                 && !cfg.scoring.is_freemail(key)
                 && rate_domain(key, rec, now, &cfg.scoring).class < Class::Suspicious
             {

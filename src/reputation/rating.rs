@@ -177,8 +177,13 @@ fn sender_history(r: &Record) -> u64 {
     r.count(Counter::MessagesReceived) + r.count(Counter::MessagesSent)
 }
 
+/// Messages the enterprise sent to this sender or answered it with.
+pub fn from_enterprise(r: &Record) -> u64 {
+    r.count(Counter::MessagesSent) + r.count(Counter::RepliesSent)
+}
+
 fn sender_bidirectional(r: &Record) -> bool {
-    r.count(Counter::MessagesSent) > 0 || r.count(Counter::RepliesSent) > 0
+    from_enterprise(r) > 0
 }
 
 /// The `junk` contribution, when recipients reported any.

@@ -77,9 +77,10 @@ pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
 pub use names::name_mismatch;
 
+use super::factors::days_known;
 use super::habits::{habits, reply_to_habit};
 use super::path::{net_pair_key, PathTrust};
-use super::rating::round1;
+use super::rating::{from_enterprise, round1};
 use super::Reputation;
 use crate::auth::AuthResult;
 use crate::config::{log_fraction, Config};
@@ -123,8 +124,15 @@ const SPRAY_MIN_MESSAGES: u64 = 2;
 /// How much the enterprise's own mail to this exact address vouches for
 /// it: 0 (a stranger) to 1 (`relationship_cap` messages sent or answered).
 pub fn relationship(rec: &Record, cap: f64) -> f64 {
-    let n = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
-    log_fraction(n as f64, cap)
+    log_fraction(from_enterprise(rec) as f64, cap)
+}
+
+/// Messages of an address's own history, either way: none is a first
+/// contact, or an address never dealt with.
+fn own_history(rec: &Record) -> u64 {
+    rec.count(Counter::MessagesReceived)
+        + rec.count(Counter::UnauthMessagesReceived)
+        + from_enterprise(rec)
 }
 
 /// What a first contact's message shows of how it was sent, each weak
@@ -195,6 +203,14 @@ impl Reputation {
         let mut out = Vec::new();
         let domain = domain_of(sender);
         let ent = cfg.enterprise_recipients(&msg.recipients);
+        // Mail to none of the enterprise people the sender has dealt with
+        // (its sender×recipient edges: both directions feed the set).
+        let to_new_people = || {
+            !ent.is_empty()
+                && ent
+                    .iter()
+                    .all(|r| rec.contains(SetKind::EnterpriseRecipients, r) == Some(false))
+        };
         let own_domain = cfg.is_enterprise_domain(domain);
         let received = rec.count(Counter::MessagesReceived);
         let authenticated_history = received >= cfg.scoring.min_history;
@@ -265,12 +281,7 @@ impl Reputation {
             // enterprise-recipient set (both directions feed it; learned
             // from the same `enterprise_recipients`). Mail to none of the
             // people it has dealt with is one more break.
-            if !ent.is_empty()
-                && rec.distinct(SetKind::EnterpriseRecipients) > 0
-                && ent
-                    .iter()
-                    .all(|r| rec.contains(SetKind::EnterpriseRecipients, r) == Some(false))
-            {
+            if rec.distinct(SetKind::EnterpriseRecipients) > 0 && to_new_people() {
                 broke.push(format!("first mail to {}", ent[0]));
             }
             if broke.len() >= 2 {
@@ -321,12 +332,10 @@ impl Reputation {
         // (`volume_maturity_days`). Persistence alone settles nothing: a
         // campaign can keep its Reply-To for days.
         let opened = rec.count(Counter::Opened);
-        let wanted = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent) > 0
+        let wanted = from_enterprise(rec) > 0
             || (opened > 0 && opened > rec.net(Counter::NotOpened, Counter::LateOpened));
         let settled = wanted
-            && rec.first_seen != 0
-            && msg.time.saturating_sub(rec.first_seen) as f64
-                >= cfg.scoring.volume_maturity_days * 86_400.0;
+            && days_known(rec, msg.time).is_some_and(|d| d >= cfg.scoring.volume_maturity_days);
         let reply_to = msg.reply_to.as_deref().filter(|r| {
             let org = org_domain(domain_of(r));
             msg.list_id.is_none()
@@ -354,16 +363,7 @@ impl Reputation {
                 let target = self
                     .store
                     .record(Kind::Sender, key.as_deref().unwrap_or(r))?;
-                let dealt = [
-                    Counter::MessagesReceived,
-                    Counter::UnauthMessagesReceived,
-                    Counter::MessagesSent,
-                    Counter::RepliesSent,
-                ]
-                .iter()
-                .map(|c| target.count(*c))
-                .sum::<u64>();
-                (dealt == 0).then_some(r)
+                (own_history(&target) == 0).then_some(r)
             }
             _ => None,
         };
@@ -384,16 +384,12 @@ impl Reputation {
         ));
         // Every message to someone new, and no one ever answered: a sender
         // working through the enterprise's people one by one.
-        let answered_ever = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent) > 0;
         let reached = rec.distinct(SetKind::EnterpriseRecipients);
         if !own_domain
-            && !answered_ever
+            && from_enterprise(rec) == 0
             && received >= SPRAY_MIN_MESSAGES
             && reached * 5 >= received * 4
-            && !ent.is_empty()
-            && ent
-                .iter()
-                .all(|r| rec.contains(SetKind::EnterpriseRecipients, r) == Some(false))
+            && to_new_people()
         {
             out.push(Anomaly::new(
                 "recipient_spray",
@@ -405,11 +401,7 @@ impl Reputation {
             ));
         }
         // First contact: an address with no history of its own.
-        let first_contact = received
-            + rec.count(Counter::MessagesSent)
-            + rec.count(Counter::RepliesSent)
-            + rec.count(Counter::UnauthMessagesReceived)
-            == 0;
+        let first_contact = own_history(rec) == 0;
         if first_contact && !own_domain {
             if msg.auth_state == AuthState::Fail && !path.is_indirect() {
                 let dmarc_failed = msg
@@ -466,18 +458,17 @@ impl Reputation {
         // relationship with the enterprise — when the message proves it is
         // that address, or came on a path that vouches for it (`path`); for
         // a stranger, or an unproven claim, they count in full.
-        let rel = vouched;
-        if rel > 0.0 {
-            let sent = rec.count(Counter::MessagesSent) + rec.count(Counter::RepliesSent);
+        if vouched > 0.0 {
+            let sent = from_enterprise(rec);
             for an in out
                 .iter_mut()
                 .filter(|a| !UNWEIGHED_ANOMALIES.contains(&a.name))
             {
-                an.points = round1(an.points * (1.0 - rel));
+                an.points = round1(an.points * (1.0 - vouched));
                 an.detail = format!(
                     "{}; weighed by {sent} messages from the enterprise (x{:.2})",
                     an.detail,
-                    1.0 - rel
+                    1.0 - vouched
                 );
             }
             out.retain(|a| a.points != 0.0 || UNWEIGHED_ANOMALIES.contains(&a.name));
