@@ -33,6 +33,7 @@
 //! Deterministic for a seed. About one legitimate inbound message in eight
 //! does not authenticate, as in real traffic.
 
+use mail_parser::MessageParser;
 use sra_milter::vocab::{org_domain, rfc3339, rfc5322};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -659,6 +660,13 @@ struct Ham {
     /// Its sender's organisation (registrable domain), lower case: links
     /// there are links to the sender's own site.
     from_org: String,
+    /// Its sender's display name and local part, as written: a new
+    /// contact whose first message this is writes under them, so that
+    /// legitimate first contact shows the display names real senders use
+    /// ("Weather.com" <alerts@…>), fitting their addresses or not. Empty
+    /// for the sender's later messages.
+    from_name: Option<String>,
+    from_local: String,
 }
 
 impl Ham {
@@ -731,6 +739,7 @@ fn load_ham(index: &Path) -> Vec<Ham> {
     };
     let base = index.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
+    let mut senders = std::collections::HashSet::new();
     for line in list.lines() {
         let Some(("ham", rel)) = line.split_once(' ') else {
             continue;
@@ -758,10 +767,33 @@ fn load_ham(index: &Path) -> Vec<Ham> {
             .rsplit_once('<')
             .map_or(from.as_str(), |(_, a)| a.trim_end_matches('>'))
             .trim();
+        // The display name as mail-parser reads it (quoted, encoded words).
+        let raw_from = header(&headers, "From").unwrap_or_default();
+        let raw_from = format!("From: {raw_from}\r\n\r\n");
+        let parsed = MessageParser::default().parse(raw_from.as_bytes());
+        let first = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first());
+        let from_name = first
+            .and_then(|a| a.name())
+            .map(|n| n.replace(['"', '\\', '\r', '\n'], " ").trim().to_string())
+            .filter(|n| !n.is_empty() && !n.contains('@'));
+        let from_local = addr.rsplit_once('@').map_or("", |(l, _)| l).to_string();
+        // A real sender's name goes with its first message only: its
+        // later ones, each sent by another synthetic new contact, would make
+        // namesakes of one another.
+        let (from_name, from_local) = if senders.insert(addr.to_string()) {
+            (from_name, from_local)
+        } else {
+            (None, String::new())
+        };
         out.push(Ham {
             body: mime_of(&headers, &body, false),
             to: (!to.to_lowercase().contains("uwaterloo.ca")).then_some(to),
             from_org: org_domain(domain_of(addr)),
+            from_name,
+            from_local,
         });
     }
     out
@@ -1258,10 +1290,24 @@ fn main() {
                 } else {
                     Auth::Pass
                 };
+                let mut person = person;
                 let body = if !ham.is_empty() {
                     let h = &ham[ham_i % ham.len()];
                     ham_i += 1;
                     g.next_to = h.to.clone();
+                    // It writes under the real sender's name and local
+                    // part, at its synthetic domain.
+                    let local_ok = !h.from_local.is_empty()
+                        && h.from_local.len() <= 64
+                        && h.from_local
+                            .chars()
+                            .all(|c| c.is_ascii_graphic() && c != '<' && c != '>' && c != '"');
+                    if local_ok {
+                        person = Person {
+                            name: h.from_name.clone().unwrap_or_default(),
+                            addr: format!("{}@{dom}", h.from_local),
+                        };
+                    }
                     h.body_from(&dom)
                 } else if g.rng.chance(0.15) {
                     with_attachment("Inquiry", "Please see my CV attached.")

@@ -289,7 +289,7 @@ fn freemail_addresses_get_no_domain_backing() {
 }
 
 #[test]
-fn first_contact_signals_one_leaves_neutral_two_make_suspicious() {
+fn first_contact_signals_two_leave_neutral_a_third_makes_suspicious() {
     let (_d, e, cfg) = setup();
     let unauth = auth(AuthResult::Fail, AuthResult::None, None);
     let mut m = failing(
@@ -306,7 +306,23 @@ fn first_contact_signals_one_leaves_neutral_two_make_suspicious() {
         names(&a),
         ["first_contact_unauthenticated", "display_name_mismatch"]
     );
+    // A person whose address is a handle, from a small domain without
+    // DKIM, is not condemned for both.
+    assert!(a.sender.as_ref().unwrap().class < Class::Suspicious);
+
+    // With a third sign, of how the message was sent, it is.
+    m.link_orgs = vec!["login-portal.example".into()];
+    let a = e.assess(&cfg, &m).unwrap();
+    assert_eq!(
+        names(&a),
+        [
+            "first_contact_unauthenticated",
+            "display_name_mismatch",
+            "links_elsewhere"
+        ]
+    );
     assert_eq!(a.sender.as_ref().unwrap().class, Class::Suspicious);
+    m.link_orgs.clear();
 
     // A known sender is no first contact.
     correspond(&e, &cfg, "no-reply@x7.example", "203.0.113.20", 2, true);

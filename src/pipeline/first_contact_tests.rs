@@ -78,6 +78,17 @@ fn content_signals_add_up_with_the_first_contact_signals() {
         names(&e, &cfg, &m),
         ["display_name_mismatch", "undisclosed_recipients"]
     );
+    // Two signs leave it neutral; its links elsewhere make three.
+    assert!(class(&e, &cfg, &m) < Class::Suspicious);
+    m.link_orgs = vec!["login-portal.example".into()];
+    assert_eq!(
+        names(&e, &cfg, &m),
+        [
+            "display_name_mismatch",
+            "undisclosed_recipients",
+            "links_elsewhere"
+        ]
+    );
     assert_eq!(class(&e, &cfg, &m), Class::Suspicious);
 
     // All three weak ones together.

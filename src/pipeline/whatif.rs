@@ -543,8 +543,9 @@ mod tests {
 
     #[test]
     fn a_diversion_keeps_its_relationship_under_new_weights() {
-        let cur = cfg();
-        let mut cand = cfg();
+        let mut cur = cfg();
+        cur.anomalies.reply_to_divergence = -10.0;
+        let mut cand = cur.clone();
         // -25 lies halfway between -10 and -40. With the plain divergence
         // at -30, halfway is -35: 50 - 25 = 25 (suspicious) becomes 15
         // (malicious), though the diversion's own weight did not change.

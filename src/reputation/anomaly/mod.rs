@@ -35,12 +35,13 @@
 //! - first contact (an address with no history of its own, not ours):
 //!   `first_contact_unauthenticated` (it fails authentication, not through
 //!   a known relay) and `display_name_mismatch` (its display name shares no
-//!   word with its address, as brand phishing's does). Each is weighed so
-//!   that one alone leaves a stranger neutral and two make it suspicious:
-//!   unauthenticated mail from lists, forwarders and small domains is not
-//!   condemned by itself; and, weaker still, what its message shows of
-//!   how it was sent ([`first_contact_content`]): `undisclosed_recipients`
-//!   (Bcc), `html_only`, `links_elsewhere`;
+//!   word with its address, as brand phishing's does); and what its
+//!   message shows of how it was sent ([`first_contact_content`]):
+//!   `undisclosed_recipients` (Bcc), `html_only`, `links_elsewhere`. They
+//!   are weighed so that no one of the five, nor any two, makes a stranger
+//!   suspicious, and most threes do: unauthenticated mail from lists,
+//!   forwarders and small domains is not condemned by itself, nor a person
+//!   whose address is a handle;
 //! - the seed framework's heuristics: `hash_like_local_part`,
 //!   `hash_like_display_name`, `suspicious_tld`, `long_domain`;
 //! - `behaviour_change`: a settled sender (≥ `settled_messages`
