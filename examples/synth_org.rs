@@ -660,13 +660,14 @@ struct Ham {
     /// Its sender's organisation (registrable domain), lower case: links
     /// there are links to the sender's own site.
     from_org: String,
-    /// Its sender's display name and local part, as written: a new
-    /// contact whose first message this is writes under them, so that
-    /// legitimate first contact shows the display names real senders use
-    /// ("Weather.com" <alerts@…>), fitting their addresses or not. Empty
-    /// for the sender's later messages.
+    /// Its sender's display name and address, as written: a new contact
+    /// whose first message this is writes as that sender, so that
+    /// legitimate first contact shows the names and addresses real senders
+    /// use ("Jonathan Scott Duff" <perlpilot@gmail.com>), fitting or not.
+    /// Empty for the sender's later messages, and for an address that is
+    /// not plain ASCII.
     from_name: Option<String>,
-    from_local: String,
+    from_addr: String,
 }
 
 impl Ham {
@@ -779,12 +780,23 @@ fn load_ham(index: &Path) -> Vec<Ham> {
             .and_then(|a| a.name())
             .map(|n| n.replace(['"', '\\', '\r', '\n'], " ").trim().to_string())
             .filter(|n| !n.is_empty() && !n.contains('@'));
-        let from_local = addr.rsplit_once('@').map_or("", |(l, _)| l).to_string();
+        let plain = addr.len() <= 254
+            && addr
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            && addr
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | ',' | '(' | ')'));
+        let from_addr = if plain {
+            addr.to_string()
+        } else {
+            String::new()
+        };
         // A real sender's name goes with its first message only: its
         // later ones, each sent by another synthetic new contact, would make
         // namesakes of one another.
-        let (from_name, from_local) = if senders.insert(addr.to_string()) {
-            (from_name, from_local)
+        let (from_name, from_addr) = if senders.insert(addr.to_string()) {
+            (from_name, from_addr)
         } else {
             (None, String::new())
         };
@@ -793,7 +805,7 @@ fn load_ham(index: &Path) -> Vec<Ham> {
             to: (!to.to_lowercase().contains("uwaterloo.ca")).then_some(to),
             from_org: org_domain(domain_of(addr)),
             from_name,
-            from_local,
+            from_addr,
         });
     }
     out
@@ -1295,20 +1307,18 @@ fn main() {
                     let h = &ham[ham_i % ham.len()];
                     ham_i += 1;
                     g.next_to = h.to.clone();
-                    // It writes under the real sender's name and local
-                    // part, at its synthetic domain.
-                    let local_ok = !h.from_local.is_empty()
-                        && h.from_local.len() <= 64
-                        && h.from_local
-                            .chars()
-                            .all(|c| c.is_ascii_graphic() && c != '<' && c != '>' && c != '"');
-                    if local_ok {
+                    // The sender's first message comes as that sender,
+                    // its links as they were; a later one from a synthetic
+                    // person at a synthetic domain.
+                    if h.from_addr.is_empty() {
+                        h.body_from(&dom)
+                    } else {
                         person = Person {
                             name: h.from_name.clone().unwrap_or_default(),
-                            addr: format!("{}@{dom}", h.from_local),
+                            addr: h.from_addr.clone(),
                         };
+                        h.body.clone()
                     }
-                    h.body_from(&dom)
                 } else if g.rng.chance(0.15) {
                     with_attachment("Inquiry", "Please see my CV attached.")
                 } else {

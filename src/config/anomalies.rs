@@ -3,6 +3,89 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The default `[anomalies.brands]`: brands that phishing most often
+/// names, each with the names of its own registrable domains (any
+/// suffix: `paypal` stands for paypal.com, paypal.de, paypal.co.uk).
+/// Online services, banks, payment, parcel carriers, tax offices and
+/// crypto-currency wallets and exchanges. No public mailbox provider is a
+/// brand's own domain: "Microsoft" at outlook.com is someone's account.
+const BRANDS: &[(&str, &[&str])] = &[
+    ("adobe", &["adobe"]),
+    ("airbnb", &["airbnb"]),
+    ("amazon", &["amazon", "amazonses", "aws", "amazonaws"]),
+    ("american express", &["americanexpress", "aexp"]),
+    ("apple", &["apple", "icloud", "itunes"]),
+    ("banco do brasil", &["bb"]),
+    ("bank of america", &["bankofamerica", "bofa"]),
+    ("binance", &["binance"]),
+    ("booking.com", &["booking"]),
+    ("bradesco", &["bradesco"]),
+    ("chase bank", &["chase", "jpmorgan"]),
+    ("citibank", &["citi", "citibank"]),
+    ("coinbase", &["coinbase"]),
+    ("dhl", &["dhl"]),
+    ("docusign", &["docusign"]),
+    ("dropbox", &["dropbox", "dropboxmail"]),
+    ("ebay", &["ebay"]),
+    ("facebook", &["facebook", "facebookmail", "meta"]),
+    ("fedex", &["fedex"]),
+    ("google", &["google", "googlemail", "youtube"]),
+    ("hmrc", &["hmrc"]),
+    ("hsbc", &["hsbc"]),
+    ("icloud", &["apple", "icloud"]),
+    ("instagram", &["instagram", "facebookmail", "meta"]),
+    ("irs", &["irs"]),
+    ("itau", &["itau"]),
+    ("kraken", &["kraken"]),
+    ("ledger", &["ledger"]),
+    ("linkedin", &["linkedin"]),
+    ("mastercard", &["mastercard"]),
+    ("mcafee", &["mcafee"]),
+    (
+        "mercado pago",
+        &["mercadopago", "mercadolivre", "mercadolibre"],
+    ),
+    ("metamask", &["metamask", "consensys"]),
+    (
+        "microsoft",
+        &[
+            "microsoft",
+            "microsoftonline",
+            "office",
+            "office365",
+            "onmicrosoft",
+            "sharepoint",
+        ],
+    ),
+    ("netflix", &["netflix"]),
+    ("norton", &["norton", "nortonlifelock"]),
+    ("nubank", &["nubank"]),
+    ("office 365", &["microsoft", "office", "office365"]),
+    ("onedrive", &["microsoft", "onedrive"]),
+    ("opensea", &["opensea"]),
+    ("pagseguro", &["pagseguro", "uol"]),
+    ("paypal", &["paypal"]),
+    ("royal mail", &["royalmail"]),
+    ("santander", &["santander"]),
+    ("sharepoint", &["microsoft", "sharepoint"]),
+    ("spotify", &["spotify"]),
+    ("trust wallet", &["trustwallet"]),
+    ("usps", &["usps"]),
+    ("wells fargo", &["wellsfargo"]),
+    ("wetransfer", &["wetransfer"]),
+    ("whatsapp", &["whatsapp", "facebookmail", "meta"]),
+];
+
+/// A brand that display names may name: its name as they write it
+/// (`"banco do brasil"`) and the names of its registrable domains without
+/// suffix (`["bb"]` for bb.com.br).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Brand {
+    pub name: String,
+    pub domains: Vec<String>,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
@@ -11,6 +94,8 @@ pub struct AnomalyConfig {
     pub new_mta_for_sender: f64,
     pub lookalike_domain: f64,
     pub display_name_impersonation: f64,
+    /// A display name naming a brand of `brands`, sent from outside it.
+    pub brand_impersonation: f64,
     pub reply_to_divergence: f64,
     /// A correspondent's Reply-To to an address never dealt with.
     pub reply_to_diverted: f64,
@@ -55,6 +140,9 @@ pub struct AnomalyConfig {
     /// logarithmically on the way, and count in full for a stranger.
     pub relationship_cap: f64,
     pub suspicious_tlds: Vec<String>,
+    /// The brands of `brand_impersonation`; replaces the default list
+    /// when set.
+    pub brands: Vec<Brand>,
     /// Longer From domains are `long_domain` (as are more than 5 labels).
     pub max_domain_length: usize,
     /// Look up MX/A of the From domain (costs a DNS query per new domain).
@@ -75,6 +163,7 @@ impl Default for AnomalyConfig {
             new_mta_for_sender: -15.0,
             lookalike_domain: -35.0,
             display_name_impersonation: -30.0,
+            brand_impersonation: -12.0,
             reply_to_divergence: -12.0,
             reply_to_diverted: -40.0,
             recipient_spray: -10.0,
@@ -131,6 +220,13 @@ impl Default for AnomalyConfig {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            brands: BRANDS
+                .iter()
+                .map(|(b, d)| Brand {
+                    name: b.to_string(),
+                    domains: d.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
             max_domain_length: 50,
             check_sender_domain: false,
             dnsbl_zones: Vec::new(),
@@ -147,6 +243,7 @@ impl AnomalyConfig {
             self.new_mta_for_sender,
             self.lookalike_domain,
             self.display_name_impersonation,
+            self.brand_impersonation,
             self.reply_to_divergence,
             self.reply_to_diverted,
             self.recipient_spray,
@@ -182,6 +279,16 @@ impl AnomalyConfig {
         }
         if self.rdap_timeout.0.is_zero() {
             return Err("anomalies.rdap_timeout must be > 0".into());
+        }
+        if let Some(b) = self
+            .brands
+            .iter()
+            .find(|b| !b.name.chars().any(char::is_alphabetic) || b.domains.is_empty())
+        {
+            return Err(format!(
+                "anomalies.brands {:?}: a name with letters, and the names of its domains",
+                b.name
+            ));
         }
         if self.max_domain_length < 10 {
             return Err("anomalies.max_domain_length must be at least 10".into());

@@ -273,6 +273,46 @@ fn impersonation_weighs_against_the_relationship_of_that_address() {
 }
 
 #[test]
+fn a_brand_named_from_outside_its_domains_weighs_against_the_relationship() {
+    let (_d, e, cfg) = setup();
+    // Brand phishing that authenticates for its own domain.
+    let mut m = inbound("service@x7.example", "203.0.113.20", T, "b1@x", &[]);
+    m.display_name = Some("PayPal".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    assert_eq!(names(&a), ["brand_impersonation", "display_name_mismatch"]);
+    let an = anomaly(&a, "brand_impersonation").unwrap();
+    assert_eq!(an.points, cfg.anomalies.brand_impersonation);
+    assert!(an.detail.contains("paypal"), "{}", an.detail);
+    assert_eq!(a.sender.as_ref().unwrap().class, Class::Suspicious);
+
+    // The brand's own domain.
+    let mut own = inbound("service@paypal.example", "203.0.113.21", T, "b2@x", &[]);
+    own.display_name = Some("PayPal".into());
+    assert!(!names(&e.assess(&cfg, &own).unwrap()).contains(&"brand_impersonation"));
+
+    // A reseller the enterprise has dealt with for months: weighed by it.
+    correspond(&e, &cfg, "service@x7.example", "203.0.113.20", 12, true);
+    m.time = T + 60 * DAY;
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(
+        !names(&a).contains(&"brand_impersonation"),
+        "{:?}",
+        a.anomalies
+    );
+
+    // A list of the site's own replaces the default one.
+    let mut mine = cfg.clone();
+    mine.anomalies.brands = vec![crate::config::Brand {
+        name: "acme bank".into(),
+        domains: vec!["acmebank".into()],
+    }];
+    let mut b = inbound("alerts@y8.example", "203.0.113.22", T, "b3@x", &[]);
+    b.display_name = Some("ACME Bank alerts".into());
+    assert!(names(&e.assess(&mine, &b).unwrap()).contains(&"brand_impersonation"));
+    assert!(!names(&e.assess(&mine, &m).unwrap()).contains(&"brand_impersonation"));
+}
+
+#[test]
 fn freemail_addresses_get_no_domain_backing() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "friend@gmail.com", "192.0.2.40", 10, true);
@@ -300,7 +340,7 @@ fn first_contact_signals_two_leave_neutral_a_third_makes_suspicious() {
     assert_eq!(names(&a), ["first_contact_unauthenticated"]);
     assert!(a.sender.as_ref().unwrap().class < Class::Suspicious);
 
-    m.display_name = Some("Microsoft 365".into());
+    m.display_name = Some("Northwind Rewards".into());
     let a = e.assess(&cfg, &m).unwrap();
     assert_eq!(
         names(&a),

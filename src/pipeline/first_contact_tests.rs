@@ -68,9 +68,10 @@ fn each_content_signal_is_named_and_weak_alone() {
 #[test]
 fn content_signals_add_up_with_the_first_contact_signals() {
     let (_d, e, cfg) = setup();
-    // Brand phishing that authenticates for its own domain.
+    // Phishing under a name of no listed brand, authenticated for its own
+    // domain.
     let mut m = stranger("no-reply@x7.example");
-    m.display_name = Some("Microsoft 365".into());
+    m.display_name = Some("Northwind Rewards".into());
     assert_eq!(names(&e, &cfg, &m), ["display_name_mismatch"]);
     assert!(class(&e, &cfg, &m) < Class::Suspicious);
     m.addressed.clear();

@@ -19,6 +19,9 @@
 //!   another address (not when it goes to that person alone: an
 //!   employee's home address writing to work), or it shows an enterprise
 //!   address;
+//! - `brand_impersonation`: the display name names a brand of
+//!   `[anomalies] brands` ("PayPal", "Banco do Brasil"), sent from outside
+//!   that brand's domains ([`brands`]);
 //! - `reply_to_divergence`: Reply-To in another organisation than From
 //!   (and than the envelope sender; never for list mail, whose Reply-To
 //!   names the list, nor for a Reply-To that is the habit of a sender
@@ -68,11 +71,13 @@
 //! optional DNS checks that the milter looked up
 //! ([`crate::message::DnsFacts`]).
 
+mod brands;
 mod connection;
 mod heuristics;
 mod lookalike;
 mod names;
 
+pub use brands::brand_named;
 pub use connection::connection_anomalies;
 pub use heuristics::{hash_like, heuristics, normalize_name};
 pub use lookalike::{distance, skeleton, Protected};
@@ -324,6 +329,17 @@ impl Reputation {
                     }
                 }
             }
+        }
+        if let Some(brand) = msg
+            .display_name
+            .as_deref()
+            .and_then(|n| brand_named(&ac.brands, n, sender))
+        {
+            out.push(Anomaly::new(
+                "brand_impersonation",
+                ac.brand_impersonation,
+                format!("names {brand}, sent from {}", org_domain(domain)),
+            ));
         }
         // A mailing list's Reply-To names the list, and a bulk sender's
         // its own envelope domain: neither diverges. Nor does a Reply-To

@@ -52,7 +52,7 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
 
 /// The words of a display name, folded to ASCII lower case, split at
 /// anything not a letter; 32 at most.
-fn name_tokens(name: &str) -> Vec<String> {
+pub(super) fn name_tokens(name: &str) -> Vec<String> {
     deunicode::deunicode(name)
         .to_ascii_lowercase()
         .split(|c: char| !c.is_ascii_alphabetic())

@@ -1,0 +1,129 @@
+//! `brand_impersonation`: a display name that names a brand, on an address
+//! outside that brand's own domains ("PayPal" <service@x7.example>,
+//! "Katie from Ledger" <device@university.example>). The brands are
+//! `[anomalies] brands`: a name and the names of its registrable domains
+//! (`paypal` for paypal.com, paypal.de, paypal.co.uk).
+
+use super::names::{name_mismatch, name_tokens};
+use crate::config::Brand;
+use crate::vocab::{domain_of, org_domain};
+
+/// Folds what homoglyphs and capitals blur: `I` and `l` read alike in a
+/// display name ("Banco do BrasiI").
+fn fold(tokens: Vec<String>) -> Vec<String> {
+    tokens.into_iter().map(|t| t.replace('i', "l")).collect()
+}
+
+/// The name of a registrable domain without its suffix: `paypal` for
+/// `mail.paypal.co.uk`.
+fn org_name(domain: &str) -> String {
+    let org = org_domain(domain);
+    org.split('.').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// The brand that `name` names, when `sender` is not at one of its
+/// domains. Not when the brand is one word of a person's name that fits
+/// the address (`Scott Norton` <nortonsm@…>), nor when the sender's
+/// domain spells the brand (`bigapplebagels.example` is no impersonation
+/// of Apple; a lookalike of a correspondent's domain is `lookalike_domain`'s).
+pub fn brand_named<'a>(brands: &'a [Brand], name: &str, sender: &str) -> Option<&'a str> {
+    let words = fold(name_tokens(name));
+    if words.is_empty() {
+        return None;
+    }
+    let domain = domain_of(sender);
+    let own = org_name(domain);
+    let own_folded = own.replace('i', "l");
+    for Brand {
+        name: brand,
+        domains,
+    } in brands
+    {
+        let phrase = fold(name_tokens(brand));
+        if phrase.is_empty() || !words.windows(phrase.len()).any(|w| w == phrase.as_slice()) {
+            continue;
+        }
+        if domains.iter().any(|d| org_name(d) == own) {
+            return None;
+        }
+        if phrase.iter().any(|p| own_folded.contains(p.as_str())) {
+            return None;
+        }
+        if phrase.len() == 1 && words.len() >= 2 && !name_mismatch(name, sender) {
+            return None;
+        }
+        return Some(brand.as_str());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AnomalyConfig;
+
+    fn named(name: &str, sender: &str) -> Option<String> {
+        let cfg = AnomalyConfig::default();
+        brand_named(&cfg.brands, name, sender).map(str::to_string)
+    }
+
+    #[test]
+    fn a_brand_on_another_domain_is_named() {
+        assert_eq!(
+            named("PayPal", "service@x7.example").as_deref(),
+            Some("paypal")
+        );
+        assert_eq!(
+            named("Katie from Ledger", "device@university.example").as_deref(),
+            Some("ledger")
+        );
+        assert_eq!(
+            named(
+                "[Banco do BrasiI - Comunicado 6333967970]",
+                "h20286@gmail.com"
+            )
+            .as_deref(),
+            Some("banco do brasil"),
+            "capital I for l"
+        );
+        // Cyrillic and Greek letters, zero-width joiners between letters.
+        assert_eq!(
+            named("Μetamаsk.io", "a@b.example").as_deref(),
+            Some("metamask")
+        );
+        assert_eq!(
+            named(
+                "P\u{200d}a\u{200d}y\u{200d}P\u{200d}a\u{200d}l",
+                "a@b.example"
+            )
+            .as_deref(),
+            Some("paypal")
+        );
+        assert_eq!(
+            named("MetaMask", "metamask@gmail.com").as_deref(),
+            Some("metamask")
+        );
+    }
+
+    #[test]
+    fn the_brand_itself_and_people_are_not() {
+        // Its own domains, under any suffix.
+        assert_eq!(named("PayPal", "service@mail.paypal.co.uk"), None);
+        assert_eq!(named("Facebook", "security@facebookmail.com"), None);
+        assert_eq!(
+            named("Microsoft account team", "no-reply@microsoft.com"),
+            None
+        );
+        assert_eq!(named("BANCO DO BRASIL", "059616@bb.com.br"), None);
+        // A person whose surname is a brand's, on an address made of it.
+        assert_eq!(named("Scott Norton", "nortonsm@yahoo.com"), None);
+        // A domain that spells the brand says what it is.
+        assert_eq!(
+            named("Big Apple Bagels", "orders@bigapplebagels.example"),
+            None
+        );
+        // A word inside another is no brand: "Upside" is not UPS.
+        assert_eq!(named("Upside Partners", "a@b.example"), None);
+        assert_eq!(named("", "a@b.example"), None);
+    }
+}
