@@ -20,7 +20,8 @@
 //! give back.
 //!
 //! What a record cannot tell is counted as *inexact*, not guessed: a
-//! factor's `cap` or `volume_maturity_days` changed, a weight moved away from zero, `[lists]`
+//! factor's `cap` or `volume_maturity_days` changed, the brands of
+//! `brand_impersonation` changed, a weight moved away from zero, `[lists]`
 //! changed, or a message the current config refused before end of
 //! message would go on under the candidate (its content was never rated).
 //! `[policy.rcpt.new_recipient]` is per recipient and a record does not
@@ -45,6 +46,9 @@ struct Scales {
     sender: HashMap<String, (f64, f64)>,
     mta: HashMap<String, (f64, f64)>,
     caps_changed: bool,
+    /// `[anomalies] brands` changed: which messages name a brand is not in
+    /// the records.
+    brands_changed: bool,
 }
 
 /// `name → weight` (and `name → cap`) of a serialised weights table
@@ -105,6 +109,7 @@ impl Scales {
             sender,
             mta,
             caps_changed,
+            brands_changed: cur.anomalies.brands != cand.anomalies.brands,
         }
     }
 }
@@ -316,6 +321,9 @@ impl<'a> WhatIf<'a> {
         if sc.caps_changed {
             r.warnings.push("a factor's cap or [scoring] volume_maturity_days changed: the records hold points, not the counts and ages behind them, so the candidate's are not applied (replay an archive under it for that)".into());
         }
+        if sc.brands_changed {
+            r.warnings.push("[anomalies] brands changed: a record says whether its display name named a brand of the current list only, so brand_impersonation is re-weighed where it was raised and nowhere else (replay an archive under it for that)".into());
+        }
         if cur.lists != cand.lists {
             r.warnings
                 .push("[lists] changed: a record's override is kept as it was".into());
@@ -344,7 +352,7 @@ impl<'a> WhatIf<'a> {
         if rec["action"].as_str() == Some(now.action.as_str()) {
             r.reproduced += 1;
         }
-        let exact = now.exact && new.exact && !sc.caps_changed;
+        let exact = now.exact && new.exact && !sc.caps_changed && !sc.brands_changed;
         r.inexact += u64::from(!exact);
         r.totals.entry(now.action.clone()).or_default().0 += 1;
         r.totals.entry(new.action.clone()).or_default().1 += 1;
@@ -555,6 +563,18 @@ mod tests {
         let r = whatif(&cur, &cand, &[rec]);
         assert_eq!((r.records, r.reproduced, r.inexact), (1, 1, 0));
         assert_eq!(r.sender_classes["suspicious → malicious"], 1);
+    }
+
+    #[test]
+    fn a_changed_brand_list_is_flagged() {
+        let cur = cfg();
+        let mut cand = cfg();
+        cand.anomalies.brands.truncate(3);
+        let r = whatif(&cur, &cand, &[record(4.0, 5, "accept")]);
+        assert_eq!((r.records, r.inexact), (1, 1));
+        assert!(r.warnings[0].contains("brands"), "{:?}", r.warnings);
+        let same = whatif(&cur, &cfg(), &[record(4.0, 5, "accept")]);
+        assert_eq!(same.inexact, 0);
     }
 
     #[test]
