@@ -31,30 +31,66 @@ pub fn brand_named<'a>(brands: &'a [Brand], name: &str, sender: &str) -> Option<
     if words.is_empty() {
         return None;
     }
+    // The words between spaces: a brand's phrase is found whole.
+    let hay = format!(" {} ", words.join(" "));
     let domain = domain_of(sender);
-    let own = org_name(domain);
-    let own_folded = own.replace('i', "l");
+    let mut own: Option<String> = None;
+    let mut needle = String::new();
     for Brand {
         name: brand,
         domains,
     } in brands
     {
-        let phrase = fold(name_tokens(brand));
-        if phrase.is_empty() || !words.windows(phrase.len()).any(|w| w == phrase.as_slice()) {
+        phrase_of(brand, &mut needle);
+        if needle.len() <= 2 || !hay.contains(needle.as_str()) {
             continue;
         }
-        if domains.iter().any(|d| org_name(d) == own) {
+        let own = own.get_or_insert_with(|| org_name(domain));
+        if domains.iter().any(|d| org_name(d) == *own) {
             return None;
         }
-        if phrase.iter().any(|p| own_folded.contains(p.as_str())) {
+        let own_folded = own.replace('i', "l");
+        if needle
+            .split(' ')
+            .any(|p| !p.is_empty() && own_folded.contains(p))
+        {
             return None;
         }
-        if phrase.len() == 1 && words.len() >= 2 && !name_mismatch(name, sender) {
+        let one_word = needle.trim().split(' ').count() == 1;
+        if one_word && words.len() >= 2 && !name_mismatch(name, sender) {
             return None;
         }
         return Some(brand.as_str());
     }
     None
+}
+
+/// A brand's words as [`fold`] and [`name_tokens`] make them, between
+/// spaces (" banco do brasll "), into `out`: without allocating for a
+/// brand written in ASCII, as the default ones are.
+fn phrase_of(brand: &str, out: &mut String) {
+    out.clear();
+    out.push(' ');
+    if brand.is_ascii() {
+        for c in brand.chars() {
+            if c.is_ascii_alphabetic() {
+                out.push(match c.to_ascii_lowercase() {
+                    'i' => 'l',
+                    l => l,
+                });
+            } else if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        }
+    } else {
+        for w in fold(name_tokens(brand)) {
+            out.push_str(&w);
+            out.push(' ');
+        }
+    }
+    if !out.ends_with(' ') {
+        out.push(' ');
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +161,18 @@ mod tests {
         // A word inside another is no brand: "Upside" is not UPS.
         assert_eq!(named("Upside Partners", "a@b.example"), None);
         assert_eq!(named("", "a@b.example"), None);
+    }
+
+    #[test]
+    fn brands_fold_as_display_names_do() {
+        let mut out = String::new();
+        phrase_of("Banco do Brasil", &mut out);
+        assert_eq!(out, " banco do brasll ");
+        phrase_of("booking.com", &mut out);
+        assert_eq!(out, " booklng com ");
+        phrase_of("Itaú", &mut out);
+        assert_eq!(out, " ltau ");
+        phrase_of("--", &mut out);
+        assert_eq!(out.trim(), "");
     }
 }
