@@ -28,6 +28,7 @@ cp examples/sra-milter.toml "$seeds/config/example.toml"
 printf 'Microsoft 365\nexa.mple.com' > "$seeds/identity/synthetic"
 printf 'J\xc3\xb6rg M\xc3\xbcller\nxn--exmple-4nf.com..' > "$seeds/identity/punycode"
 printf 'Mike C. Fletcher\nmcfletch@vrplumber.example' > "$seeds/identity/initials"
+printf 'Banco do BrasiI - P\xe2\x80\x8dayPal\nservice@mail.paypal.co.uk' > "$seeds/identity/brand"
 printf '\001\350\007\320\017\002\001\003\002\001\001\001\001\014X\202\306\013\216\335\031\000\000' > "$seeds/record/synthetic"
 
 # Real third-party mail, when the shared corpus is beside the checkout.

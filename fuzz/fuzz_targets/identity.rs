@@ -1,17 +1,24 @@
 //! The identity checks on a sender's own strings: the lookalike check of a
 //! From domain (punycode, confusables, dots and hyphens), the display-name
-//! checks, the mail-client name and the heuristics.
+//! checks (fitting, brands), the mail-client name and the heuristics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sra_milter::config::AnomalyConfig;
 use sra_milter::message::client_name;
-use sra_milter::reputation::anomaly::{heuristics, name_mismatch, normalize_name, Protected};
+use sra_milter::reputation::anomaly::{
+    brand_named, heuristics, name_mismatch, normalize_name, Protected,
+};
 use std::sync::OnceLock;
 
 fn protected() -> &'static Protected {
     static P: OnceLock<Protected> = OnceLock::new();
     P.get_or_init(|| Protected::new(["example.com", "partner-bank.co.uk", "acme.org", "bücher.de"]))
+}
+
+fn anomalies() -> &'static AnomalyConfig {
+    static A: OnceLock<AnomalyConfig> = OnceLock::new();
+    A.get_or_init(AnomalyConfig::default)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -27,8 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = name_mismatch(name, &address);
     let _ = normalize_name(name);
     let _ = client_name(name);
+    let cfg = anomalies();
+    let _ = brand_named(&cfg.brands, name, &address);
     let _ = heuristics(
-        &AnomalyConfig::default(),
+        cfg,
         &address,
         Some(name),
         Some(domain),
