@@ -27,6 +27,30 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// `count` loopback ports for cluster nodes: each with its cluster bus
+/// port (`port + 10000`) free too, both below the kernel's ephemeral range
+/// (32768–60999), where a client socket of another test could take one
+/// between this choice and the server's start.
+fn free_cluster_ports(count: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new();
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for attempt in 0u64.. {
+        if ports.len() == count {
+            break;
+        }
+        assert!(attempt < 10_000, "no free pair of ports for a cluster node");
+        let port = 10_000 + (seed.hash_one(attempt) % 12_700) as u16;
+        let bind = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p));
+        if let (Ok(a), Ok(b)) = (bind(port), bind(port + 10_000)) {
+            held.push((a, b));
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
     start_server_with(dir, port, cluster, &[])
 }
@@ -278,7 +302,7 @@ impl Redis {
     fn cluster_with(tls: bool) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ports = free_ports(6);
+        let ports = free_cluster_ports(6);
         let ca = d.join("ca.crt");
         let children = if tls {
             make_certificates(d);
