@@ -193,6 +193,59 @@ fn a_broken_signature_of_the_from_domain_through_a_relay_is_forwarding() {
 }
 
 #[test]
+fn a_forwarded_answer_through_an_unknown_forwarder_keeps_the_history() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 6, true);
+    // The enterprise writes to Carol; her answer comes through a
+    // forwarding service never seen before, her DKIM signature broken.
+    run(
+        &e,
+        &cfg,
+        &outbound("carol@partner.example", T + 20 * DAY, "q1@example.com", &[]),
+    );
+    let answer = failing(
+        inbound(
+            "carol@partner.example",
+            "198.51.100.99",
+            T + 20 * DAY + 3600,
+            "a1@x",
+            &["q1@example.com"],
+        ),
+        auth(
+            AuthResult::Fail,
+            AuthResult::None,
+            Some(("partner.example", AuthResult::Fail)),
+        ),
+    );
+    let a = e.assess(&cfg, &answer).unwrap();
+    assert!(matches!(a.path, PathTrust::Indirect(_)), "{:?}", a.path);
+    assert!(!names(&a).contains(&"auth_regression"), "{:?}", a.anomalies);
+    assert!(a.sender.as_ref().unwrap().class < Class::Suspicious);
+
+    // The same message answering nothing, or mail sent to someone else,
+    // is a spoof of her until the forwarder is known.
+    let mut cold = answer.clone();
+    cold.references.clear();
+    let a = e.assess(&cfg, &cold).unwrap();
+    assert_eq!(a.path, PathTrust::Unproven);
+    assert!(names(&a).contains(&"auth_regression"));
+    run(
+        &e,
+        &cfg,
+        &outbound("dave@partner.example", T + 21 * DAY, "q2@example.com", &[]),
+    );
+    let mut other = answer.clone();
+    other.references = vec!["q2@example.com".into()];
+    assert_eq!(e.assess(&cfg, &other).unwrap().path, PathTrust::Unproven);
+    // Nor does a thread vouch without a sign that the message was relayed.
+    let bare = failing(
+        answer.clone(),
+        auth(AuthResult::Fail, AuthResult::None, None),
+    );
+    assert!(names(&e.assess(&cfg, &bare).unwrap()).contains(&"auth_regression"));
+}
+
+#[test]
 fn a_never_authenticating_correspondent_builds_history_on_answered_paths() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "bob@small.example", "192.0.2.20", 8, false);

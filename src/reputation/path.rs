@@ -15,7 +15,10 @@
 //!   quarters of its positive history (`unauthenticated_indirect` withholds
 //!   `INDIRECT_SHARE`) and no regression or new-MTA
 //!   anomaly is raised: the MTA is the relay's, not the sender's. A spoofer
-//!   would have to send through a relay that already carries our mail.
+//!   would have to send through a relay that already carries our mail. A
+//!   relayed message through an MTA not (yet) known as a relay is
+//!   `Indirect` too when it answers mail the enterprise sent to that very
+//!   address: the thread's identifiers, not the relay, vouch for it.
 //! - [`PathTrust::Answered`]: a sender that has never authenticated (too
 //!   little authenticated history of its own) arrives from a network from
 //!   which the enterprise has answered its mail before: the history stands.
@@ -159,30 +162,39 @@ impl Reputation {
                 if is_relay(&mta, msg.time) {
                     return Ok(PathTrust::Indirect(why));
                 }
+                // A forwarder not known as one yet (an alumni or personal
+                // forwarding service): believed when the message answers
+                // mail the enterprise sent to this very address.
+                if self.answers_mail_to(msg, sender)? {
+                    return Ok(PathTrust::Indirect(
+                        "relayed, answering the enterprise's mail",
+                    ));
+                }
             }
         }
         if rec.count(Counter::MessagesReceived) < cfg.scoring.min_history {
             let pair = self
                 .store
                 .record(Kind::Pair, &net_pair_key(sender, &mta_net_key(ip)))?;
-            if pair.count(Counter::RepliesSent) > 0 {
-                return Ok(PathTrust::Answered);
-            }
-            // It answers mail the enterprise sent to this very address: the
-            // thread's identifiers are known only to its correspondents.
-            let stored = self.store.address_key(sender);
-            if self
-                .answered_outbound(msg, |e| {
-                    e.recipients
-                        .iter()
-                        .any(|r| self.store.address_key(r) == stored)
-                })?
-                .is_some()
-            {
+            if pair.count(Counter::RepliesSent) > 0 || self.answers_mail_to(msg, sender)? {
                 return Ok(PathTrust::Answered);
             }
         }
         Ok(PathTrust::Unproven)
+    }
+
+    /// Whether `msg` answers mail the enterprise sent to `sender` itself
+    /// (In-Reply-To/References name it): a thread's identifiers are known
+    /// only to its correspondents.
+    fn answers_mail_to(&self, msg: &Message, sender: &str) -> Result<bool, StoreError> {
+        let stored = self.store.address_key(sender);
+        Ok(self
+            .answered_outbound(msg, |e| {
+                e.recipients
+                    .iter()
+                    .any(|r| self.store.address_key(r) == stored)
+            })?
+            .is_some())
     }
 }
 
