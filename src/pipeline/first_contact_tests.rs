@@ -151,6 +151,11 @@ fn a_name_fits_the_usual_ways_addresses_are_made_of_it() {
         ("進念‧二十面體 Zuni Icosahedron", "info@zuni.example"),
         // Diacritics and invisible characters between the letters.
         ("Wállét.com", "wallet@gotgel.example"),
+        // Umlauts as German and Nordic addresses spell them, or plain.
+        ("Martin Plöderl", "m.ploederl@salk.example"),
+        ("Jörg Müller", "joerg.mueller@firma.example"),
+        ("Jörg Müller", "jmuller@firma.example"),
+        ("Ævar Arnfjörð Bjarmason", "avarab@gmail.com"),
     ] {
         assert!(!name_mismatch(name, addr), "{name} <{addr}>");
     }
@@ -160,6 +165,7 @@ fn a_name_fits_the_usual_ways_addresses_are_made_of_it() {
         ("Olivia Fischer", "ofxq@maple.example"),
         ("Payroll", "p@vendor.example"),
         ("Apple Support", "xk@promo.example"),
+        ("Jörg Müller", "xk@promo.example"),
         // Letters held apart by zero-width joiners are still a brand.
         ("V\u{200d}e\u{200d}n\u{200d}m\u{200d}o S\u{200d}u\u{200d}p\u{200d}p\u{200d}o\u{200d}r\u{200d}t", "mailsus24395@dev.example"),
     ] {

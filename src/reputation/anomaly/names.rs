@@ -10,7 +10,9 @@
 /// Payable"; two words or four letters of one at least), when a word
 /// holds the whole local part (`staack` for "staackjt"), or when it names
 /// a team in generic words ("Customer Service"). Letters with diacritics
-/// compare as their base letters (`krstic` for "Ivan Krstić"). A name
+/// compare as their base letters (`krstic` for "Ivan Krstić"), and
+/// umlauts and their Nordic kin also as German and Nordic addresses spell
+/// them (`ploederl` for "Martin Plöderl", `avar` for "Ævar"). A name
 /// without words (initials, an address) says nothing.
 pub fn name_mismatch(name: &str, address: &str) -> bool {
     let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
@@ -36,18 +38,51 @@ pub fn name_mismatch(name: &str, address: &str) -> bool {
     if words.is_empty() || words.iter().all(|w| ROLE_WORDS.contains(w)) {
         return false;
     }
+    if fits(&tokens, &local, &addr) {
+        return false;
+    }
+    // The other spellings of umlauts: only for a name that has them.
+    let respelled = respell(name);
+    !respelled.is_some_and(|n| fits(&name_tokens(&n), &local, &addr))
+}
+
+/// Whether the name's `tokens` fit the address (`local`: its local part's
+/// letters; `addr`: its letters and digits).
+fn fits(tokens: &[String], local: &str, addr: &str) -> bool {
     // The beginnings are tried over the first six words (the search
     // grows with their number); every word is looked for in the address.
     let first = &tokens[..tokens.len().min(6)];
-    let fits = words.iter().any(|w| addr.contains(w))
-        || (local.len() >= 4 && tokens.iter().any(|t| t.contains(&local)))
-        || built_from(&local, first)
+    tokens
+        .iter()
+        .any(|w| w.len() >= 3 && addr.contains(w.as_str()))
+        || (local.len() >= 4 && tokens.iter().any(|t| t.contains(local)))
+        || built_from(local, first)
         || {
             let mut surname_first = first.to_vec();
             surname_first.rotate_right(1);
-            built_from(&local, &surname_first)
-        };
-    !fits
+            built_from(local, &surname_first)
+        }
+}
+
+/// The name with its umlauts and Nordic letters spelt as German and Nordic
+/// addresses spell them (ä → ae, ö and ø → oe, ü → ue, å → aa, æ → a):
+/// `None` when it has none.
+fn respell(name: &str) -> Option<String> {
+    if !name.contains(['ä', 'ö', 'ü', 'ø', 'å', 'æ', 'Ä', 'Ö', 'Ü', 'Ø', 'Å', 'Æ']) {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            'ä' | 'Ä' => out.push_str("ae"),
+            'ö' | 'Ö' | 'ø' | 'Ø' => out.push_str("oe"),
+            'ü' | 'Ü' => out.push_str("ue"),
+            'å' | 'Å' => out.push_str("aa"),
+            'æ' | 'Æ' => out.push('a'),
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// The words of a display name, folded to ASCII lower case, split at
