@@ -3,7 +3,8 @@
 # turn, ROUNDS times (the cost must not grow with the sender's history).
 # smtp-source sends MESSAGES messages over SESSIONS sessions from one sender
 # and one client IP (a hot sender, as any load test is); Postfix relays to
-# smtp-sink. Prints messages/s and the milter's CPU per 1000 messages.
+# smtp-sink. Prints messages/s, the milter's CPU per 1000 messages and its
+# context switches per message.
 #
 #   scripts/postfix-bench.sh [MESSAGES] [SESSIONS] [ROUNDS] [tcp|unix] [noauth|auth]
 #
@@ -181,26 +182,34 @@ for _ in $(seq 100); do
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Context switches of all the process's threads (each wake-up costs the
+# kernel's scheduler time that the CPU figure includes).
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 hz=$(getconf CLK_TCK)
 
 run() { # NAME MILTER PID
     postconf -c "$work/etc" -e "smtpd_milters = $2"
     postfix -c "$work/etc" reload >/dev/null 2>&1
     sleep 1
-    local before=0 after=0
-    [ -n "$3" ] && before=$(cpu_ticks "$3")
+    local before=0 after=0 sw0=0 sw1=0
+    [ -n "$3" ] && before=$(cpu_ticks "$3") && sw0=$(switches "$3")
     local start end
     start=$(date +%s.%N)
     smtp-source -s "$sessions" -m "$messages" -f carol@partner.example "${source_args[@]}" \
         -t alice@example.com "127.0.0.1:$smtp_port"
     end=$(date +%s.%N)
-    [ -n "$3" ] && after=$(cpu_ticks "$3")
-    python3 - "$1" "$start" "$end" "$before" "$after" "$hz" "$messages" <<'PY'
+    [ -n "$3" ] && after=$(cpu_ticks "$3") && sw1=$(switches "$3")
+    python3 - "$1" "$start" "$end" "$before" "$after" "$hz" "$messages" "$sw0" "$sw1" <<'PY'
 import sys
-name, start, end, before, after, hz, n = sys.argv[1:]
+name, start, end, before, after, hz, n, sw0, sw1 = sys.argv[1:]
 secs = float(end) - float(start)
 cpu = (int(after) - int(before)) / int(hz)
-per = f"{cpu / int(n) * 1000:.2f} s CPU per 1000" if name != "none" else ""
+per = (
+    f"{cpu / int(n) * 1000:.2f} s CPU per 1000, "
+    f"{(int(sw1) - int(sw0)) / int(n):.1f} context switches per message"
+    if name != "none"
+    else ""
+)
 print(f"  {name:<10} {int(n) / secs:7.0f} msg/s  {per}")
 PY
 }
