@@ -280,13 +280,15 @@ impl AnomalyConfig {
         if self.rdap_timeout.0.is_zero() {
             return Err("anomalies.rdap_timeout must be > 0".into());
         }
-        if let Some(b) = self
-            .brands
-            .iter()
-            .find(|b| !b.name.chars().any(char::is_alphabetic) || b.domains.is_empty())
-        {
+        if let Some(b) = self.brands.iter().find(|b| {
+            !b.name.chars().any(char::is_alphabetic)
+                || b.domains.is_empty()
+                || b.name
+                    .split(|c: char| !c.is_alphabetic())
+                    .any(|w| w.chars().count() > 40)
+        }) {
             return Err(format!(
-                "anomalies.brands {:?}: a name with letters, and the names of its domains",
+                "anomalies.brands {:?}: a name with letters (words of at most 40), and the names of its domains",
                 b.name
             ));
         }
@@ -300,6 +302,23 @@ impl AnomalyConfig {
 #[cfg(test)]
 mod rdap_tests {
     use super::*;
+
+    #[test]
+    fn brands_are_checked() {
+        let mut a = AnomalyConfig::default();
+        assert!(a.validate().is_ok());
+        for (name, domains) in [
+            ("--", vec!["x".to_string()]),
+            ("acme", vec![]),
+            (&*"a".repeat(41), vec!["x".to_string()]),
+        ] {
+            a.brands = vec![Brand {
+                name: name.to_string(),
+                domains,
+            }];
+            assert!(a.validate().is_err(), "{name:?}");
+        }
+    }
 
     #[test]
     fn rdap_settings_are_checked() {

@@ -8,6 +8,9 @@ use super::names::{name_mismatch, name_tokens};
 use crate::config::Brand;
 use crate::vocab::{domain_of, org_domain};
 
+/// The longest word a brand's name is matched on.
+const MAX_BRAND_WORD: usize = 40;
+
 /// Folds what homoglyphs and capitals blur: `I` and `l` read alike in a
 /// display name ("Banco do BrasiI").
 fn fold(tokens: Vec<String>) -> Vec<String> {
@@ -31,8 +34,20 @@ pub fn brand_named<'a>(brands: &'a [Brand], name: &str, sender: &str) -> Option<
     if words.is_empty() {
         return None;
     }
-    // The words between spaces: a brand's phrase is found whole.
-    let hay = format!(" {} ", words.join(" "));
+    // The words between spaces: a brand's phrase is found whole. A word
+    // longer than any brand's is left out (a hostile name's megabyte of
+    // letters is not searched 51 times).
+    let short: Vec<&str> = words
+        .iter()
+        .map(|w| {
+            if w.len() <= MAX_BRAND_WORD {
+                w.as_str()
+            } else {
+                ""
+            }
+        })
+        .collect();
+    let hay = format!(" {} ", short.join(" "));
     let domain = domain_of(sender);
     let mut own: Option<String> = None;
     let mut needle = String::new();
@@ -161,6 +176,13 @@ mod tests {
         // A word inside another is no brand: "Upside" is not UPS.
         assert_eq!(named("Upside Partners", "a@b.example"), None);
         assert_eq!(named("", "a@b.example"), None);
+        // A word longer than any brand's matches none.
+        let long = format!("PayPal{}", "x".repeat(100));
+        assert_eq!(named(&long, "a@b.example"), None);
+        assert_eq!(
+            named(&format!("{} PayPal", "x".repeat(100_000)), "a@b.example").as_deref(),
+            Some("paypal")
+        );
     }
 
     #[test]
