@@ -651,8 +651,8 @@ struct Phish {
     to: Option<String>,
 }
 
-/// A real legitimate message's Subject and MIME body, and its `To:` when
-/// that did not name its recipient.
+/// A real legitimate message's Subject and MIME body, its `To:` when that
+/// did not name its recipient, and its sender.
 #[derive(Clone)]
 struct Ham {
     body: String,
@@ -1275,7 +1275,7 @@ fn main() {
                     ("Customer Service", "hello"),
                     ("Recruiting", "jobs"),
                 ];
-                let person = if own && g.rng.chance(0.15) {
+                let mut person = if own && g.rng.chance(0.15) {
                     let (name, local) = *g.rng.pick(&roles);
                     Person {
                         name: name.to_string(),
@@ -1302,7 +1302,6 @@ fn main() {
                 } else {
                     Auth::Pass
                 };
-                let mut person = person;
                 let body = if !ham.is_empty() {
                     let h = &ham[ham_i % ham.len()];
                     ham_i += 1;

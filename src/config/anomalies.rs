@@ -76,6 +76,10 @@ const BRANDS: &[(&str, &[&str])] = &[
     ("whatsapp", &["whatsapp", "facebookmail", "meta"]),
 ];
 
+/// The longest word of a brand's name, in letters: `brand_impersonation`
+/// looks for no longer word in a display name.
+pub const MAX_BRAND_WORD: usize = 40;
+
 /// A brand that display names may name: its name as they write it
 /// (`"banco do brasil"`) and the names of its registrable domains without
 /// suffix (`["bb"]` for bb.com.br).
@@ -285,10 +289,10 @@ impl AnomalyConfig {
                 || b.domains.is_empty()
                 || b.name
                     .split(|c: char| !c.is_alphabetic())
-                    .any(|w| w.chars().count() > 40)
+                    .any(|w| w.chars().count() > MAX_BRAND_WORD)
         }) {
             return Err(format!(
-                "anomalies.brands {:?}: a name with letters (words of at most 40), and the names of its domains",
+                "anomalies.brands {:?}: a name with letters (words of at most {MAX_BRAND_WORD}), and the names of its domains",
                 b.name
             ));
         }

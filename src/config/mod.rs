@@ -12,7 +12,7 @@ mod sections;
 mod socket;
 mod store;
 
-pub use anomalies::{AnomalyConfig, Brand};
+pub use anomalies::{AnomalyConfig, Brand, MAX_BRAND_WORD};
 pub use policy::{ClassActions, PolicyConfig, RcptPolicy, StagePolicy};
 pub use scoring::{log_fraction, MtaWeights, ScoringConfig, SenderWeights, Weight};
 pub use sections::{

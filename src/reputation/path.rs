@@ -141,6 +141,9 @@ impl Reputation {
         let Some(ip) = msg.client_ip else {
             return Ok(PathTrust::Unproven);
         };
+        // Whether the message answers mail the enterprise sent to `sender`,
+        // once looked up.
+        let mut answered: Option<bool> = None;
         if msg.auth_state == AuthState::Fail {
             let from_org = org_domain(domain_of(sender));
             let auth = msg.auth.as_ref();
@@ -165,18 +168,23 @@ impl Reputation {
                 // A forwarder not known as one yet (an alumni or personal
                 // forwarding service): believed when the message answers
                 // mail the enterprise sent to this very address.
-                if self.answers_mail_to(msg, sender)? {
+                let answers = self.answers_mail_to(msg, sender)?;
+                if answers {
                     return Ok(PathTrust::Indirect(
                         "relayed, answering the enterprise's mail",
                     ));
                 }
+                answered = Some(answers);
             }
         }
         if rec.count(Counter::MessagesReceived) < cfg.scoring.min_history {
             let pair = self
                 .store
                 .record(Kind::Pair, &net_pair_key(sender, &mta_net_key(ip)))?;
-            if pair.count(Counter::RepliesSent) > 0 || self.answers_mail_to(msg, sender)? {
+            // The thread is looked up once: above, or here.
+            if pair.count(Counter::RepliesSent) > 0
+                || answered.map_or_else(|| self.answers_mail_to(msg, sender), Ok)?
+            {
                 return Ok(PathTrust::Answered);
             }
         }

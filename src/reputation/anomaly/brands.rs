@@ -5,11 +5,8 @@
 //! (`paypal` for paypal.com, paypal.de, paypal.co.uk).
 
 use super::names::{name_mismatch, name_tokens};
-use crate::config::Brand;
+use crate::config::{Brand, MAX_BRAND_WORD};
 use crate::vocab::{domain_of, org_domain};
-
-/// The longest word a brand's name is matched on.
-const MAX_BRAND_WORD: usize = 40;
 
 /// Folds what homoglyphs and capitals blur: `I` and `l` read alike in a
 /// display name ("Banco do BrasiI").
@@ -37,17 +34,14 @@ pub fn brand_named<'a>(brands: &'a [Brand], name: &str, sender: &str) -> Option<
     // The words between spaces: a brand's phrase is found whole. A word
     // longer than any brand's is left out (a hostile name's megabyte of
     // letters is not searched 51 times).
-    let short: Vec<&str> = words
-        .iter()
-        .map(|w| {
-            if w.len() <= MAX_BRAND_WORD {
-                w.as_str()
-            } else {
-                ""
-            }
-        })
-        .collect();
-    let hay = format!(" {} ", short.join(" "));
+    let mut hay = String::from(" ");
+    for w in &words {
+        if w.len() <= MAX_BRAND_WORD {
+            hay.push_str(w);
+        }
+        // A word left out still stands between its neighbours.
+        hay.push(' ');
+    }
     let domain = domain_of(sender);
     let mut own: Option<String> = None;
     let mut needle = String::new();
@@ -179,6 +173,13 @@ mod tests {
         // A word longer than any brand's matches none.
         let long = format!("PayPal{}", "x".repeat(100));
         assert_eq!(named(&long, "a@b.example"), None);
+        // Left out, it still parts the words around it.
+        let parted = format!("Bank {} of America", "x".repeat(100));
+        assert_eq!(named(&parted, "a@b.example"), None);
+        assert_eq!(
+            named("Bank of America", "a@b.example").as_deref(),
+            Some("bank of america")
+        );
         assert_eq!(
             named(&format!("{} PayPal", "x".repeat(100_000)), "a@b.example").as_deref(),
             Some("paypal")
