@@ -103,6 +103,9 @@ pub struct AnomalyConfig {
     pub reply_to_divergence: f64,
     /// A correspondent's Reply-To to an address never dealt with.
     pub reply_to_diverted: f64,
+    /// Beside `reply_to_diverted`: the diversion goes to a public mailbox
+    /// provider's address (`freemail_domains`), the sender's is not one.
+    pub reply_to_freemail: f64,
     /// A never-answered sender writing to one new person after another.
     pub recipient_spray: f64,
     pub first_contact_unauthenticated: f64,
@@ -170,6 +173,7 @@ impl Default for AnomalyConfig {
             brand_impersonation: -12.0,
             reply_to_divergence: -12.0,
             reply_to_diverted: -40.0,
+            reply_to_freemail: -10.0,
             recipient_spray: -10.0,
             first_contact_unauthenticated: -6.0,
             display_name_mismatch: -7.0,
@@ -250,6 +254,7 @@ impl AnomalyConfig {
             self.brand_impersonation,
             self.reply_to_divergence,
             self.reply_to_diverted,
+            self.reply_to_freemail,
             self.recipient_spray,
             self.first_contact_unauthenticated,
             self.display_name_mismatch,

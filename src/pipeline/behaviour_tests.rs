@@ -71,6 +71,43 @@ fn a_reply_to_that_is_a_settled_habit_does_not_diverge() {
 }
 
 #[test]
+fn a_diversion_to_a_free_mailbox_weighs_more_from_an_organisations_address() {
+    let (_d, e, cfg) = setup();
+    correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);
+    let later = T + 30 * DAY;
+    let mut m = inbound("carol@partner.example", "192.0.2.10", later, "f1@x", &[]);
+    m.reply_to = Some("carol.partner@gmail.com".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(names(&a).contains(&"reply_to_diverted"), "{:?}", names(&a));
+    assert_eq!(
+        contribution(&a, "reply_to_freemail"),
+        Some(cfg.anomalies.reply_to_freemail)
+    );
+    // To another organisation: the diversion alone.
+    m.reply_to = Some("office@partner-group.example".into());
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(names(&a).contains(&"reply_to_diverted"), "{:?}", names(&a));
+    assert!(!names(&a).contains(&"reply_to_freemail"));
+    // A free mailbox's own user answering from another free mailbox.
+    correspond(&e, &cfg, "dave@yahoo.com", "192.0.2.30", 10, true);
+    let mut d = inbound("dave@yahoo.com", "192.0.2.30", later, "f2@x", &[]);
+    d.reply_to = Some("dave.home@gmail.com".into());
+    let a = e.assess(&cfg, &d).unwrap();
+    assert!(names(&a).contains(&"reply_to_diverted"), "{:?}", names(&a));
+    assert!(!names(&a).contains(&"reply_to_freemail"));
+    // A stranger's Reply-To at a free mailbox is the plain divergence.
+    let mut s = inbound("erin@new.example", "192.0.2.40", later, "f3@x", &[]);
+    s.reply_to = Some("erin@gmail.com".into());
+    let a = e.assess(&cfg, &s).unwrap();
+    assert!(
+        names(&a).contains(&"reply_to_divergence"),
+        "{:?}",
+        names(&a)
+    );
+    assert!(!names(&a).contains(&"reply_to_freemail"));
+}
+
+#[test]
 fn a_correspondents_replies_diverted_to_a_stranger_are_not_weighed_by_the_relationship() {
     let (_d, e, cfg) = setup();
     correspond(&e, &cfg, "carol@partner.example", "192.0.2.10", 10, true);

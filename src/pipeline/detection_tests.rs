@@ -85,7 +85,19 @@ pub(super) fn correspond(
     n: u64,
     authenticated: bool,
 ) {
-    for i in 0..n {
+    correspond_on(e, cfg, who, ip, 0..n, authenticated)
+}
+
+/// As [`correspond`], on the given days after `T` (a Friday) only.
+pub(super) fn correspond_on(
+    e: &Engine,
+    cfg: &Config,
+    who: &str,
+    ip: &str,
+    days: impl Iterator<Item = u64>,
+    authenticated: bool,
+) {
+    for i in days {
         let t = T + i * DAY;
         let (o, r, o2) = (
             format!("o{i}@example.com"),

@@ -1,7 +1,9 @@
 //! What a never-seen MTA's connection shows (reverse DNS, HELO), and the
 //! hour of the week as a correspondent's habit.
 
-use super::detection_tests::{anomaly, contribution, correspond, inbound, names, DAY, T};
+use super::detection_tests::{
+    anomaly, contribution, correspond, correspond_on, inbound, names, DAY, T,
+};
 use super::tests::{run, setup};
 use crate::vocab::Class;
 
@@ -38,6 +40,44 @@ fn a_never_seen_mta_without_a_mail_servers_name_is_flagged_until_it_has_history(
     m.message_id = Some("b9@x".into());
     let a = e.assess(&cfg, &m).unwrap();
     assert!(names(&a).is_empty(), "{:?}", names(&a));
+}
+
+#[test]
+fn a_new_day_at_a_familiar_hour_is_no_break_but_a_first_weekend_is() {
+    let (_d, e, cfg) = setup();
+    // Carol writes at 09:00 UTC on Mondays, Wednesdays, Thursdays and
+    // Fridays for six weeks (`T` is a Friday), answered.
+    let workdays = (0..42).filter(|i| matches!(i % 7, 0 | 3 | 5 | 6));
+    correspond_on(
+        &e,
+        &cfg,
+        "carol@partner.example",
+        "192.0.2.10",
+        workdays,
+        true,
+    );
+    let week7 = T + 42 * DAY + 3600;
+    let mut m = inbound("carol@partner.example", "192.0.2.10", week7, "n1@x", &[]);
+    m.mail_client = Some("roundcube webmail".into());
+    // A first Tuesday morning: her mornings are known, the new client is
+    // the only break.
+    m.time = week7 + 4 * DAY;
+    let a = e.assess(&cfg, &m).unwrap();
+    assert!(
+        !names(&a).contains(&"behaviour_change"),
+        "{:?}",
+        a.anomalies
+    );
+    // A first Saturday morning is new: two breaks.
+    m.time = week7 + DAY;
+    let a = e.assess(&cfg, &m).unwrap();
+    let bc = anomaly(&a, "behaviour_change").unwrap_or_else(|| panic!("{:?}", a.anomalies));
+    assert!(bc.detail.contains("sat/06-12"), "{}", bc.detail);
+    // So is a Tuesday night.
+    m.time = week7 + 4 * DAY + 12 * 3600;
+    let a = e.assess(&cfg, &m).unwrap();
+    let bc = anomaly(&a, "behaviour_change").unwrap_or_else(|| panic!("{:?}", a.anomalies));
+    assert!(bc.detail.contains("tue/18-24"), "{}", bc.detail);
 }
 
 #[test]

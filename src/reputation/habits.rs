@@ -6,7 +6,10 @@
 //! signatures, the organisations its Reply-To pointed to, and the hours
 //! of the week it writes at (weekday × six-hour block, UTC: 28 values,
 //! judged only once `TIMED_SETTLED` messages have shown them, counted by
-//! `Counter::Timed`); with the networks it sends from
+//! `Counter::Timed`; a new one breaks only when that block of the day is
+//! new on every day of its kind, working day or weekend — a Tuesday
+//! morning is not new for someone who writes on Wednesday mornings, a
+//! night or a first Saturday is); with the networks it sends from
 //! (`SetKind::MtaNetworks`). `behaviour_change` is
 //! raised when two or more break at once (`reputation::anomaly`). The
 //! habits of such a message are learned only once the enterprise answers
@@ -14,7 +17,7 @@
 
 use crate::auth::AuthResult;
 use crate::message::Message;
-use crate::store::{Counter, Record};
+use crate::store::{Counter, Record, SetKind};
 use crate::vocab::{domain_of, org_domain};
 
 /// Messages with their hour of the week recorded after which a new hour
@@ -30,12 +33,24 @@ pub struct Habit {
     pub counts: bool,
     /// The counter that must reach its figure before a new value counts.
     pub settled_by: Option<(Counter, u64)>,
+    /// Values alike enough that having seen any of them makes this one
+    /// familiar (the same block of the day on a day of the same kind).
+    pub alike: Vec<String>,
 }
 
 impl Habit {
     /// Whether `rec` has seen enough of this habit to judge a new value.
     pub fn judged(&self, rec: &Record) -> bool {
         self.counts && self.settled_by.is_none_or(|(c, n)| rec.count(c) >= n)
+    }
+
+    /// Whether this habit breaks for `rec`: judged, and neither its value
+    /// nor one alike is among the sender's habits (`set` of `rec`).
+    pub fn breaks(&self, rec: &Record, set: SetKind) -> bool {
+        self.judged(rec)
+            && std::iter::once(&self.member)
+                .chain(&self.alike)
+                .all(|m| rec.contains(set, m) == Some(false))
     }
 }
 
@@ -48,11 +63,24 @@ pub fn is_hour_of_week(member: &str) -> bool {
 /// The hour-of-the-week habit's value at `time`: weekday and six-hour
 /// block, UTC (`when:sat/00-06`).
 pub fn hour_of_week(time: u64) -> String {
-    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     // 1970-01-01 was a Thursday.
-    let day = DAYS[((time / 86_400 + 3) % 7) as usize];
+    let day = ((time / 86_400 + 3) % 7) as usize;
+    when(day, (time % 86_400) / 21_600 * 6)
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn when(day: usize, block: u64) -> String {
+    format!("when:{}/{block:02}-{:02}", DAYS[day], block + 6)
+}
+
+/// The same six-hour block as `time`'s on the other days of its kind
+/// (Monday to Friday, or the weekend).
+fn same_block_on_like_days(time: u64) -> Vec<String> {
+    let day = ((time / 86_400 + 3) % 7) as usize;
     let block = (time % 86_400) / 21_600 * 6;
-    format!("when:{day}/{block:02}-{:02}", block + 6)
+    let kind = if day < 5 { 0..5 } else { 5..7 };
+    kind.filter(|d| *d != day).map(|d| when(d, block)).collect()
 }
 
 /// The habit of a Reply-To in organisation `org` (`none`: no Reply-To
@@ -69,6 +97,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         member: format!("client:{}", msg.mail_client.as_deref().unwrap_or("none")),
         counts: true,
         settled_by: None,
+        alike: Vec::new(),
     }];
     if let Some(a) = &msg.auth {
         for d in a.dkim.iter().filter(|d| {
@@ -81,6 +110,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
                 member: format!("dkim:{}/{}", d.domain, d.selector),
                 counts: true,
                 settled_by: None,
+                alike: Vec::new(),
             });
         }
     }
@@ -94,6 +124,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         counts: reply_org.is_some(),
         member: reply_to_habit(reply_org.as_deref().unwrap_or("none")),
         settled_by: None,
+        alike: Vec::new(),
     });
     if msg.time > 0 {
         out.push(Habit {
@@ -101,6 +132,7 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
             member: hour_of_week(msg.time),
             counts: true,
             settled_by: Some((Counter::Timed, TIMED_SETTLED)),
+            alike: same_block_on_like_days(msg.time),
         });
     }
     out
@@ -172,6 +204,52 @@ mod tests {
         assert!(
             h[0].judged(&Record::default()),
             "the mail client is judged at once"
+        );
+    }
+
+    #[test]
+    fn an_hour_of_the_week_is_alike_to_its_block_on_days_of_its_kind() {
+        // 2025-11-28 was a Friday; 09:00 and 21:00 UTC.
+        let fri = 1_764_288_000 + 9 * 3600;
+        assert_eq!(
+            same_block_on_like_days(fri),
+            [
+                "when:mon/06-12",
+                "when:tue/06-12",
+                "when:wed/06-12",
+                "when:thu/06-12"
+            ]
+        );
+        assert_eq!(
+            same_block_on_like_days(fri + 86_400 + 12 * 3600),
+            ["when:sun/18-24"]
+        );
+        let mut rec = Record::default();
+        rec.add(Counter::Timed, TIMED_SETTLED);
+        rec.insert(SetKind::Fingerprint, "when:wed/06-12");
+        let at = |time| {
+            habits(
+                &Message {
+                    time,
+                    ..Message::default()
+                },
+                "carol@partner.example",
+            )
+            .into_iter()
+            .find(|h| h.what == "hour of the week")
+            .unwrap()
+        };
+        assert!(
+            !at(fri).breaks(&rec, SetKind::Fingerprint),
+            "Wednesday mornings are known"
+        );
+        assert!(
+            at(fri + 86_400).breaks(&rec, SetKind::Fingerprint),
+            "a Saturday morning"
+        );
+        assert!(
+            at(fri + 12 * 3600).breaks(&rec, SetKind::Fingerprint),
+            "a Friday night"
         );
     }
 }

@@ -34,7 +34,8 @@
 //!   never been dealt with: replies would go to a stranger. From
 //!   `reply_to_divergence` to `reply_to_diverted` as the relationship grows
 //!   (the more it vouches, the more a diversion abuses it), and no trusted
-//!   class for the message;
+//!   class for the message; `reply_to_freemail` beside it when that
+//!   address is at a public mailbox provider and the sender's is not;
 //! - first contact (an address with no history of its own, not ours):
 //!   `first_contact_unauthenticated` (it fails authentication, not through
 //!   a known relay) and `display_name_mismatch` (its display name shares no
@@ -115,11 +116,12 @@ impl Anomaly {
 /// Anomalies about the path and the sender's behaviour, not the identity
 /// claimed: never discounted by a relationship (a compromised partner's
 /// account has one).
-const UNWEIGHED_ANOMALIES: [&str; 5] = [
+const UNWEIGHED_ANOMALIES: [&str; 6] = [
     "auth_regression",
     "new_mta_for_sender",
     "behaviour_change",
     "reply_to_diverted",
+    "reply_to_freemail",
     "dnsbl_listed",
 ];
 
@@ -278,7 +280,7 @@ impl Reputation {
                 .map(|n| format!("first mail from {n}"))
                 .collect();
             for h in habits(msg, sender) {
-                if h.judged(rec) && rec.contains(SetKind::Fingerprint, &h.member) == Some(false) {
+                if h.breaks(rec, SetKind::Fingerprint) {
                     let value = h.member.split_once(':').map_or("", |(_, v)| v);
                     broke.push(format!("new {} {value}", h.what));
                 }
@@ -392,6 +394,16 @@ impl Reputation {
                 round1(points),
                 format!("replies to {r}, never dealt with (relationship x{vouched:.2})"),
             ));
+            // To a free mailbox, from an organisation's address: the
+            // business e-mail compromise's own move.
+            let mailbox = domain_of(r);
+            if cfg.scoring.is_freemail(mailbox) && !cfg.scoring.is_freemail(domain) {
+                out.push(Anomaly::new(
+                    "reply_to_freemail",
+                    ac.reply_to_freemail,
+                    format!("{mailbox} is a public mailbox provider"),
+                ));
+            }
         }
         out.extend(heuristics(
             ac,
