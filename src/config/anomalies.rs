@@ -173,7 +173,7 @@ impl Default for AnomalyConfig {
             brand_impersonation: -12.0,
             reply_to_divergence: -12.0,
             reply_to_diverted: -40.0,
-            reply_to_freemail: -10.0,
+            reply_to_freemail: -5.0,
             recipient_spray: -10.0,
             first_contact_unauthenticated: -6.0,
             display_name_mismatch: -7.0,
