@@ -36,14 +36,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReplayError + '_ {
     }
 }
 
-fn starts_like_mbox(path: &Path) -> bool {
-    let mut head = [0u8; 5];
-    File::open(path)
-        .and_then(|f| f.read_at(&mut head, 0))
-        .map(|n| n == 5 && &head == b"From ")
-        .unwrap_or(false)
-}
-
 /// Byte ranges of the messages of an mbox file (mboxo/mboxrd: a message
 /// starts at a `From ` line after a blank line or at the start).
 fn mbox_ranges(data: &[u8]) -> Vec<(u64, usize)> {
@@ -77,55 +69,93 @@ fn mbox_ranges(data: &[u8]) -> Vec<(u64, usize)> {
     out
 }
 
-pub(super) fn collect(path: &Path, out: &mut Vec<Loc>) -> Result<(), ReplayError> {
+/// The files under `path`, in the order they are read: a file itself; a
+/// Maildir's `cur/` then `new/`; a directory's entries by name (hidden ones
+/// left out), recursively.
+pub(super) fn files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
     let md = std::fs::metadata(path).map_err(io_err(path))?;
-    if md.is_dir() {
-        let cur = path.join("cur");
-        let new = path.join("new");
-        if cur.is_dir() || new.is_dir() {
-            for d in [cur, new] {
-                if d.is_dir() {
-                    let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-                        .map_err(io_err(&d))?
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file())
-                        .collect();
-                    files.sort();
-                    out.extend(files.into_iter().map(Loc::File));
-                }
-            }
-            return Ok(());
-        }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io_err(path))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out)?;
-        }
+    walk(path, md.is_dir(), out)
+}
+
+/// As [`files`], for a path known to be a directory or not (a directory
+/// entry's type comes with the listing: no `stat` per message file).
+fn walk(path: &Path, is_dir: bool, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
+    if !is_dir {
+        out.push(path.to_owned());
         return Ok(());
     }
-    if starts_like_mbox(path) {
-        let data = std::fs::read(path).map_err(io_err(path))?;
-        for (start, len) in mbox_ranges(&data) {
-            out.push(Loc::Mbox {
-                path: path.to_owned(),
-                start,
-                len,
-            });
-        }
+    let cur = path.join("cur");
+    let new = path.join("new");
+    let maildir = cur.is_dir() || new.is_dir();
+    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
+    for d in if maildir {
+        vec![cur, new]
     } else {
-        out.push(Loc::File(path.to_owned()));
+        vec![path.to_owned()]
+    } {
+        if maildir && !d.is_dir() {
+            continue;
+        }
+        let mut found: Vec<(PathBuf, bool)> = std::fs::read_dir(&d)
+            .map_err(io_err(&d))?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let ft = e.file_type().ok()?;
+                // A symbolic link is followed.
+                let is_dir = if ft.is_symlink() {
+                    e.path().is_dir()
+                } else {
+                    ft.is_dir()
+                };
+                Some((e.path(), is_dir))
+            })
+            .filter(|(p, is_dir)| {
+                if maildir {
+                    !is_dir
+                } else {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                }
+            })
+            .collect();
+        found.sort();
+        entries.extend(found);
+    }
+    if maildir {
+        out.extend(entries.into_iter().map(|(p, _)| p));
+        return Ok(());
+    }
+    for (e, is_dir) in entries {
+        walk(&e, is_dir, out)?;
     }
     Ok(())
 }
 
-/// Reads a message's bytes; mboxrd `>From ` quoting is undone.
+/// The messages of a file read whole (`data`): an mbox file's (its first
+/// line a `From ` line), each with its bytes (quoting undone), or the file
+/// as one message.
+pub(super) fn messages(path: &Path, data: Vec<u8>) -> Vec<(Loc, Vec<u8>)> {
+    if !data.starts_with(b"From ") {
+        return vec![(Loc::File(path.to_owned()), data)];
+    }
+    mbox_ranges(&data)
+        .into_iter()
+        .map(|(start, len)| {
+            let at = start as usize;
+            let raw = unquote(data[at..at + len].to_vec());
+            (
+                Loc::Mbox {
+                    path: path.to_owned(),
+                    start,
+                    len,
+                },
+                raw,
+            )
+        })
+        .collect()
+}
+
+/// Reads a message's bytes again; mboxrd `>From ` quoting is undone.
 pub(super) fn read(loc: &Loc, files: &mut HashMap<PathBuf, File>) -> io::Result<Vec<u8>> {
     match loc {
         Loc::File(p) => std::fs::read(p),
@@ -139,27 +169,32 @@ pub(super) fn read(loc: &Loc, files: &mut HashMap<PathBuf, File>) -> io::Result<
             let f = &files[path];
             let mut buf = vec![0u8; *len];
             f.read_exact_at(&mut buf, *start)?;
-            if buf.windows(6).any(|w| w == b"\n>From") {
-                let text = buf;
-                let mut out = Vec::with_capacity(text.len());
-                let mut at_line_start = true;
-                let mut i = 0;
-                while i < text.len() {
-                    if at_line_start && text[i] == b'>' {
-                        let q = text[i..].iter().take_while(|b| **b == b'>').count();
-                        if text[i + q..].starts_with(b"From ") {
-                            i += 1;
-                        }
-                    }
-                    at_line_start = text[i] == b'\n';
-                    out.push(text[i]);
-                    i += 1;
-                }
-                buf = out;
-            }
-            Ok(buf)
+            Ok(unquote(buf))
         }
     }
+}
+
+/// An mbox message's `>From ` lines with one `>` less (mboxrd).
+fn unquote(buf: Vec<u8>) -> Vec<u8> {
+    if !buf.windows(6).any(|w| w == b"\n>From") {
+        return buf;
+    }
+    let text = buf;
+    let mut out = Vec::with_capacity(text.len());
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < text.len() {
+        if at_line_start && text[i] == b'>' {
+            let q = text[i..].iter().take_while(|b| **b == b'>').count();
+            if text[i + q..].starts_with(b"From ") {
+                i += 1;
+            }
+        }
+        at_line_start = text[i] == b'\n';
+        out.push(text[i]);
+        i += 1;
+    }
+    out
 }
 
 /// The header block of a message (up to the first empty line).
@@ -185,5 +220,29 @@ mod tests {
         let first = &mbox[r[0].0 as usize..r[0].0 as usize + r[0].1];
         assert!(first.starts_with(b"Subject: one"));
         assert!(first.ends_with(b"From inside the body\n\n"));
+    }
+
+    #[test]
+    fn a_message_read_again_is_the_message_read_in_the_first_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("a.mbox");
+        let text = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: one\n\n>From quoted\n>>From twice\n\nFrom c@d Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody\n";
+        std::fs::write(&mbox, text).unwrap();
+        let eml = dir.path().join("b.eml");
+        std::fs::write(&eml, b"Subject: three\r\n\r\nbody\r\n").unwrap();
+        let mut handles = HashMap::new();
+        let mut n = 0;
+        for path in [&mbox, &eml] {
+            for (loc, raw) in messages(path, std::fs::read(path).unwrap()) {
+                assert_eq!(read(&loc, &mut handles).unwrap(), raw, "{}", loc.name());
+                n += 1;
+            }
+        }
+        assert_eq!(n, 3);
+        let (_, first) = &messages(&mbox, text.to_vec())[0];
+        assert!(
+            first.ends_with(b"From quoted\n>From twice\n\n"),
+            "{first:?}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Inputs are .eml files, directories of them, Maildir folders (`cur/`,
 //! `new/`) and mbox files (recognised by their first `From ` line). Replay
-//! runs in two passes: the first reads only each message's header block to
-//! find its time, the second parses each message once, in time order, and
+//! runs in two passes: the first reads each file once and each message's
+//! header block to find its time (keeping the messages, up to
+//! `KEEP_BYTES`), the second parses each message once, in time order, and
 //! runs it through [`Engine::process`], the very code the milter runs at
 //! end of message, with the clock taken from the mail.
 //!
@@ -34,6 +35,10 @@
 mod archive;
 pub mod context;
 
+/// The bytes of messages pass 1 keeps for pass 2: a corpus of this size is
+/// read from disk once; beyond it, messages are read again in time order.
+const KEEP_BYTES: usize = 512 << 20;
+
 use crate::auth::Authenticator;
 use crate::config::Backend;
 use crate::config::Config;
@@ -43,7 +48,7 @@ use crate::pipeline::Engine;
 use crate::store::StoreError;
 use crate::verdict::VerdictRecord;
 use crate::vocab::{domain_of, Action, Direction, Mode, Stage};
-use archive::{collect, header_block, read};
+use archive::{header_block, read, Loc};
 use context::smtp_context;
 use ipnet::IpNet;
 use mail_parser::MessageParser;
@@ -141,32 +146,46 @@ pub fn replay(
     opts.trusted_authserv_ids
         .extend(cfg.auth.trusted_authserv_ids.iter().cloned());
 
-    let mut locs = Vec::new();
+    let mut paths = Vec::new();
     for p in &opts.paths {
-        collect(p, &mut locs)?;
+        archive::files(p, &mut paths)?;
     }
 
-    // Pass 1: each message's time, from its header block.
+    // Pass 1: each file read once; each message's time, from its header
+    // block. Messages are kept for pass 2 up to `KEEP_BYTES` in all (a
+    // corpus is read once), the rest read again there.
     let mut files = HashMap::new();
     let mut summary = Summary::default();
-    let mut timed: Vec<(u64, usize)> = Vec::with_capacity(locs.len());
+    let mut locs: Vec<(Loc, Option<Vec<u8>>)> = Vec::new();
+    let mut timed: Vec<(u64, usize)> = Vec::new();
+    let mut kept_bytes = 0usize;
     let parser = MessageParser::new();
-    for (i, loc) in locs.iter().enumerate() {
-        let raw = match read(loc, &mut files) {
-            Ok(r) => r,
+    for path in &paths {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
             Err(e) => {
-                summary.failures.push((loc.name(), e.to_string()));
+                summary
+                    .failures
+                    .push((path.display().to_string(), e.to_string()));
                 continue;
             }
         };
-        let time = parser
-            .parse_headers(header_block(&raw))
-            .and_then(|m| smtp_context(&m, &relays).time);
-        match time {
-            Some(t) => timed.push((t, i)),
-            None => summary
-                .failures
-                .push((loc.name(), "no date in Received: or Date:".into())),
+        for (loc, raw) in archive::messages(path, data) {
+            let time = parser
+                .parse_headers(header_block(&raw))
+                .and_then(|m| smtp_context(&m, &relays).time);
+            let Some(t) = time else {
+                summary
+                    .failures
+                    .push((loc.name(), "no date in Received: or Date:".into()));
+                continue;
+            };
+            timed.push((t, locs.len()));
+            let keep = kept_bytes + raw.len() <= KEEP_BYTES;
+            if keep {
+                kept_bytes += raw.len();
+            }
+            locs.push((loc, keep.then_some(raw)));
         }
     }
     timed.sort();
@@ -228,7 +247,8 @@ pub fn replay(
     };
     let mut refreshed = 0u64;
     for (n, (t, i)) in timed.into_iter().enumerate() {
-        let loc = &locs[i];
+        let (loc, kept) = &mut locs[i];
+        let loc = &*loc;
         catch_up(t, &mut next_event)?;
         if n % 2000 == 0 || t >= refreshed + 86_400 {
             // The correspondents lookalikes are checked against are re-read
@@ -237,7 +257,7 @@ pub fn replay(
             engine.refresh_protected(cfg, last_time)?;
             refreshed = t;
         }
-        let raw = match read(loc, &mut files) {
+        let raw = match kept.take().map_or_else(|| read(loc, &mut files), Ok) {
             Ok(r) => r,
             Err(e) => {
                 summary.failures.push((loc.name(), e.to_string()));
