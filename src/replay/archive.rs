@@ -197,15 +197,22 @@ fn unquote(buf: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// The header block of a message (up to the first empty line).
+/// The header block of a message (up to the first empty line, `\n\n` or
+/// `\r\n\r\n`, whichever comes first), found in one scan.
 pub(super) fn header_block(raw: &[u8]) -> &[u8] {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => &raw[..a.min(b)],
-        (Some(a), None) | (None, Some(a)) => &raw[..a],
-        (None, None) => raw,
+    let mut at = 0;
+    while let Some(i) = raw[at..].iter().position(|b| *b == b'\n') {
+        let nl = at + i;
+        let next = &raw[nl + 1..];
+        if next.starts_with(b"\n") {
+            return &raw[..nl + 2];
+        }
+        if next.starts_with(b"\r\n") && raw[..nl].ends_with(b"\r") {
+            return &raw[..nl + 3];
+        }
+        at = nl + 1;
     }
+    raw
 }
 
 #[cfg(test)]
@@ -220,6 +227,23 @@ mod tests {
         let first = &mbox[r[0].0 as usize..r[0].0 as usize + r[0].1];
         assert!(first.starts_with(b"Subject: one"));
         assert!(first.ends_with(b"From inside the body\n\n"));
+    }
+
+    #[test]
+    fn the_header_block_ends_at_the_first_empty_line() {
+        assert_eq!(
+            header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n"),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
+        assert_eq!(header_block(b"A: 1\nB: 2\n\nbody\n\n"), b"A: 1\nB: 2\n\n");
+        assert_eq!(header_block(b"A: 1\r\nB: 2\n\nbody"), b"A: 1\r\nB: 2\n\n");
+        assert_eq!(
+            header_block(b"A: 1\nB: 2\r\n\r\nbody\n\n"),
+            b"A: 1\nB: 2\r\n\r\n"
+        );
+        assert_eq!(header_block(b"A: 1\nB: 2"), b"A: 1\nB: 2");
+        assert_eq!(header_block(b"\n\nbody"), b"\n\n");
+        assert_eq!(header_block(b""), b"");
     }
 
     #[test]
