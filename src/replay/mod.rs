@@ -6,7 +6,9 @@
 //! header block to find its time (keeping the messages, up to
 //! `KEEP_BYTES`), the second parses each message once, in time order, and
 //! runs it through [`Engine::process`], the very code the milter runs at
-//! end of message, with the clock taken from the mail.
+//! end of message, with the clock taken from the mail. In the second pass
+//! a thread reads and parses messages ahead (`PREPARED_AHEAD`) while the
+//! rating takes them in order: the store sees the same sequence.
 //!
 //! The SMTP context is rebuilt from the headers (DESIGN.md):
 //! - client IP and HELO: the topmost `Received:` whose client is not one of
@@ -246,95 +248,91 @@ pub fn replay(
         Ok(())
     };
     let mut refreshed = 0u64;
-    for (n, (t, i)) in timed.into_iter().enumerate() {
-        let (loc, kept) = &mut locs[i];
-        let loc = &*loc;
-        catch_up(t, &mut next_event)?;
-        if n % 2000 == 0 || t >= refreshed + 86_400 {
-            // The correspondents lookalikes are checked against are re-read
-            // every mail day (as the daemon does periodically) and every
-            // 2000 messages, dated by the replayed mail's clock.
-            engine.refresh_protected(cfg, last_time)?;
-            refreshed = t;
-        }
-        let raw = match kept.take().map_or_else(|| read(loc, &mut files), Ok) {
-            Ok(r) => r,
-            Err(e) => {
-                summary.failures.push((loc.name(), e.to_string()));
-                write_error(out, &loc.name(), &e.to_string())?;
-                continue;
+    // Reading and parsing run on their own thread, a bounded queue ahead of
+    // the rating, which takes the messages in time order as before: the
+    // store sees the same sequence of messages, on two cores.
+    let verify = runtime.as_ref().zip(auth.as_ref());
+    let prep = Prep {
+        cfg,
+        relays: &relays,
+        trusted_authserv_ids: &opts.trusted_authserv_ids,
+        verify,
+        parser: &parser,
+    };
+    std::thread::scope(|scope| -> Result<(), ReplayError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
+        let locs = &mut locs;
+        let files = &mut files;
+        let prep = &prep;
+        scope.spawn(move || {
+            for (n, (t, i)) in timed.into_iter().enumerate() {
+                let (loc, kept) = &mut locs[i];
+                // A parser that panics on a hostile message costs that
+                // message, not the run (as in the milter).
+                let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    prep.prepare(loc, kept.take(), files)
+                }))
+                .unwrap_or_else(|_| Err("the message could not be parsed (parser panic)".into()));
+                if tx.send((n, t, loc.name(), msg)).is_err() {
+                    // The rating stopped on an error.
+                    return;
+                }
             }
-        };
-        let Some(parsed) = parser.parse(&raw) else {
-            summary.failures.push((loc.name(), "not a message".into()));
-            write_error(out, &loc.name(), "not a message")?;
-            continue;
-        };
-        let content = Content::read(&parsed);
-        let env = match context::envelope(cfg, &relays, &parsed, &content) {
-            Ok(e) => e,
-            Err(why) => {
-                summary.failures.push((loc.name(), why.clone()));
-                write_error(out, &loc.name(), &why)?;
-                continue;
+        });
+        for (n, t, name, prepared) in rx {
+            catch_up(t, &mut next_event)?;
+            if n % 2000 == 0 || t >= refreshed + 86_400 {
+                // The correspondents lookalikes are checked against are re-read
+                // every mail day (as the daemon does periodically) and every
+                // 2000 messages, dated by the replayed mail's clock.
+                engine.refresh_protected(cfg, last_time)?;
+                refreshed = t;
             }
-        };
-        let mut msg = Message::new(env, &content);
-        if msg.direction() == Direction::Inbound {
-            let upstream = content.upstream_auth(&opts.trusted_authserv_ids);
-            if upstream.is_some() {
-                msg.set_auth(upstream);
-            }
-        }
-        if let (Some(rt), Some(auth), Some(ip), None) = (&runtime, &auth, msg.client_ip, &msg.auth)
-        {
+            let msg = match prepared {
+                Ok(m) => m,
+                Err(why) => {
+                    write_error(out, &name, &why)?;
+                    summary.failures.push((name, why));
+                    continue;
+                }
+            };
+            last_time = t;
+            let (a, d) = engine.process(cfg, &msg, Action::Accept, !opts.dry_run)?;
+            let mut rec = VerdictRecord::new(&msg, &a, Stage::Eom, &d.outcome, monitor);
+            rec.source = Some(name);
+            let mut line = rec.to_json_line();
+            line.push('\n');
+            out.write_all(line.as_bytes())
+                .map_err(ReplayError::Output)?;
+            summary.messages += 1;
+            *summary
+                .by_direction
+                .entry(msg.direction().as_str().into())
+                .or_default() += 1;
             if msg.direction() == Direction::Inbound {
-                let from_domain = msg.header_from.as_deref().map(domain_of);
-                let (s, _) = rt.block_on(async {
-                    let spf = auth
-                        .check_spf(ip, &msg.helo, msg.envelope_from.as_deref(), "replay")
-                        .await;
-                    auth.verify(&raw, &spf, from_domain, ip, &cfg.auth.authserv_id)
-                        .await
-                });
-                msg.set_auth(Some(s));
+                let class = a
+                    .sender
+                    .as_ref()
+                    .map_or("none".to_string(), |r| r.class.to_string());
+                *summary.by_class.entry(class).or_default() += 1;
+            }
+            *summary.by_action.entry(rec.action.clone()).or_default() += 1;
+            if opts.progress && last_progress.elapsed().as_secs_f64() >= 2.0 {
+                last_progress = Instant::now();
+                let el = started.elapsed().as_secs_f64();
+                let rate = (n + 1) as f64 / el.max(1e-9);
+                let eta = (total - n - 1) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "replay: {}/{} messages, {:.0} msg/s, eta {:.0}s",
+                    n + 1,
+                    total,
+                    rate,
+                    eta
+                );
             }
         }
-        last_time = t;
-        let (a, d) = engine.process(cfg, &msg, Action::Accept, !opts.dry_run)?;
-        let mut rec = VerdictRecord::new(&msg, &a, Stage::Eom, &d.outcome, monitor);
-        rec.source = Some(loc.name());
-        let mut line = rec.to_json_line();
-        line.push('\n');
-        out.write_all(line.as_bytes())
-            .map_err(ReplayError::Output)?;
-        summary.messages += 1;
-        *summary
-            .by_direction
-            .entry(msg.direction().as_str().into())
-            .or_default() += 1;
-        if msg.direction() == Direction::Inbound {
-            let class = a
-                .sender
-                .as_ref()
-                .map_or("none".to_string(), |r| r.class.to_string());
-            *summary.by_class.entry(class).or_default() += 1;
-        }
-        *summary.by_action.entry(rec.action.clone()).or_default() += 1;
-        if opts.progress && last_progress.elapsed().as_secs_f64() >= 2.0 {
-            last_progress = Instant::now();
-            let el = started.elapsed().as_secs_f64();
-            let rate = (n + 1) as f64 / el.max(1e-9);
-            let eta = (total - n - 1) as f64 / rate.max(1e-9);
-            eprintln!(
-                "replay: {}/{} messages, {:.0} msg/s, eta {:.0}s",
-                n + 1,
-                total,
-                rate,
-                eta
-            );
-        }
-    }
+        Ok(())
+    })?;
     if let Some(t) = events.last().and_then(|e| e.time) {
         catch_up(t.max(last_time), &mut next_event)?;
     }
@@ -344,6 +342,64 @@ pub fn replay(
     out.flush().map_err(ReplayError::Output)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Messages read and parsed ahead of the rating.
+const PREPARED_AHEAD: usize = 64;
+
+/// A message ready to be rated, in time order: its index, time, source
+/// name, and the message or why it cannot be read.
+type Prepared = (usize, u64, String, Result<Message, String>);
+
+/// What reading a message into a [`Message`] needs.
+struct Prep<'a> {
+    cfg: &'a Config,
+    relays: &'a [IpNet],
+    trusted_authserv_ids: &'a [String],
+    verify: Option<(&'a tokio::runtime::Runtime, &'a Authenticator)>,
+    parser: &'a MessageParser,
+}
+
+impl Prep<'_> {
+    /// Reads (or takes the bytes kept by pass 1), parses, rebuilds the
+    /// envelope and authenticates one message, as live mail is.
+    fn prepare(
+        &self,
+        loc: &Loc,
+        kept: Option<Vec<u8>>,
+        files: &mut HashMap<PathBuf, std::fs::File>,
+    ) -> Result<Message, String> {
+        let raw = kept
+            .map_or_else(|| read(loc, files), Ok)
+            .map_err(|e| e.to_string())?;
+        let parsed = self
+            .parser
+            .parse(&raw)
+            .ok_or_else(|| "not a message".to_string())?;
+        let content = Content::read(&parsed);
+        let env = context::envelope(self.cfg, self.relays, &parsed, &content)?;
+        let mut msg = Message::new(env, &content);
+        if msg.direction() == Direction::Inbound {
+            let upstream = content.upstream_auth(self.trusted_authserv_ids);
+            if upstream.is_some() {
+                msg.set_auth(upstream);
+            }
+        }
+        if let (Some((rt, auth)), Some(ip), None) = (self.verify, msg.client_ip, &msg.auth) {
+            if msg.direction() == Direction::Inbound {
+                let from_domain = msg.header_from.as_deref().map(domain_of);
+                let authserv_id = &self.cfg.auth.authserv_id;
+                let (s, _) = rt.block_on(async {
+                    let spf = auth
+                        .check_spf(ip, &msg.helo, msg.envelope_from.as_deref(), "replay")
+                        .await;
+                    auth.verify(&raw, &spf, from_domain, ip, authserv_id).await
+                });
+                msg.set_auth(Some(s));
+            }
+        }
+        Ok(msg)
+    }
 }
 
 fn write_error(out: &mut dyn Write, source: &str, why: &str) -> Result<(), ReplayError> {
