@@ -63,12 +63,20 @@ pub fn is_hour_of_week(member: &str) -> bool {
 /// The hour-of-the-week habit's value at `time`: weekday and six-hour
 /// block, UTC (`when:sat/00-06`).
 pub fn hour_of_week(time: u64) -> String {
-    // 1970-01-01 was a Thursday.
-    let day = ((time / 86_400 + 3) % 7) as usize;
-    when(day, (time % 86_400) / 21_600 * 6)
+    let (day, block) = day_and_block(time);
+    when(day, block)
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// The weekday (0: Monday) and the six-hour block's first hour of `time`
+/// (UTC; 1970-01-01 was a Thursday).
+fn day_and_block(time: u64) -> (usize, u64) {
+    (
+        ((time / 86_400 + 3) % 7) as usize,
+        (time % 86_400) / 21_600 * 6,
+    )
+}
 
 fn when(day: usize, block: u64) -> String {
     format!("when:{}/{block:02}-{:02}", DAYS[day], block + 6)
@@ -77,8 +85,7 @@ fn when(day: usize, block: u64) -> String {
 /// The same six-hour block as `time`'s on the other days of its kind
 /// (Monday to Friday, or the weekend).
 fn same_block_on_like_days(time: u64) -> Vec<String> {
-    let day = ((time / 86_400 + 3) % 7) as usize;
-    let block = (time % 86_400) / 21_600 * 6;
+    let (day, block) = day_and_block(time);
     let kind = if day < 5 { 0..5 } else { 5..7 };
     kind.filter(|d| *d != day).map(|d| when(d, block)).collect()
 }
