@@ -131,28 +131,24 @@ fn walk(path: &Path, is_dir: bool, out: &mut Vec<PathBuf>) -> Result<(), ReplayE
     Ok(())
 }
 
-/// The messages of a file read whole (`data`): an mbox file's (its first
-/// line a `From ` line), each with its bytes (quoting undone), or the file
-/// as one message.
-pub(super) fn messages(path: &Path, data: Vec<u8>) -> Vec<(Loc, Vec<u8>)> {
+/// Calls `each` with the messages of a file read whole (`data`), one at a
+/// time: an mbox file's (its first line a `From ` line), each with its
+/// bytes (quoting undone), or the file as one message.
+pub(super) fn for_each_message(path: &Path, data: Vec<u8>, mut each: impl FnMut(Loc, Vec<u8>)) {
     if !data.starts_with(b"From ") {
-        return vec![(Loc::File(path.to_owned()), data)];
+        each(Loc::File(path.to_owned()), data);
+        return;
     }
-    mbox_ranges(&data)
-        .into_iter()
-        .map(|(start, len)| {
-            let at = start as usize;
-            let raw = unquote(data[at..at + len].to_vec());
-            (
-                Loc::Mbox {
-                    path: path.to_owned(),
-                    start,
-                    len,
-                },
-                raw,
-            )
-        })
-        .collect()
+    for (start, len) in mbox_ranges(&data) {
+        let at = start as usize;
+        let raw = unquote(data[at..at + len].to_vec());
+        let loc = Loc::Mbox {
+            path: path.to_owned(),
+            start,
+            len,
+        };
+        each(loc, raw);
+    }
 }
 
 /// Reads a message's bytes again; mboxrd `>From ` quoting is undone.
@@ -256,14 +252,17 @@ mod tests {
         std::fs::write(&eml, b"Subject: three\r\n\r\nbody\r\n").unwrap();
         let mut handles = HashMap::new();
         let mut n = 0;
+        let mut first = Vec::new();
         for path in [&mbox, &eml] {
-            for (loc, raw) in messages(path, std::fs::read(path).unwrap()) {
+            for_each_message(path, std::fs::read(path).unwrap(), |loc, raw| {
                 assert_eq!(read(&loc, &mut handles).unwrap(), raw, "{}", loc.name());
+                if n == 0 {
+                    first = raw;
+                }
                 n += 1;
-            }
+            });
         }
         assert_eq!(n, 3);
-        let (_, first) = &messages(&mbox, text.to_vec())[0];
         assert!(
             first.ends_with(b"From quoted\n>From twice\n\n"),
             "{first:?}"

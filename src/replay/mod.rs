@@ -172,7 +172,7 @@ pub fn replay(
                 continue;
             }
         };
-        for (loc, raw) in archive::messages(path, data) {
+        archive::for_each_message(path, data, |loc, raw| {
             let time = parser
                 .parse_headers(header_block(&raw))
                 .and_then(|m| smtp_context(&m, &relays).time);
@@ -180,7 +180,7 @@ pub fn replay(
                 summary
                     .failures
                     .push((loc.name(), "no date in Received: or Date:".into()));
-                continue;
+                return;
             };
             timed.push((t, locs.len()));
             let keep = kept_bytes + raw.len() <= KEEP_BYTES;
@@ -188,7 +188,7 @@ pub fn replay(
                 kept_bytes += raw.len();
             }
             locs.push((loc, keep.then_some(raw)));
-        }
+        });
     }
     timed.sort();
     for (src, why) in &summary.failures {
