@@ -86,49 +86,44 @@ fn walk(path: &Path, is_dir: bool, out: &mut Vec<PathBuf>) -> Result<(), ReplayE
     }
     let cur = path.join("cur");
     let new = path.join("new");
-    let maildir = cur.is_dir() || new.is_dir();
-    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
-    for d in if maildir {
-        vec![cur, new]
-    } else {
-        vec![path.to_owned()]
-    } {
-        if maildir && !d.is_dir() {
-            continue;
+    if cur.is_dir() || new.is_dir() {
+        for d in [cur, new] {
+            if d.is_dir() {
+                let found = listing(&d)?;
+                out.extend(found.into_iter().filter(|(_, dir)| !dir).map(|(p, _)| p));
+            }
         }
-        let mut found: Vec<(PathBuf, bool)> = std::fs::read_dir(&d)
-            .map_err(io_err(&d))?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let ft = e.file_type().ok()?;
-                // A symbolic link is followed.
-                let is_dir = if ft.is_symlink() {
-                    e.path().is_dir()
-                } else {
-                    ft.is_dir()
-                };
-                Some((e.path(), is_dir))
-            })
-            .filter(|(p, is_dir)| {
-                if maildir {
-                    !is_dir
-                } else {
-                    !p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                }
-            })
-            .collect();
-        found.sort();
-        entries.extend(found);
-    }
-    if maildir {
-        out.extend(entries.into_iter().map(|(p, _)| p));
         return Ok(());
     }
-    for (e, is_dir) in entries {
-        walk(&e, is_dir, out)?;
+    for (e, is_dir) in listing(path)? {
+        let hidden = e
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden {
+            walk(&e, is_dir, out)?;
+        }
     }
     Ok(())
+}
+
+/// A directory's entries by name, each with whether it is a directory (a
+/// symbolic link followed).
+fn listing(dir: &Path) -> Result<Vec<(PathBuf, bool)>, ReplayError> {
+    let mut found: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let ft = e.file_type().ok()?;
+            let is_dir = if ft.is_symlink() {
+                e.path().is_dir()
+            } else {
+                ft.is_dir()
+            };
+            Some((e.path(), is_dir))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// Calls `each` with the messages of a file read whole (`data`), one at a

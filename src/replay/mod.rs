@@ -156,7 +156,6 @@ pub fn replay(
     // Pass 1: each file read once; each message's time, from its header
     // block. Messages are kept for pass 2 up to `KEEP_BYTES` in all (a
     // corpus is read once), the rest read again there.
-    let mut files = HashMap::new();
     let mut summary = Summary::default();
     let mut locs: Vec<(Loc, Option<Vec<u8>>)> = Vec::new();
     let mut timed: Vec<(u64, usize)> = Vec::new();
@@ -248,6 +247,7 @@ pub fn replay(
         Ok(())
     };
     let mut refreshed = 0u64;
+    let mut files = HashMap::new();
     // Reading and parsing run on their own thread, a bounded queue ahead of
     // the rating, which takes the messages in time order as before: the
     // store sees the same sequence of messages, on two cores.
