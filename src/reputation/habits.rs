@@ -33,9 +33,6 @@ pub struct Habit {
     pub counts: bool,
     /// The counter that must reach its figure before a new value counts.
     pub settled_by: Option<(Counter, u64)>,
-    /// Values alike enough that having seen any of them makes this one
-    /// familiar (the same block of the day on a day of the same kind).
-    pub alike: Vec<String>,
 }
 
 impl Habit {
@@ -45,12 +42,15 @@ impl Habit {
     }
 
     /// Whether this habit breaks for `rec`: judged, and neither its value
-    /// nor one alike is among the sender's habits (`set` of `rec`).
+    /// nor one alike (an hour of the week's block on the other days of its
+    /// kind) is among the sender's habits (`set` of `rec`).
     pub fn breaks(&self, rec: &Record, set: SetKind) -> bool {
+        let unseen = |m: &str| rec.contains(set, m) == Some(false);
         self.judged(rec)
-            && std::iter::once(&self.member)
-                .chain(&self.alike)
-                .all(|m| rec.contains(set, m) == Some(false))
+            && unseen(&self.member)
+            && same_block_on_like_days(&self.member)
+                .iter()
+                .all(|m| unseen(m))
     }
 }
 
@@ -82,10 +82,19 @@ fn when(day: usize, block: u64) -> String {
     format!("when:{}/{block:02}-{:02}", DAYS[day], block + 6)
 }
 
-/// The same six-hour block as `time`'s on the other days of its kind
-/// (Monday to Friday, or the weekend).
-fn same_block_on_like_days(time: u64) -> Vec<String> {
-    let (day, block) = day_and_block(time);
+/// For an hour-of-the-week habit (`when:tue/06-12`), the same six-hour
+/// block on the other days of its kind (Monday to Friday, or the
+/// weekend); for any other habit, none.
+fn same_block_on_like_days(member: &str) -> Vec<String> {
+    let Some((day, block)) = member.strip_prefix("when:").and_then(|v| {
+        let (d, b) = v.split_once('/')?;
+        Some((
+            DAYS.iter().position(|x| *x == d)?,
+            b.get(..2)?.parse().ok()?,
+        ))
+    }) else {
+        return Vec::new();
+    };
     let kind = if day < 5 { 0..5 } else { 5..7 };
     kind.filter(|d| *d != day).map(|d| when(d, block)).collect()
 }
@@ -104,7 +113,6 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         member: format!("client:{}", msg.mail_client.as_deref().unwrap_or("none")),
         counts: true,
         settled_by: None,
-        alike: Vec::new(),
     }];
     if let Some(a) = &msg.auth {
         for d in a.dkim.iter().filter(|d| {
@@ -117,7 +125,6 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
                 member: format!("dkim:{}/{}", d.domain, d.selector),
                 counts: true,
                 settled_by: None,
-                alike: Vec::new(),
             });
         }
     }
@@ -131,7 +138,6 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
         counts: reply_org.is_some(),
         member: reply_to_habit(reply_org.as_deref().unwrap_or("none")),
         settled_by: None,
-        alike: Vec::new(),
     });
     if msg.time > 0 {
         out.push(Habit {
@@ -139,7 +145,6 @@ pub fn habits(msg: &Message, sender: &str) -> Vec<Habit> {
             member: hour_of_week(msg.time),
             counts: true,
             settled_by: Some((Counter::Timed, TIMED_SETTLED)),
-            alike: same_block_on_like_days(msg.time),
         });
     }
     out
@@ -219,7 +224,7 @@ mod tests {
         // 2025-11-28 was a Friday; 09:00 and 21:00 UTC.
         let fri = 1_764_288_000 + 9 * 3600;
         assert_eq!(
-            same_block_on_like_days(fri),
+            same_block_on_like_days(&hour_of_week(fri)),
             [
                 "when:mon/06-12",
                 "when:tue/06-12",
@@ -228,9 +233,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            same_block_on_like_days(fri + 86_400 + 12 * 3600),
+            same_block_on_like_days(&hour_of_week(fri + 86_400 + 12 * 3600)),
             ["when:sun/18-24"]
         );
+        assert!(same_block_on_like_days("client:none").is_empty());
         let mut rec = Record::default();
         rec.add(Counter::Timed, TIMED_SETTLED);
         rec.insert(SetKind::Fingerprint, "when:wed/06-12");
