@@ -15,6 +15,9 @@
 # sra-milter checks SPF, DKIM and DMARC against a real DNS server on loopback
 # (dnsmasq) serving the sender domain's records: the full per-message work.
 # SRA_MILTER=PATH runs another build of the daemon (before/after figures).
+# PERF_DIR=DIR records each run system-wide with `perf record -a` into
+# DIR/NAME-ROUND.data; `perf report -i FILE --sort comm` then shows which
+# process (Postfix's, the milter, the client) took the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-1000}
@@ -194,8 +197,11 @@ run() { # NAME MILTER PID
     local before=0 after=0 sw0=0 sw1=0
     [ -n "$3" ] && before=$(cpu_ticks "$3") && sw0=$(switches "$3")
     local start end
+    local prof=()
+    [ -n "${PERF_DIR:-}" ] && mkdir -p "$PERF_DIR" &&
+        prof=(perf record -q -a -F 997 -o "$PERF_DIR/$1-$round.data" --)
     start=$(date +%s.%N)
-    smtp-source -s "$sessions" -m "$messages" -f carol@partner.example "${source_args[@]}" \
+    "${prof[@]}" smtp-source -s "$sessions" -m "$messages" -f carol@partner.example "${source_args[@]}" \
         -t alice@example.com "127.0.0.1:$smtp_port"
     end=$(date +%s.%N)
     [ -n "$3" ] && after=$(cpu_ticks "$3") && sw1=$(switches "$3")
@@ -215,8 +221,8 @@ PY
 }
 
 echo "postfix-bench: $messages messages x $sessions sessions, $transport, $auth, $rounds rounds"
-for r in $(seq "$rounds"); do
-    echo "round $r"
+for round in $(seq "$rounds"); do
+    echo "round $round"
     run none "" ""
     run noop "$noop_pf" "$noop_pid"
     run sra "$sra_pf" "$sra_pid"

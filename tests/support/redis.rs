@@ -31,8 +31,17 @@ fn free_ports(count: usize) -> Vec<u16> {
 /// port (`port + 10000`) free too, both below the kernel's ephemeral range
 /// (32768–60999), where a client socket of another test could take one
 /// between this choice and the server's start.
+///
+/// The tests of one binary run in parallel: a port once handed out (or its
+/// bus port) is never handed out again by this process, since the check
+/// binds and releases it before the server binds it.
 fn free_cluster_ports(count: usize) -> Vec<u16> {
+    use std::collections::HashSet;
     use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
     let seed = RandomState::new();
     let mut held = Vec::new();
     let mut ports = Vec::new();
@@ -42,13 +51,23 @@ fn free_cluster_ports(count: usize) -> Vec<u16> {
         }
         assert!(attempt < 10_000, "no free pair of ports for a cluster node");
         let port = 10_000 + (seed.hash_one(attempt) % 12_700) as u16;
+        if given.contains(&port) || given.contains(&(port + 10_000)) {
+            continue;
+        }
         let bind = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p));
         if let (Ok(a), Ok(b)) = (bind(port), bind(port + 10_000)) {
             held.push((a, b));
+            given.insert(port);
+            given.insert(port + 10_000);
             ports.push(port);
         }
     }
     ports
+}
+
+/// Where [`start_server_with`] in `dir` on `port` writes its log.
+fn log_of(dir: &Path, port: u16) -> PathBuf {
+    dir.join(port.to_string()).join("redis.log")
 }
 
 fn start_server(dir: &Path, port: u16, cluster: bool) -> Child {
@@ -77,7 +96,7 @@ fn start_server_with(dir: &Path, port: u16, cluster: bool, extra: &[&str]) -> Ch
         "--repl-diskless-sync-delay".into(),
         "0".into(),
         "--logfile".into(),
-        node.join("redis.log").display().to_string(),
+        log_of(dir, port).display().to_string(),
     ];
     if cluster {
         args.extend([
@@ -113,13 +132,14 @@ fn cli_tls(tls: Option<&Path>, port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_ping(tls: Option<&Path>, port: u16) {
+/// Until the server on `port` answers; its `log` says why when it does not.
+fn wait_ping(tls: Option<&Path>, port: u16, log: &Path) {
     let start = Instant::now();
     while !cli_tls(tls, port, &["ping"]).contains("PONG") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis on {port} did not start"
-        );
+        if start.elapsed() > Duration::from_secs(30) {
+            let log = std::fs::read_to_string(log).unwrap_or_else(|e| format!("(no log: {e})"));
+            panic!("redis on {port} did not start; its log:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -208,7 +228,7 @@ impl Redis {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(1);
         let children = vec![start_server(dir.path(), ports[0], false)];
-        wait_ping(None, ports[0]);
+        wait_ping(None, ports[0], &log_of(dir.path(), ports[0]));
         Redis {
             killed: vec![false; ports.len()],
             tls: None,
@@ -272,7 +292,7 @@ impl Redis {
         let args = tls_args(d, ports[0]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let children = vec![start_server_with(d, 0, false, &args)];
-        wait_ping(Some(&d.join("ca.crt")), ports[0]);
+        wait_ping(Some(&d.join("ca.crt")), ports[0], &log_of(d, 0));
         Redis {
             killed: vec![false],
             tls: Some(d.join("ca.crt")),
@@ -327,7 +347,11 @@ impl Redis {
         };
         let tls = tls.then_some(ca);
         for port in &ports {
-            wait_ping(tls.as_deref(), *port);
+            let log = match tls {
+                Some(_) => log_of(&d.join(format!("n{port}")), 0),
+                None => log_of(d, *port),
+            };
+            wait_ping(tls.as_deref(), *port, &log);
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
