@@ -15,6 +15,11 @@
 # sra-milter checks SPF, DKIM and DMARC against a real DNS server on loopback
 # (dnsmasq) serving the sender domain's records: the full per-message work.
 # SRA_MILTER=PATH runs another build of the daemon (before/after figures).
+# ORDER=abba (the default) runs each round as none, then PAIRS times
+# (default 2) no-op, sra, sra, no-op, the milters' MESSAGES split evenly
+# over their runs, and pools each milter's runs: a machine that slows or
+# speeds up during a round (other guests on the host, CPU credit) then
+# weighs on both alike. ORDER=turn runs none, no-op, sra once each, whole.
 # PERF_DIR=DIR records each run system-wide with `perf record -a` into
 # DIR/NAME-ROUND.data; `perf report -i FILE --sort comm` then shows which
 # process (Postfix's, the milter, the client) took the CPU.
@@ -185,34 +190,55 @@ for _ in $(seq 100); do
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Minor page faults (memory the allocator gave back and takes again).
+faults() { awk '{print $10}' "/proc/$1/stat"; }
 # Context switches of all the process's threads (each wake-up costs the
 # kernel's scheduler time that the CPU figure includes).
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 hz=$(getconf CLK_TCK)
 
-run() { # NAME MILTER PID
+# Until Postfix's queue is empty (every message relayed to the sink).
+drain() {
+    local i
+    for i in $(seq 600); do
+        [ -z "$(find "$work/spool/incoming" "$work/spool/active" -type f 2>/dev/null | head -1)" ] && return 0
+        sleep 0.1
+    done
+    echo "postfix-bench: the queue did not drain in 60 s" >&2
+    exit 1
+}
+
+run() { # NAME MILTER PID MESSAGES
+    # smtp-source ends when Postfix has queued its mail, not delivered it:
+    # the run before must not still be relaying while this one is timed
+    # (nor be cut off by the reload: its mail would wait for a later
+    # queue run).
+    drain
     postconf -c "$work/etc" -e "smtpd_milters = $2"
     postfix -c "$work/etc" reload >/dev/null 2>&1
     sleep 1
-    local before=0 after=0 sw0=0 sw1=0
-    [ -n "$3" ] && before=$(cpu_ticks "$3") && sw0=$(switches "$3")
+    local before=0 after=0 sw0=0 sw1=0 pf0=0 pf1=0
+    [ -n "$3" ] && before=$(cpu_ticks "$3") && sw0=$(switches "$3") && pf0=$(faults "$3")
     local start end
     local prof=()
     [ -n "${PERF_DIR:-}" ] && mkdir -p "$PERF_DIR" &&
-        prof=(perf record -q -a -F 997 -o "$PERF_DIR/$1-$round.data" --)
+        prof=(perf record -q -a -F 997 -o "$PERF_DIR/$1-$round-$(date +%s%N).data" --)
     start=$(date +%s.%N)
-    "${prof[@]}" smtp-source -s "$sessions" -m "$messages" -f carol@partner.example "${source_args[@]}" \
+    "${prof[@]}" smtp-source -s "$sessions" -m "$4" -f carol@partner.example "${source_args[@]}" \
         -t alice@example.com "127.0.0.1:$smtp_port"
     end=$(date +%s.%N)
-    [ -n "$3" ] && after=$(cpu_ticks "$3") && sw1=$(switches "$3")
-    python3 - "$1" "$start" "$end" "$before" "$after" "$hz" "$messages" "$sw0" "$sw1" <<'PY'
+    [ -n "$3" ] && after=$(cpu_ticks "$3") && sw1=$(switches "$3") && pf1=$(faults "$3")
+    python3 - "$1" "$start" "$end" "$before" "$after" "$hz" "$4" "$sw0" "$sw1" "$pf0" "$pf1" "$work/round" <<'PY'
 import sys
-name, start, end, before, after, hz, n, sw0, sw1 = sys.argv[1:]
+name, start, end, before, after, hz, n, sw0, sw1, pf0, pf1, log = sys.argv[1:]
 secs = float(end) - float(start)
+with open(log, "a") as f:
+    f.write(f"{name} {n} {secs}\n")
 cpu = (int(after) - int(before)) / int(hz)
 per = (
     f"{cpu / int(n) * 1000:.2f} s CPU per 1000, "
-    f"{(int(sw1) - int(sw0)) / int(n):.1f} context switches per message"
+    f"{(int(sw1) - int(sw0)) / int(n):.1f} context switches and "
+    f"{(int(pf1) - int(pf0)) / int(n):.1f} page faults per message"
     if name != "none"
     else ""
 )
@@ -220,12 +246,39 @@ print(f"  {name:<10} {int(n) / secs:7.0f} msg/s  {per}")
 PY
 }
 
-echo "postfix-bench: $messages messages x $sessions sessions, $transport, $auth, $rounds rounds"
+order=${ORDER:-abba}
+case "$order" in abba|turn) ;; *) echo "postfix-bench: ORDER is abba or turn, not $order" >&2; exit 2 ;; esac
+pairs=${PAIRS:-2}
+case "$pairs" in [1-9]|[1-9][0-9]) ;; *) echo "postfix-bench: PAIRS is 1..99, not $pairs" >&2; exit 2 ;; esac
+part=$((messages / (2 * pairs)))
+echo "postfix-bench: $messages messages x $sessions sessions, $transport, $auth, $rounds rounds, $order"
+[ "$order" = abba ] && echo "  (each milter: $pairs x 2 runs of $part messages a round)"
 for round in $(seq "$rounds"); do
     echo "round $round"
-    run none "" ""
-    run noop "$noop_pf" "$noop_pid"
-    run sra "$sra_pf" "$sra_pid"
+    : >"$work/round"
+    run none "" "" "$messages"
+    if [ "$order" = abba ]; then
+        for _ in $(seq "$pairs"); do
+            run noop "$noop_pf" "$noop_pid" "$part"
+            run sra "$sra_pf" "$sra_pid" "$part"
+            run sra "$sra_pf" "$sra_pid" "$part"
+            run noop "$noop_pf" "$noop_pid" "$part"
+        done
+    else
+        run noop "$noop_pf" "$noop_pid" "$messages"
+        run sra "$sra_pf" "$sra_pid" "$messages"
+    fi
+    python3 - "$work/round" <<'PY'
+import sys
+total = {}
+for line in open(sys.argv[1]):
+    name, n, secs = line.split()
+    m, s = total.get(name, (0, 0.0))
+    total[name] = (m + int(n), s + float(secs))
+rate = {k: m / s for k, (m, s) in total.items()}
+print(f"  round: noop {rate['noop']:.0f} msg/s, sra {rate['sra']:.0f} msg/s, "
+      f"sra / noop {rate['sra'] / rate['noop']:.2f}")
+PY
 done
 if [ "$auth" = auth ]; then
     # What sra-milter made of the signed message: authenticated mail builds

@@ -228,14 +228,16 @@ impl Redis {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(1);
         let children = vec![start_server(dir.path(), ports[0], false)];
-        wait_ping(None, ports[0], &log_of(dir.path(), ports[0]));
-        Redis {
+        let log = log_of(dir.path(), ports[0]);
+        let r = Redis {
             killed: vec![false; ports.len()],
             tls: None,
             ports,
             children,
             dir,
-        }
+        };
+        wait_ping(None, r.ports[0], &log);
+        r
     }
 
     /// One server that knows only the ACL user `user` with `password`
@@ -292,14 +294,16 @@ impl Redis {
         let args = tls_args(d, ports[0]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let children = vec![start_server_with(d, 0, false, &args)];
-        wait_ping(Some(&d.join("ca.crt")), ports[0], &log_of(d, 0));
-        Redis {
+        let (ca, log) = (d.join("ca.crt"), log_of(d, 0));
+        let r = Redis {
             killed: vec![false],
-            tls: Some(d.join("ca.crt")),
+            tls: Some(ca),
             ports,
             children,
             dir,
-        }
+        };
+        wait_ping(r.tls.as_deref(), r.ports[0], &log);
+        r
     }
 
     /// The CA that signed a TLS server's certificate.
@@ -345,17 +349,28 @@ impl Redis {
                 .map(|port| start_server(d, *port, true))
                 .collect()
         };
-        let tls = tls.then_some(ca);
-        for port in &ports {
-            let log = match tls {
-                Some(_) => log_of(&d.join(format!("n{port}")), 0),
-                None => log_of(d, *port),
-            };
-            wait_ping(tls.as_deref(), *port, &log);
+        let logs: Vec<PathBuf> = ports
+            .iter()
+            .map(|port| match tls {
+                true => log_of(&d.join(format!("n{port}")), 0),
+                false => log_of(d, *port),
+            })
+            .collect();
+        // Owned from here on: a node that fails to start stops the others
+        // (dropped with the test's panic), so no server outlives its test.
+        let r = Redis {
+            killed: vec![false; ports.len()],
+            tls: tls.then_some(ca),
+            ports,
+            children,
+            dir,
+        };
+        for (port, log) in r.ports.iter().zip(&logs) {
+            wait_ping(r.tls.as_deref(), *port, log);
         }
-        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<String> = r.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
-        if let Some(ca) = &tls {
+        if let Some(ca) = &r.tls {
             create.arg("--tls").arg("--cacert").arg(ca);
         }
         let out = create
@@ -370,13 +385,6 @@ impl Redis {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let r = Redis {
-            killed: vec![false; ports.len()],
-            tls,
-            ports,
-            children,
-            dir,
-        };
         r.wait_cluster_ok();
         r
     }
