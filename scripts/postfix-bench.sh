@@ -21,7 +21,7 @@
 # speeds up during a round (other guests on the host, CPU credit) then
 # weighs on both alike. ORDER=turn runs none, no-op, sra once each, whole.
 # PERF_DIR=DIR records each run system-wide with `perf record -a` into
-# DIR/NAME-ROUND.data; `perf report -i FILE --sort comm` then shows which
+# DIR/NAME-ROUND-TIME.data; `perf report -i FILE --sort comm` then shows which
 # process (Postfix's, the milter, the client) took the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -199,8 +199,7 @@ hz=$(getconf CLK_TCK)
 
 # Until Postfix's queue is empty (every message relayed to the sink).
 drain() {
-    local i
-    for i in $(seq 600); do
+    for _ in $(seq 600); do
         [ -z "$(find "$work/spool/incoming" "$work/spool/active" -type f 2>/dev/null | head -1)" ] && return 0
         sleep 0.1
     done
