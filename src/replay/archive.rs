@@ -84,14 +84,14 @@ fn walk(path: &Path, is_dir: bool, out: &mut Vec<PathBuf>) -> Result<(), ReplayE
         out.push(path.to_owned());
         return Ok(());
     }
-    let cur = path.join("cur");
-    let new = path.join("new");
-    if cur.is_dir() || new.is_dir() {
-        for d in [cur, new] {
-            if d.is_dir() {
-                let found = listing(&d)?;
-                out.extend(found.into_iter().filter(|(_, dir)| !dir).map(|(p, _)| p));
-            }
+    let maildir: Vec<PathBuf> = [path.join("cur"), path.join("new")]
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    if !maildir.is_empty() {
+        for d in maildir {
+            let found = listing(&d)?;
+            out.extend(found.into_iter().filter(|(_, dir)| !dir).map(|(p, _)| p));
         }
         return Ok(());
     }
@@ -166,11 +166,10 @@ pub(super) fn read(loc: &Loc, files: &mut HashMap<PathBuf, File>) -> io::Result<
 }
 
 /// An mbox message's `>From ` lines with one `>` less (mboxrd).
-fn unquote(buf: Vec<u8>) -> Vec<u8> {
-    if !buf.windows(6).any(|w| w == b"\n>From") {
-        return buf;
+fn unquote(text: Vec<u8>) -> Vec<u8> {
+    if !text.windows(6).any(|w| w == b"\n>From") {
+        return text;
     }
-    let text = buf;
     let mut out = Vec::with_capacity(text.len());
     let mut at_line_start = true;
     let mut i = 0;

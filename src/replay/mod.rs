@@ -247,7 +247,6 @@ pub fn replay(
         Ok(())
     };
     let mut refreshed = 0u64;
-    let mut files = HashMap::new();
     // Reading and parsing run on their own thread, a bounded queue ahead of
     // the rating, which takes the messages in time order as before: the
     // store sees the same sequence of messages, on two cores.
@@ -262,15 +261,16 @@ pub fn replay(
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
         let locs = &mut locs;
-        let files = &mut files;
         let prep = &prep;
         scope.spawn(move || {
+            // Open mbox files, for messages read again.
+            let mut files = HashMap::new();
             for (n, (t, i)) in timed.into_iter().enumerate() {
                 let (loc, kept) = &mut locs[i];
                 // A parser that panics on a hostile message costs that
                 // message, not the run (as in the milter).
                 let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    prep.prepare(loc, kept.take(), files)
+                    prep.prepare(loc, kept.take(), &mut files)
                 }))
                 .unwrap_or_else(|_| Err("the message could not be parsed (parser panic)".into()));
                 if tx.send((n, t, loc.name(), msg)).is_err() {

@@ -57,8 +57,11 @@ impl Habit {
 /// Whether a stored habit is an hour of the week (`Counter::Timed`
 /// counts the messages that recorded one).
 pub fn is_hour_of_week(member: &str) -> bool {
-    member.starts_with("when:")
+    member.starts_with(WHEN)
 }
+
+/// The prefix of an hour-of-the-week habit's value.
+const WHEN: &str = "when:";
 
 /// The hour-of-the-week habit's value at `time`: weekday and six-hour
 /// block, UTC (`when:sat/00-06`).
@@ -79,14 +82,14 @@ fn day_and_block(time: u64) -> (usize, u64) {
 }
 
 fn when(day: usize, block: u64) -> String {
-    format!("when:{}/{block:02}-{:02}", DAYS[day], block + 6)
+    format!("{WHEN}{}/{block:02}-{:02}", DAYS[day], block + 6)
 }
 
 /// For an hour-of-the-week habit (`when:tue/06-12`), the same six-hour
 /// block on the other days of its kind (Monday to Friday, or the
 /// weekend); for any other habit, none.
 fn same_block_on_like_days(member: &str) -> Vec<String> {
-    let Some((day, block)) = member.strip_prefix("when:").and_then(|v| {
+    let Some((day, block)) = member.strip_prefix(WHEN).and_then(|v| {
         let (d, b) = v.split_once('/')?;
         Some((
             DAYS.iter().position(|x| *x == d)?,
