@@ -250,6 +250,7 @@ case "$order" in abba|turn) ;; *) echo "postfix-bench: ORDER is abba or turn, no
 pairs=${PAIRS:-2}
 case "$pairs" in [1-9]|[1-9][0-9]) ;; *) echo "postfix-bench: PAIRS is 1..99, not $pairs" >&2; exit 2 ;; esac
 part=$((messages / (2 * pairs)))
+[ "$order" = turn ] || [ "$part" -ge 1 ] || { echo "postfix-bench: $messages messages cannot make $pairs pairs of runs" >&2; exit 2; }
 echo "postfix-bench: $messages messages x $sessions sessions, $transport, $auth, $rounds rounds, $order"
 [ "$order" = abba ] && echo "  (each milter: $pairs x 2 runs of $part messages a round)"
 for round in $(seq "$rounds"); do

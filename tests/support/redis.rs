@@ -36,12 +36,11 @@ fn free_ports(count: usize) -> Vec<u16> {
 /// bus port) is never handed out again by this process, since the check
 /// binds and releases it before the server binds it.
 fn free_cluster_ports(count: usize) -> Vec<u16> {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
     use std::hash::{BuildHasher, RandomState};
     use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
     let seed = RandomState::new();
     let mut held = Vec::new();
     let mut ports = Vec::new();
@@ -134,9 +133,15 @@ fn cli_tls(tls: Option<&Path>, port: u16, args: &[&str]) -> String {
 
 /// Until the server on `port` answers; its `log` says why when it does not.
 fn wait_ping(tls: Option<&Path>, port: u16, log: &Path) {
+    wait_for(port, log, || cli_tls(tls, port, &["ping"]));
+}
+
+/// Until `ping` (a `redis-cli ... ping` of the server on `port`) says
+/// PONG; the server's `log` says why when it does not.
+fn wait_for(port: u16, log: &Path, ping: impl Fn() -> String) {
     let start = Instant::now();
-    while !cli_tls(tls, port, &["ping"]).contains("PONG") {
-        if start.elapsed() > Duration::from_secs(30) {
+    while !ping().contains("PONG") {
+        if start.elapsed() > Duration::from_secs(10) {
             let log = std::fs::read_to_string(log).unwrap_or_else(|e| format!("(no log: {e})"));
             panic!("redis on {port} did not start; its log:\n{log}");
         }
@@ -254,34 +259,19 @@ impl Redis {
                 "--user", user, "on", &pass, "~*", "&*", "+@all", "--user", "default", "off",
             ],
         )];
-        let start = Instant::now();
-        while !Command::new("redis-cli")
-            .args([
-                "-p",
-                &ports[0].to_string(),
-                "--user",
-                user,
-                "--pass",
-                password,
-                "ping",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-            .unwrap_or(false)
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
+        let log = log_of(dir.path(), ports[0]);
+        let r = Redis {
             killed: vec![false],
             tls: None,
             ports,
             children,
             dir,
-        }
+        };
+        let port = r.ports[0];
+        wait_for(port, &log, || {
+            cli(port, &["--user", user, "--pass", password, "ping"])
+        });
+        r
     }
 
     /// One server that speaks only TLS, with a certificate for 127.0.0.1
@@ -328,34 +318,34 @@ impl Redis {
         let d = dir.path();
         let ports = free_cluster_ports(6);
         let ca = d.join("ca.crt");
-        let children = if tls {
+        if tls {
             make_certificates(d);
-            ports
-                .iter()
-                .map(|port| {
-                    let node = d.join(format!("n{port}"));
-                    std::fs::create_dir_all(&node).unwrap();
-                    let mut args = tls_args(d, *port);
+        }
+        // Each node's directory and the port it is started with (a TLS
+        // node gets its port as `--tls-port` and none in plain text).
+        let homes: Vec<(PathBuf, u16)> = ports
+            .iter()
+            .map(|port| match tls {
+                true => (d.join(format!("n{port}")), 0),
+                false => (d.to_owned(), *port),
+            })
+            .collect();
+        let children = ports
+            .iter()
+            .zip(&homes)
+            .map(|(port, (home, plain))| {
+                let mut args = Vec::new();
+                if tls {
+                    args = tls_args(d, *port);
                     for a in ["--tls-cluster", "yes", "--tls-replication", "yes"] {
                         args.push(a.into());
                     }
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    start_server_with(&node, 0, true, &args)
-                })
-                .collect()
-        } else {
-            ports
-                .iter()
-                .map(|port| start_server(d, *port, true))
-                .collect()
-        };
-        let logs: Vec<PathBuf> = ports
-            .iter()
-            .map(|port| match tls {
-                true => log_of(&d.join(format!("n{port}")), 0),
-                false => log_of(d, *port),
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                start_server_with(home, *plain, true, &args)
             })
             .collect();
+        let logs: Vec<PathBuf> = homes.iter().map(|(h, p)| log_of(h, *p)).collect();
         // Owned from here on: a node that fails to start stops the others
         // (dropped with the test's panic), so no server outlives its test.
         let r = Redis {
