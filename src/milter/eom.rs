@@ -144,14 +144,8 @@ impl Connection {
             ar_header = header;
             facts.dns = self.dns_facts(&cfg, &facts).await;
         }
-        let engine = self.shared.engine.clone();
-        let c = cfg.clone();
-        let job = stage_work(&self.shared, move || {
-            let (a, d) = engine.process(&c, &facts, carried, true)?;
-            Ok((facts, a, d))
-        })
-        .await;
-        let (facts, a, d) = match job {
+        let job = stage_work(&self.shared, |e| e.process(&cfg, &facts, carried, true)).await;
+        let (a, d) = match job {
             Ok(x) => x,
             Err(e) => return on_error(&self.shared, &qid, &e, reply),
         };

@@ -68,6 +68,15 @@ impl Engine {
         })
     }
 
+    /// This engine over `store` (a stage's snapshot of its store,
+    /// `store::run_loaded`); engagement batches are not run on a view.
+    pub fn view(&self, store: Arc<dyn ReputationStore>) -> Engine {
+        Engine {
+            reputation: self.reputation.view(store),
+            events: Mutex::new(()),
+        }
+    }
+
     pub(crate) fn events_lock(&self) -> MutexGuard<'_, ()> {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,6 +117,9 @@ mod first_contact_tests;
 
 #[cfg(test)]
 mod signal_tests;
+
+#[cfg(test)]
+mod snapshot_tests;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,16 @@ impl Reputation {
         Ok(engine)
     }
 
+    /// The same ratings over `store` (a stage's snapshot of this one's
+    /// store): the overrides and protected domains in force now.
+    pub fn view(&self, store: Arc<dyn ReputationStore>) -> Reputation {
+        Reputation {
+            store,
+            overrides: RwLock::new(self.overrides()),
+            protected: RwLock::new(self.protected()),
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn ReputationStore> {
         &self.store
     }

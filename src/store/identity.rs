@@ -33,7 +33,8 @@
 //! --identity-key FILE` converts a store.
 
 use super::{
-    IndexEntry, Item, Kind, NameEntry, Override, Record, ReputationStore, StoreError, Update,
+    IndexEntry, Item, Kind, Loaded, NameEntry, Override, Record, ReputationStore, StoreError,
+    StoreFuture, Update, Want,
 };
 use crate::vocab::Target;
 use ring::hmac;
@@ -269,6 +270,24 @@ impl ReputationStore for KeyedStore {
 
     fn apply(&self, update: &Update) -> Result<(), StoreError> {
         self.inner.apply(&self.key.update(update))
+    }
+
+    fn load(&self, wants: Vec<Want>) -> StoreFuture<'_, Vec<Loaded>> {
+        let wants = wants
+            .into_iter()
+            .map(|w| match w {
+                Want::Record(kind, key) => {
+                    let key = self.key.record_key(kind, &key).into_owned();
+                    Want::Record(kind, key)
+                }
+                other => other,
+            })
+            .collect();
+        self.inner.load(wants)
+    }
+
+    fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {
+        self.inner.apply_async(self.key.update(&update))
     }
 
     fn overrides(&self) -> Result<Vec<Override>, StoreError> {

@@ -33,6 +33,7 @@ mod record;
 mod redis_store;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+mod snapshot;
 
 pub use batching::BatchingStore;
 pub use copy::{copy, ensure_empty, CopyReport};
@@ -42,6 +43,7 @@ pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K}
 pub use redis_store::RedisStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
+pub use snapshot::{run_loaded, Loaded, Snapshot, StoreFuture, Want};
 
 /// Opens the store `[store]` names, for writing: RocksDB under
 /// `state_dir`, or Redis; behind its identity key when one is set.
@@ -346,6 +348,18 @@ pub trait ReputationStore: Send + Sync + 'static {
     /// A value of the store's own meta data (`identity_key`).
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Reads `wants` (answers in their order) for [`run_loaded`]; a store
+    /// that waits on a network does so without holding a thread, with
+    /// the reads in flight together. By default: read one by one, now.
+    fn load(&self, wants: Vec<Want>) -> StoreFuture<'_, Vec<Loaded>> {
+        let loaded = wants.iter().map(|w| w.read(self)).collect();
+        Box::pin(std::future::ready(loaded))
+    }
+    /// [`ReputationStore::apply`] without holding a thread while the
+    /// network answers. By default: apply now.
+    fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(self.apply(&update)))
+    }
 }
 
 /// One thing a store holds, as [`ReputationStore::export`] hands it out.

@@ -13,7 +13,7 @@ pub(super) enum Conn {
 
 impl Conn {
     /// Runs `cmds` as one pipeline; a cluster routes each by its slot.
-    pub(super) fn pipeline(&mut self, cmds: Vec<Cmd>) -> redis::RedisResult<Vec<Value>> {
+    pub(super) fn pipeline(&mut self, cmds: &[Cmd]) -> redis::RedisResult<Vec<Value>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
@@ -21,14 +21,14 @@ impl Conn {
             Conn::Single(c) => {
                 let mut p = redis::pipe();
                 for cmd in cmds {
-                    p.add_command(cmd);
+                    p.add_command(cmd.clone());
                 }
                 p.query(c)
             }
             Conn::Cluster(c) => {
                 let mut p = redis::cluster::cluster_pipe();
                 for cmd in cmds {
-                    p.add_command(cmd);
+                    p.add_command(cmd.clone());
                 }
                 p.query(c.as_mut())
             }

@@ -27,8 +27,9 @@ impl RedisStore {
             let start = self.key(&format!("{{{tag}:"));
             let keys = self.keys_like(&start)?;
             for chunk in keys.chunks(100) {
-                let cmds = chunk.iter().map(|k| cmd("GET").arg(k).clone()).collect();
-                let values = self.with(|c| c.pipeline(cmds))?;
+                let cmds: Vec<redis::Cmd> =
+                    chunk.iter().map(|k| cmd("GET").arg(k).clone()).collect();
+                let values = self.with(|c| c.pipeline(&cmds))?;
                 for (k, v) in chunk.iter().zip(values) {
                     let Ok(Some(v)) = redis::from_redis_value::<Option<Vec<u8>>>(v) else {
                         continue;

@@ -22,13 +22,16 @@
 //!   the background scans.
 //!
 //! All writes of one message go in one pipeline (routed by slot in a
-//! cluster); they are atomic per record, not across records. A lost
-//! connection is dropped and the next operation opens a new one; the
-//! cluster client follows MOVED and ASK itself.
+//! cluster); they are atomic per record, not across records. The milter's
+//! stages read and write on one async multiplexed connection ([`flight`]);
+//! everything else (events, sweeps, the console, the CLI) on a pool of
+//! synchronous ones. A lost connection is dropped and the next operation
+//! opens a new one (a read is tried once more on it at once); the cluster
+//! clients follow MOVED and ASK themselves.
 
 use super::{
-    decode_index, encode_index, engagement_key, record::Record, IndexEntry, Item, Kind, NameEntry,
-    Override, ReputationStore, StoreError, Update, DISTINCT_K, SCHEMA_VERSION,
+    decode_index, engagement_key, record::Record, IndexEntry, Item, Kind, Loaded, NameEntry,
+    Override, ReputationStore, StoreError, StoreFuture, Update, Want, DISTINCT_K, SCHEMA_VERSION,
 };
 use crate::config::RedisConfig;
 use crate::vocab::Target;
@@ -38,6 +41,8 @@ use redis::{Cmd, Value};
 
 mod conn;
 mod export;
+mod flight;
+mod write;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -52,6 +57,8 @@ const SET_TAGS: [u8; 5] = [1, 2, 3, 4, 5];
 /// version of the layout.
 const LIBRARY: &str = include_str!("merge.lua");
 
+// One per store, made at start and never moved: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -68,6 +75,8 @@ pub struct RedisStore {
     /// read the same sender, domain and MTA again; this host's own writes
     /// drop their keys from it.
     recent: Mutex<HashMap<(Kind, String), (Instant, Record)>>,
+    /// The milter stages' connection ([`flight`]), opened on first use.
+    async_conn: tokio::sync::Mutex<Option<flight::AsyncConn>>,
 }
 
 /// How long a record read is reused. Within one message's stages; another
@@ -134,6 +143,7 @@ impl RedisStore {
             ttl_secs: message_ttl_secs,
             newest: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
+            async_conn: tokio::sync::Mutex::new(None),
         };
         store.with(|c| {
             c.query::<Value>(cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY))
@@ -171,12 +181,42 @@ impl RedisStore {
         }
     }
 
-    /// Runs `f` on a pooled connection; a connection that failed is dropped.
-    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+    /// Runs `f` on a pooled connection; a connection that failed is
+    /// dropped. When a pooled connection failed on its connection (the
+    /// server it knew went away: a restart, a failover), `f` is tried once
+    /// more on a new one, so `f` must be safe to repeat (see
+    /// [`Self::with_once`]).
+    fn with<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        match self.try_with(&f) {
+            (Err(e), true) if e.is_io_error() || e.is_connection_dropped() => {
+                self.try_with(&f).0.map_err(redis_error)
+            }
+            (r, _) => r.map_err(redis_error),
+        }
+    }
+
+    /// Runs `f` once on a pooled connection (for writes that must not be
+    /// repeated); a connection that failed is dropped.
+    fn with_once<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.try_with(&f).0.map_err(redis_error)
+    }
+
+    /// `f`'s result, and whether it ran on a connection from the pool.
+    fn try_with<T>(
+        &self,
+        f: &impl Fn(&mut Conn) -> redis::RedisResult<T>,
+    ) -> (redis::RedisResult<T>, bool) {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let was_pooled = pooled.is_some();
         let mut conn = match pooled {
             Some(c) => c,
-            None => self.connect().map_err(redis_error)?,
+            None => match self.connect() {
+                Ok(c) => c,
+                Err(e) => return (Err(e), false),
+            },
         };
         let r = f(&mut conn);
         if r.is_ok() && conn.is_open() {
@@ -185,7 +225,7 @@ impl RedisStore {
                 pool.push(conn);
             }
         }
-        r.map_err(redis_error)
+        (r, was_pooled)
     }
 
     fn key(&self, rest: &str) -> String {
@@ -259,40 +299,6 @@ impl RedisStore {
         ))
     }
 
-    /// The merge of one record delta.
-    fn merge_cmd(&self, kind: Kind, key: &str, delta: &Record) -> Cmd {
-        let rk = self.record_key(kind, key);
-        let sets: Vec<(u8, &Vec<u64>)> = delta.raw_sets().iter().map(|(t, s)| (*t, s)).collect();
-        let mut c = cmd("FCALL");
-        c.arg("sra_merge_1").arg(1 + sets.len()).arg(&rk);
-        for (t, _) in &sets {
-            c.arg(Self::set_key(&rk, *t));
-        }
-        c.arg(delta.first_seen)
-            .arg(delta.last_seen)
-            .arg(&delta.label)
-            .arg(DISTINCT_K)
-            .arg(delta.raw_counts().len());
-        for (t, v) in delta.raw_counts() {
-            c.arg(format!("c{t}")).arg(*v);
-        }
-        for (_, s) in &sets {
-            c.arg(s.len());
-            for h in s.iter() {
-                // The score: the hash's top 53 bits, exact in a double.
-                c.arg((h >> 11) as f64).arg(*h);
-            }
-        }
-        c
-    }
-
-    fn index_cmd(&self, kind: Kind, key: &str) -> Cmd {
-        cmd("SADD")
-            .arg(self.key(&format!("{{i:{}:{}}}", kind_letter(kind), shard_of(key))))
-            .arg(key)
-            .clone()
-    }
-
     fn engagement_shard(&self, id: &str) -> String {
         self.key(&format!("{{e:{}}}", shard_of(id)))
     }
@@ -301,39 +307,55 @@ impl RedisStore {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps a record read for [`READ_CACHE_TTL`].
+    fn remember(&self, kind: Kind, key: &str, r: &Record) {
+        let mut recent = self.recent_lock();
+        if recent.len() >= READ_CACHE_MAX {
+            recent.clear();
+        }
+        recent.insert((kind, key.to_string()), (Instant::now(), r.clone()));
+    }
+
+    /// The newest message time seen (the clock of index expiry).
+    fn newest(&self) -> u64 {
+        self.newest.load(Ordering::Relaxed)
+    }
+
+    fn message_cmd(&self, id: &str) -> Cmd {
+        cmd("GET").arg(self.key(&format!("{{x:{id}}}"))).clone()
+    }
+
+    fn name_cmd(&self, normalized: &str) -> Cmd {
+        cmd("GET")
+            .arg(self.key(&format!("{{n:{normalized}}}")))
+            .clone()
+    }
+
     /// Reads many records in one pipeline.
     fn records(&self, kind: Kind, keys: &[String]) -> Result<Vec<Record>, StoreError> {
-        let cmds = keys.iter().map(|k| self.read_record_cmd(kind, k)).collect();
-        let values = self.with(|c| c.pipeline(cmds))?;
+        let cmds: Vec<Cmd> = keys.iter().map(|k| self.read_record_cmd(kind, k)).collect();
+        let values = self.with(|c| c.pipeline(&cmds))?;
         values.into_iter().map(Self::record_from).collect()
     }
 }
 
 impl ReputationStore for RedisStore {
     fn record(&self, kind: Kind, key: &str) -> Result<Record, StoreError> {
-        let lookup = (kind, key.to_string());
-        if let Some((at, r)) = self.recent_lock().get(&lookup) {
-            if at.elapsed() < READ_CACHE_TTL {
-                return Ok(r.clone());
-            }
+        if let Some(r) = self.cached(kind, key) {
+            return Ok(r);
         }
         let c = self.read_record_cmd(kind, key);
         let value = self.with(|conn| conn.query::<Value>(&c))?;
         let r = Self::record_from(value)?;
-        let mut recent = self.recent_lock();
-        if recent.len() >= READ_CACHE_MAX {
-            recent.clear();
-        }
-        recent.insert(lookup, (Instant::now(), r.clone()));
+        self.remember(kind, key, &r);
         Ok(r)
     }
 
     fn message(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
-        let k = self.key(&format!("{{x:{id}}}"));
-        let v: Option<Vec<u8>> = self.with(|c| c.query(cmd("GET").arg(&k)))?;
+        let v: Option<Vec<u8>> = self.with(|c| c.query(&self.message_cmd(id)))?;
         match v {
             None => Ok(None),
-            Some(v) => decode_index(id, &v, self.ttl_secs, self.newest.load(Ordering::Relaxed)),
+            Some(v) => decode_index(id, &v, self.ttl_secs, self.newest()),
         }
     }
 
@@ -341,96 +363,22 @@ impl ReputationStore for RedisStore {
         if update.is_empty() {
             return Ok(());
         }
-        let mut cmds = Vec::new();
-        let mut newest = 0;
-        for (kind, key, delta) in &update.records {
-            cmds.push(self.merge_cmd(*kind, key, delta));
-            newest = newest.max(delta.last_seen);
-        }
-        let merges = cmds.len();
-        {
-            // Forget what this host is about to change.
-            let mut recent = self.recent_lock();
-            for (kind, key, _) in &update.records {
-                recent.remove(&(*kind, key.clone()));
-            }
-        }
-        for (kind, key, _) in &update.records {
-            if *kind == Kind::Pair {
-                if let Some((sender, mta)) = key.split_once('\0') {
-                    cmds.push(
-                        cmd("SADD")
-                            .arg(self.key(&format!("{{pi:{sender}}}")))
-                            .arg(mta)
-                            .clone(),
-                    );
-                }
-            }
-        }
-        for k in &update.engagement_add {
-            let (time, id) = split_engagement_key(k)?;
-            cmds.push(
-                cmd("ZADD")
-                    .arg(self.engagement_shard(&id))
-                    .arg(time)
-                    .arg(&id)
-                    .clone(),
-            );
-        }
-        for k in &update.engagement_del {
-            let (_, id) = split_engagement_key(k)?;
-            cmds.push(cmd("ZREM").arg(self.engagement_shard(&id)).arg(&id).clone());
-        }
-        if let Some(t) = update.engagement_since {
-            cmds.push(
-                cmd("HSETNX")
-                    .arg(self.key("{meta}"))
-                    .arg("engagement_since")
-                    .arg(t)
-                    .clone(),
-            );
-        }
-        for (name, entry) in &update.names {
-            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
-            cmds.push(
-                cmd("SET")
-                    .arg(self.key(&format!("{{n:{name}}}")))
-                    .arg(v)
-                    .clone(),
-            );
-        }
-        for (id, entry) in &update.messages {
-            cmds.push(
-                cmd("SET")
-                    .arg(self.key(&format!("{{x:{id}}}")))
-                    .arg(encode_index(entry)?)
-                    .arg("EX")
-                    .arg(self.ttl_secs.max(1))
-                    .clone(),
-            );
-            newest = newest.max(entry.time);
-        }
-        let values = self.with(|c| c.pipeline(cmds));
-        {
-            // And again after it: a read that raced the write may have
-            // kept the old value.
-            let mut recent = self.recent_lock();
-            for (kind, key, _) in &update.records {
-                recent.remove(&(*kind, key.clone()));
-            }
-        }
-        let values = values?;
-        // Records new to the store join the key index of their kind.
-        let index: Vec<Cmd> = update
-            .records
-            .iter()
-            .zip(&values[..merges])
-            .filter(|(_, v)| matches!(v, Value::Int(1)))
-            .map(|((kind, key, _), _)| self.index_cmd(*kind, key))
-            .collect();
-        self.with(|c| c.pipeline(index))?;
-        self.observe_time(newest);
+        let w = self.write_cmds(update)?;
+        // Merges count: not repeated on a new connection.
+        let values = self.with_once(|c| c.pipeline(&w.cmds));
+        self.forget(update);
+        let index = self.index_cmds(update, &values?[..w.merges]);
+        self.with(|c| c.pipeline(&index))?;
+        self.observe_time(w.newest);
         Ok(())
+    }
+
+    fn load(&self, wants: Vec<Want>) -> StoreFuture<'_, Vec<Loaded>> {
+        Box::pin(self.load_async(wants))
+    }
+
+    fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {
+        Box::pin(self.write_async(update))
     }
 
     fn overrides(&self) -> Result<Vec<Override>, StoreError> {
@@ -453,7 +401,7 @@ impl ReputationStore for RedisStore {
                 cmd("HSET")
                     .arg(self.key("{o}"))
                     .arg(o.target.store_key())
-                    .arg(v),
+                    .arg(&v),
             )
             .map(|_| ())
         })
@@ -472,8 +420,7 @@ impl ReputationStore for RedisStore {
     }
 
     fn name(&self, normalized: &str) -> Result<Option<NameEntry>, StoreError> {
-        let v: Option<Vec<u8>> =
-            self.with(|c| c.query(cmd("GET").arg(self.key(&format!("{{n:{normalized}}}")))))?;
+        let v: Option<Vec<u8>> = self.with(|c| c.query(&self.name_cmd(normalized)))?;
         Ok(v.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -496,7 +443,7 @@ impl ReputationStore for RedisStore {
                     .clone()
             })
             .collect();
-        let values = self.with(|c| c.pipeline(cmds))?;
+        let values = self.with(|c| c.pipeline(&cmds))?;
         let mut due = Vec::new();
         for v in &values {
             let pairs: Vec<(String, f64)> = redis::from_redis_value_ref(v)
@@ -568,14 +515,4 @@ impl ReputationStore for RedisStore {
         }
         Ok(())
     }
-}
-
-/// The time and Message-ID of an engagement queue key.
-fn split_engagement_key(k: &[u8]) -> Result<(u64, String), StoreError> {
-    let t = k
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StoreError::Redis("malformed engagement key".into()))?;
-    Ok((t, String::from_utf8_lossy(&k[8..]).into_owned()))
 }

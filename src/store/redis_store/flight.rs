@@ -1,0 +1,162 @@
+//! The milter's stages on Redis: reads and writes in flight together on
+//! one multiplexed connection (one socket per node), awaited on the async
+//! worker. No thread waits on a socket, so a message costs no hand-offs
+//! to the blocking pool and back (docs/performance.md, "The shared store").
+
+use super::{redis_error, Client, RedisStore};
+use crate::store::{decode_index, Kind, Loaded, StoreError, Update, Want};
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
+
+/// An async connection: both kinds are handles onto one multiplexed
+/// connection, cheap to clone.
+#[derive(Clone)]
+pub(super) enum AsyncConn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl AsyncConn {
+    /// Sends `cmds` and answers their replies in order: to one server as
+    /// one pipeline; to a cluster all at once, each to its slot's node
+    /// (the client writes those of one node together).
+    async fn send(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
+        match self {
+            AsyncConn::Single(c) => {
+                let mut p = redis::pipe();
+                for cmd in cmds {
+                    p.add_command(cmd.clone());
+                }
+                p.query_async(c).await
+            }
+            AsyncConn::Cluster(c) => {
+                let replies = cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                });
+                futures_util::future::try_join_all(replies).await
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    /// The async connection, opened on first use and again after one
+    /// failed.
+    async fn async_conn(&self) -> RedisResult<AsyncConn> {
+        let mut slot = self.async_conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = match &self.client {
+            Client::Single(c) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.cfg.connect_timeout.0))
+                    .set_response_timeout(Some(self.cfg.command_timeout.0));
+                AsyncConn::Single(
+                    c.get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            Client::Cluster(c) => AsyncConn::Cluster(c.get_async_connection().await?),
+        };
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `cmds` on the async connection; one that broke is dropped,
+    /// so the next call opens a new one.
+    async fn send_async(&self, cmds: &[Cmd]) -> Result<Vec<Value>, StoreError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.async_conn().await.map_err(redis_error)?;
+        let r = conn.send(cmds).await;
+        if let Err(e) = &r {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                *self.async_conn.lock().await = None;
+            }
+        }
+        r.map_err(redis_error)
+    }
+
+    /// [`crate::store::ReputationStore::load`]: what the read cache holds
+    /// from it, the rest in one flight.
+    pub(super) async fn load_async(&self, wants: Vec<Want>) -> Result<Vec<Loaded>, StoreError> {
+        let mut out: Vec<Option<Loaded>> = Vec::with_capacity(wants.len());
+        let mut cmds = Vec::new();
+        for w in &wants {
+            let cached = match w {
+                Want::Record(kind, key) => self.cached(*kind, key).map(Loaded::Record),
+                _ => None,
+            };
+            if cached.is_none() {
+                cmds.push(match w {
+                    Want::Record(kind, key) => self.read_record_cmd(*kind, key),
+                    Want::Message(id) => self.message_cmd(id),
+                    Want::Name(n) => self.name_cmd(n),
+                });
+            }
+            out.push(cached);
+        }
+        let mut replies = self.send_async(&cmds).await?.into_iter();
+        let newest = self.newest();
+        wants
+            .iter()
+            .zip(out)
+            .map(|(w, cached)| {
+                if let Some(c) = cached {
+                    return Ok(c);
+                }
+                let v = replies
+                    .next()
+                    .ok_or_else(|| StoreError::Redis("fewer replies than reads".into()))?;
+                Ok(match w {
+                    Want::Record(kind, key) => {
+                        let r = Self::record_from(v)?;
+                        self.remember(*kind, key, &r);
+                        Loaded::Record(r)
+                    }
+                    Want::Message(id) => Loaded::Message(match bytes_of(v)? {
+                        None => None,
+                        Some(b) => decode_index(id, &b, self.ttl_secs, newest)?,
+                    }),
+                    Want::Name(_) => {
+                        Loaded::Name(bytes_of(v)?.and_then(|b| serde_json::from_slice(&b).ok()))
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// [`crate::store::ReputationStore::apply_async`]: the writes of one
+    /// message in one flight, then the key index of the records new to
+    /// the store.
+    pub(super) async fn write_async(&self, update: Update) -> Result<(), StoreError> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        let w = self.write_cmds(&update)?;
+        let values = self.send_async(&w.cmds).await;
+        self.forget(&update);
+        let index = self.index_cmds(&update, &values?[..w.merges]);
+        self.send_async(&index).await?;
+        crate::store::ReputationStore::observe_time(self, w.newest);
+        Ok(())
+    }
+
+    /// A record read within the read cache's time.
+    pub(super) fn cached(&self, kind: Kind, key: &str) -> Option<Record> {
+        let recent = self.recent_lock();
+        let (at, r) = recent.get(&(kind, key.to_string()))?;
+        (at.elapsed() < super::READ_CACHE_TTL).then(|| r.clone())
+    }
+}
+
+use crate::store::Record;
+
+/// The bytes of a `GET` reply (`None`: no such key).
+fn bytes_of(v: Value) -> Result<Option<Vec<u8>>, StoreError> {
+    redis::from_redis_value(v).map_err(|_| StoreError::Redis("unexpected reply for a GET".into()))
+}

@@ -1,0 +1,158 @@
+//! What one message writes to Redis: the commands of an [`Update`], in one
+//! pipeline, and what the store does around them (the read cache, the key
+//! index of records new to the store).
+
+use super::{cmd, kind_letter, shard_of, RedisStore};
+use crate::store::{encode_index, Kind, Record, StoreError, Update, DISTINCT_K};
+use redis::{Cmd, Value};
+
+impl RedisStore {
+    /// The merge of one record delta.
+    fn merge_cmd(&self, kind: Kind, key: &str, delta: &Record) -> Cmd {
+        let rk = self.record_key(kind, key);
+        let sets: Vec<(u8, &Vec<u64>)> = delta.raw_sets().iter().map(|(t, s)| (*t, s)).collect();
+        let mut c = cmd("FCALL");
+        c.arg("sra_merge_1").arg(1 + sets.len()).arg(&rk);
+        for (t, _) in &sets {
+            c.arg(Self::set_key(&rk, *t));
+        }
+        c.arg(delta.first_seen)
+            .arg(delta.last_seen)
+            .arg(&delta.label)
+            .arg(DISTINCT_K)
+            .arg(delta.raw_counts().len());
+        for (t, v) in delta.raw_counts() {
+            c.arg(format!("c{t}")).arg(*v);
+        }
+        for (_, s) in &sets {
+            c.arg(s.len());
+            for h in s.iter() {
+                // The score: the hash's top 53 bits, exact in a double.
+                c.arg((h >> 11) as f64).arg(*h);
+            }
+        }
+        c
+    }
+
+    fn index_cmd(&self, kind: Kind, key: &str) -> Cmd {
+        cmd("SADD")
+            .arg(self.key(&format!("{{i:{}:{}}}", kind_letter(kind), shard_of(key))))
+            .arg(key)
+            .clone()
+    }
+
+    /// The writes of `update`, in one pipeline: the record merges first
+    /// (`merges` of them, each answering 1 when the record is new), then
+    /// the rest. The records are forgotten from the read cache first.
+    pub(super) fn write_cmds(&self, update: &Update) -> Result<Write, StoreError> {
+        let mut cmds = Vec::new();
+        let mut newest = 0;
+        for (kind, key, delta) in &update.records {
+            cmds.push(self.merge_cmd(*kind, key, delta));
+            newest = newest.max(delta.last_seen);
+        }
+        let merges = cmds.len();
+        // Forget what this host is about to change.
+        self.forget(update);
+        for (kind, key, _) in &update.records {
+            if *kind == Kind::Pair {
+                if let Some((sender, mta)) = key.split_once('\0') {
+                    cmds.push(
+                        cmd("SADD")
+                            .arg(self.key(&format!("{{pi:{sender}}}")))
+                            .arg(mta)
+                            .clone(),
+                    );
+                }
+            }
+        }
+        for k in &update.engagement_add {
+            let (time, id) = split_engagement_key(k)?;
+            cmds.push(
+                cmd("ZADD")
+                    .arg(self.engagement_shard(&id))
+                    .arg(time)
+                    .arg(&id)
+                    .clone(),
+            );
+        }
+        for k in &update.engagement_del {
+            let (_, id) = split_engagement_key(k)?;
+            cmds.push(cmd("ZREM").arg(self.engagement_shard(&id)).arg(&id).clone());
+        }
+        if let Some(t) = update.engagement_since {
+            cmds.push(
+                cmd("HSETNX")
+                    .arg(self.key("{meta}"))
+                    .arg("engagement_since")
+                    .arg(t)
+                    .clone(),
+            );
+        }
+        for (name, entry) in &update.names {
+            let v = serde_json::to_vec(entry).map_err(|e| StoreError::Task(e.to_string()))?;
+            cmds.push(
+                cmd("SET")
+                    .arg(self.key(&format!("{{n:{name}}}")))
+                    .arg(v)
+                    .clone(),
+            );
+        }
+        for (id, entry) in &update.messages {
+            cmds.push(
+                cmd("SET")
+                    .arg(self.key(&format!("{{x:{id}}}")))
+                    .arg(encode_index(entry)?)
+                    .arg("EX")
+                    .arg(self.ttl_secs.max(1))
+                    .clone(),
+            );
+            newest = newest.max(entry.time);
+        }
+        Ok(Write {
+            cmds,
+            merges,
+            newest,
+        })
+    }
+
+    /// Drops `update`'s records from the read cache: before the write,
+    /// and again after it (a read that raced the write may have kept the
+    /// old value).
+    pub(super) fn forget(&self, update: &Update) {
+        let mut recent = self.recent_lock();
+        for (kind, key, _) in &update.records {
+            recent.remove(&(*kind, key.clone()));
+        }
+    }
+
+    /// Records new to the store (their merge answered 1) join the key
+    /// index of their kind.
+    pub(super) fn index_cmds(&self, update: &Update, merged: &[Value]) -> Vec<Cmd> {
+        update
+            .records
+            .iter()
+            .zip(merged)
+            .filter(|(_, v)| matches!(v, Value::Int(1)))
+            .map(|((kind, key, _), _)| self.index_cmd(*kind, key))
+            .collect()
+    }
+}
+
+/// The writes of one update ([`RedisStore::write_cmds`]).
+pub(super) struct Write {
+    pub(super) cmds: Vec<Cmd>,
+    pub(super) merges: usize,
+    /// The newest time they carry (the clock of index expiry).
+    pub(super) newest: u64,
+}
+
+/// The time and Message-ID of an engagement queue key.
+pub(super) fn split_engagement_key(k: &[u8]) -> Result<(u64, String), StoreError> {
+    let t = k
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Redis("malformed engagement key".into()))?;
+    Ok((t, String::from_utf8_lossy(&k[8..]).into_owned()))
+}
