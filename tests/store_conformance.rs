@@ -9,8 +9,8 @@ mod support;
 use sra_milter::config::RedisConfig;
 use sra_milter::store::{
     engagement_key, pair_key, with_identity_key, Counter, IdentityKey, IndexEntry, Item, Kind,
-    NameEntry, Override, Record, RedisStore, ReputationStore, RocksStore, SetKind, Update,
-    DISTINCT_K, META_IDENTITY,
+    Loaded, NameEntry, Override, Record, RedisStore, ReputationStore, RocksStore, SetKind, Update,
+    Want, DISTINCT_K, META_IDENTITY,
 };
 use sra_milter::vocab::{Class, Direction, Target};
 use std::sync::Arc;
@@ -52,6 +52,76 @@ fn records(v: Vec<(Kind, &str, Record)>) -> Update {
             .collect(),
         ..Update::default()
     }
+}
+
+/// The milter's asynchronous path (`store::run_loaded`): what
+/// `apply_async` writes, `load` reads back as the synchronous reads do,
+/// in the order asked; what `peek` answers, when it answers, is what a
+/// read gives.
+fn loads_as_it_reads(s: &dyn ReputationStore) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let who = "async@partner.example";
+    let pair = pair_key(who, "192.0.2.77");
+    let mut rec = Record::seen_at(1_700_000_100);
+    rec.add(Counter::MessagesReceived, 3)
+        .insert(SetKind::EnterpriseRecipients, "bob@example.com");
+    let mut u = records(vec![
+        (Kind::Sender, who, rec.clone()),
+        (Kind::Pair, &pair, rec.clone()),
+    ]);
+    u.messages
+        .push(("async-1@partner.example".into(), entry(1_700_000_100, who)));
+    u.names.push((
+        "async sender".into(),
+        NameEntry {
+            address: who.into(),
+            enterprise: false,
+        },
+    ));
+    rt.block_on(s.apply_async(u)).unwrap();
+    rt.block_on(s.apply_async(Update::default())).unwrap();
+    let wants = vec![
+        Want::Record(Kind::Sender, who.into()),
+        Want::Record(Kind::Pair, pair.clone()),
+        Want::Record(Kind::Domain, "never.example".into()),
+        Want::Message("async-1@partner.example".into()),
+        Want::Message("missing@partner.example".into()),
+        Want::Name("async sender".into()),
+        Want::Name("nobody at all".into()),
+    ];
+    let loaded = rt.block_on(s.load(wants.clone())).unwrap();
+    let read: Vec<Loaded> = wants.iter().map(|w| w.read(s).unwrap()).collect();
+    assert_eq!(loaded, read);
+    assert!(
+        matches!(&loaded[0], Loaded::Record(r) if r.count(Counter::MessagesReceived) == 3),
+        "{loaded:?}"
+    );
+    assert!(
+        matches!(&loaded[3], Loaded::Message(Some(e)) if e.sender == who),
+        "{loaded:?}"
+    );
+    assert!(matches!(&loaded[5], Loaded::Name(Some(n)) if n.address == who));
+    assert_eq!(loaded[2], Loaded::Record(Record::default()));
+    assert_eq!(loaded[4], Loaded::Message(None));
+    assert_eq!(loaded[6], Loaded::Name(None));
+    for w in &wants {
+        if let Some(p) = s.peek(w) {
+            assert_eq!(p, w.read(s).unwrap(), "{w:?}");
+        }
+    }
+    // A second write merges into the first, and reads see it at once.
+    rt.block_on(s.apply_async(records(vec![(Kind::Sender, who, rec)])))
+        .unwrap();
+    let again = rt
+        .block_on(s.load(vec![Want::Record(Kind::Sender, who.into())]))
+        .unwrap();
+    assert!(
+        matches!(&again[0], Loaded::Record(r) if r.count(Counter::MessagesReceived) == 6),
+        "{again:?}"
+    );
 }
 
 /// The assertions every backend must pass.
@@ -218,6 +288,7 @@ fn conformance(s: &dyn ReputationStore) {
     .unwrap();
     assert_eq!(seen, vec![("bulk.example".to_string(), 0)]);
     s.flush().unwrap();
+    loads_as_it_reads(s);
 }
 
 /// A deterministic stream of updates: many keys, repeated merges, sets
@@ -435,4 +506,46 @@ fn a_redis_cluster_over_tls_conforms() {
         )
         .unwrap(),
     );
+}
+
+#[test]
+fn a_stage_on_redis_starts_from_what_an_earlier_stage_read() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let r = Redis::single();
+    let store: Arc<dyn ReputationStore> = Arc::new(redis_store(&r, false, "peek"));
+    let mut d = Record::seen_at(1_700_000_000);
+    d.add(Counter::MessagesReceived, 4);
+    store
+        .apply(&records(vec![
+            (Kind::Sender, "x@y.example", d.clone()),
+            (Kind::Domain, "y.example", d),
+        ]))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A sender with history leads to its domain (as rating it does).
+    let runs = AtomicUsize::new(0);
+    let stage = |s: Arc<dyn ReputationStore>| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        let sender = s.record(Kind::Sender, "x@y.example")?;
+        let domain = match sender.count(Counter::MessagesReceived) {
+            0 => 0,
+            _ => s
+                .record(Kind::Domain, "y.example")?
+                .count(Counter::MessagesReceived),
+        };
+        Ok(sender.count(Counter::MessagesReceived) * 10 + domain)
+    };
+    let cold = rt
+        .block_on(sra_milter::store::run_loaded(&store, stage))
+        .unwrap();
+    assert_eq!((cold, runs.swap(0, Ordering::Relaxed)), (44, 3));
+    // The next stage of the message, within the read cache's time: the
+    // records read above are seen by its first run.
+    let warm = rt
+        .block_on(sra_milter::store::run_loaded(&store, stage))
+        .unwrap();
+    assert_eq!((warm, runs.load(Ordering::Relaxed)), (44, 1));
 }

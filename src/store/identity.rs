@@ -144,6 +144,17 @@ impl IdentityKey {
         }
     }
 
+    /// The stored form of a read.
+    fn want(&self, w: Want) -> Want {
+        match w {
+            Want::Record(kind, key) => {
+                let key = self.record_key(kind, &key).into_owned();
+                Want::Record(kind, key)
+            }
+            other => other,
+        }
+    }
+
     fn entry(&self, e: &IndexEntry) -> IndexEntry {
         IndexEntry {
             sender: self.address(&e.sender).into_owned(),
@@ -273,17 +284,12 @@ impl ReputationStore for KeyedStore {
     }
 
     fn load(&self, wants: Vec<Want>) -> StoreFuture<'_, Vec<Loaded>> {
-        let wants = wants
-            .into_iter()
-            .map(|w| match w {
-                Want::Record(kind, key) => {
-                    let key = self.key.record_key(kind, &key).into_owned();
-                    Want::Record(kind, key)
-                }
-                other => other,
-            })
-            .collect();
+        let wants = wants.into_iter().map(|w| self.key.want(w)).collect();
         self.inner.load(wants)
+    }
+
+    fn peek(&self, want: &Want) -> Option<Loaded> {
+        self.inner.peek(&self.key.want(want.clone()))
     }
 
     fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {

@@ -355,6 +355,13 @@ pub trait ReputationStore: Send + Sync + 'static {
         let loaded = wants.iter().map(|w| w.read(self)).collect();
         Box::pin(std::future::ready(loaded))
     }
+    /// What `want` is known to hold without asking anyone (a read the
+    /// store keeps in memory), for [`run_loaded`]'s first run. By
+    /// default: nothing.
+    fn peek(&self, want: &Want) -> Option<Loaded> {
+        let _ = want;
+        None
+    }
     /// [`ReputationStore::apply`] without holding a thread while the
     /// network answers. By default: apply now.
     fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {

@@ -14,7 +14,10 @@
 //! ([`ReputationStore::apply_async`]). A message needs two or three runs:
 //! the second sees what the first named (sender, domain, MTA, the replied
 //! messages), the third what those lead to (a pair record, a replied
-//! message's author).
+//! message's author). What the store keeps in memory from an earlier
+//! stage ([`ReputationStore::peek`]: the MTA read at connect, the sender
+//! and its domain at MAIL) the first run sees as it is, so it follows the
+//! path the real records lead down and names fewer reads it will not need.
 //!
 //! The embedded store does not come here: its reads take microseconds and
 //! the logic reads it directly.
@@ -139,11 +142,16 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The loaded value of `want`, or a note that it is missing.
+    /// The loaded value of `want` (or one the store keeps in memory), or
+    /// a note that it is missing.
     fn get(&self, want: Want) -> Option<Loaded> {
         let mut s = self.lock();
         if let Some(v) = s.loaded.get(&want) {
             return Some(v.clone());
+        }
+        if let Some(v) = self.base.peek(&want) {
+            s.loaded.insert(want, v.clone());
+            return Some(v);
         }
         if !s.missing.contains(&want) {
             s.missing.push(want);

@@ -377,6 +377,13 @@ impl ReputationStore for RedisStore {
         Box::pin(self.load_async(wants))
     }
 
+    fn peek(&self, want: &Want) -> Option<Loaded> {
+        match want {
+            Want::Record(kind, key) => self.cached(*kind, key).map(Loaded::Record),
+            _ => None,
+        }
+    }
+
     fn apply_async(&self, update: Update) -> StoreFuture<'_, ()> {
         Box::pin(self.write_async(update))
     }
