@@ -15,7 +15,9 @@
 //! (a seed node) runs on the shared Redis store instead of RocksDB, under a
 //! fresh key prefix.
 //!
-//! Prints messages/s and per-message latency percentiles.
+//! Prints messages/s and per-message latency percentiles, and the
+//! percentiles of the three replies that wait on the store (connect, MAIL,
+//! end of message).
 //!
 //! The default mix spreads messages evenly over SENDERS addresses in 97
 //! domains and 250 MTAs. `zipf` is the realistic mix: senders and MTAs drawn
@@ -125,6 +127,9 @@ async fn bench() {
         let mix = mix.clone();
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_worker);
+            // The replies that wait on the store: connect, MAIL, end of
+            // message.
+            let mut stages: [Vec<Duration>; 3] = Default::default();
             for i in 0..per_worker {
                 let n = w * per_worker + i;
                 let m = mix.message(n);
@@ -136,14 +141,18 @@ async fn bench() {
                         .await
                         .expect("open"),
                 };
+                let t = Instant::now();
                 c.connect("mx.sender.example", m.ip).await.expect("connect");
+                stages[0].push(t.elapsed());
                 c.helo("mx.sender.example").await.expect("helo");
                 let mut macros = vec![("i", format!("Q{n:08X}"))];
                 if m.outbound {
                     macros.push(("{auth_authen}", "staff".into()));
                 }
                 c.macros(MacroStage::Mail, macros).await.expect("macros");
+                let t = Instant::now();
                 c.mail([format!("<{}>", m.from)]).await.expect("mail");
+                stages[1].push(t.elapsed());
                 c.rcpt([format!("<{}>", m.to)]).await.expect("rcpt");
                 c.data().await.expect("data");
                 c.header("From", format!("Sender <{}>", m.from))
@@ -163,20 +172,27 @@ async fn bench() {
                 c.body("Hello,\r\nsee https://example.org/x\r\n".repeat(20))
                     .await
                     .expect("body");
+                let t = Instant::now();
                 c.eom().await.expect("eom");
+                stages[2].push(t.elapsed());
                 c.close().await.expect("close");
                 lat.push(t0.elapsed());
             }
-            lat
+            (lat, stages)
         }));
     }
     let mut lat: Vec<Duration> = Vec::new();
+    let mut stages: [Vec<Duration>; 3] = Default::default();
     for w in workers {
-        lat.extend(w.await.expect("worker"));
+        let (l, s) = w.await.expect("worker");
+        lat.extend(l);
+        for (all, one) in stages.iter_mut().zip(s) {
+            all.extend(one);
+        }
     }
     let elapsed = start.elapsed();
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let pct = |p: f64| percentile(&lat, p);
     println!(
         "{} {}{} messages, {} connections in parallel, {} senders: {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms",
         if unix { "unix" } else { "tcp" },
@@ -188,8 +204,26 @@ async fn bench() {
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3
     );
+    for s in &mut stages {
+        s.sort();
+    }
+    let ms = |s: &[Duration], p: f64| percentile(s, p).as_secs_f64() * 1e3;
+    println!(
+        "  per stage p50/p99: connect {:.2}/{:.2} ms, mail {:.2}/{:.2} ms, eom {:.2}/{:.2} ms",
+        ms(&stages[0], 0.5),
+        ms(&stages[0], 0.99),
+        ms(&stages[1], 0.5),
+        ms(&stages[1], 0.99),
+        ms(&stages[2], 0.5),
+        ms(&stages[2], 0.99)
+    );
     let _ = tx.send(());
     let _ = server.await;
+}
+
+/// The `p` quantile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// One message of the mix.

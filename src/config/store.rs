@@ -94,7 +94,9 @@ pub struct RedisConfig {
     pub connect_timeout: Span,
     /// Deadline of one command (or pipeline) on a connection.
     pub command_timeout: Span,
-    /// Connections kept open for reuse.
+    /// Synchronous connections kept open for reuse (engagement events,
+    /// sweeps, the console); the milter's stages share one async
+    /// multiplexed connection.
     pub pool_size: usize,
 }
 
