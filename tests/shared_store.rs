@@ -152,6 +152,81 @@ async fn a_master_killed_while_mail_flows_never_hangs_a_session() {
     m.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_stops_answering_never_hangs_a_session() {
+    let r = tokio::task::spawn_blocking(Redis::single).await.unwrap();
+    let port = r.ports[0];
+    let m = common::start(|c| {
+        c.store.backend = Backend::Redis;
+        c.store.redis = RedisConfig {
+            nodes: r.urls(),
+            prefix: "hung".into(),
+            ..RedisConfig::default()
+        };
+    })
+    .await;
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (sent, stop, addr) = (sent.clone(), stop.clone(), m.addr);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let id = format!("c{c}m{i}@partner.example");
+                    let started = std::time::Instant::now();
+                    let t = tokio::time::timeout(
+                        std::time::Duration::from_secs(20),
+                        send(addr, &Mail::inbound("carol@partner.example", &id)),
+                    )
+                    .await
+                    .expect("no session hangs");
+                    assert_eq!(t.eom_status(), Some(&Status::Continue), "per on_error");
+                    let verdict = t.header("X-SRA-Verdict").is_some();
+                    sent.lock()
+                        .unwrap()
+                        .push((started, started.elapsed(), verdict));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let paused_at = std::time::Instant::now();
+    r.pause(port);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    r.resume(port);
+    let resumed_at = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let sent = sent.lock().unwrap().clone();
+    let while_hung: Vec<_> = sent
+        .iter()
+        .filter(|s| s.0 >= paused_at && s.0 < resumed_at)
+        .collect();
+    let slowest = sent.iter().map(|s| s.1).max().unwrap();
+    let answered_while_hung = while_hung.iter().filter(|s| !s.2).count();
+    let recovered = sent.iter().rev().take(8).all(|s| s.2);
+    eprintln!(
+        "hung server: {} sessions, {} started while it was frozen ({answered_while_hung} answered per on_error), slowest {slowest:?}",
+        sent.len(),
+        while_hung.len()
+    );
+    // Three stages wait on the store, each for at most the command
+    // timeout (500 ms) or a reconnection's connect timeout (2 s); no
+    // stage queues behind another's reconnection.
+    assert!(slowest < std::time::Duration::from_secs(4), "{slowest:?}");
+    assert!(
+        answered_while_hung >= 8,
+        "mail kept flowing while the store hung: {answered_while_hung}"
+    );
+    assert!(recovered, "verdicts again once the server answers");
+    m.stop().await;
+}
+
 /// Everything a store exports, sorted, for comparing two stores.
 fn exported(s: &dyn sra_milter::store::ReputationStore) -> Vec<String> {
     let mut out = Vec::new();

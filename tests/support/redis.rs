@@ -459,6 +459,28 @@ impl Redis {
         self.killed[i] = true;
     }
 
+    /// Freezes the server on `port` (SIGSTOP): it still accepts
+    /// connections (the kernel completes them) but answers nothing, as a
+    /// hung or overloaded server; [`Redis::resume`] thaws it.
+    pub fn pause(&self, port: u16) {
+        self.signal(port, "-STOP");
+    }
+
+    pub fn resume(&self, port: u16) {
+        self.signal(port, "-CONT");
+    }
+
+    fn signal(&self, port: u16, sig: &str) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(self.children[i].id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} the server on {port}");
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }

@@ -8,6 +8,7 @@ use crate::store::{decode_index, Kind, Loaded, StoreError, Update, Want};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
+use std::time::{Duration, Instant};
 
 /// An async connection: both kinds are handles onto one multiplexed
 /// connection, cheap to clone.
@@ -41,41 +42,89 @@ impl AsyncConn {
     }
 }
 
+/// The async connection's place: the connection, or when opening one last
+/// failed.
+#[derive(Default)]
+pub(super) struct Slot {
+    conn: Option<AsyncConn>,
+    failed: Option<(Instant, String)>,
+}
+
+/// After a failed attempt to connect, stages fail at once for this long
+/// instead of each waiting for a server that does not answer.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
 impl RedisStore {
     /// The async connection, opened on first use and again after one
-    /// failed.
-    async fn async_conn(&self) -> RedisResult<AsyncConn> {
-        let mut slot = self.async_conn.lock().await;
-        if let Some(c) = slot.as_ref() {
+    /// broke. One stage opens it (within `connect_timeout`) while the
+    /// others wait for it at most `command_timeout`; within
+    /// [`RECONNECT_AFTER`] of a failed attempt they fail at once.
+    async fn async_conn(&self) -> Result<AsyncConn, StoreError> {
+        let wait = self.cfg.command_timeout.0;
+        let mut slot = tokio::time::timeout(wait, self.async_conn.lock())
+            .await
+            .map_err(|_| {
+                StoreError::Redis(format!(
+                    "still connecting to {} after {wait:?}",
+                    self.cfg.nodes.join(", ")
+                ))
+            })?;
+        if let Some(c) = &slot.conn {
             return Ok(c.clone());
         }
-        let conn = match &self.client {
-            Client::Single(c) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.cfg.connect_timeout.0))
-                    .set_response_timeout(Some(self.cfg.command_timeout.0));
-                AsyncConn::Single(
-                    c.get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                )
+        if let Some((at, why)) = &slot.failed {
+            if at.elapsed() < RECONNECT_AFTER {
+                return Err(StoreError::Redis(format!(
+                    "not connected ({why}; trying again within {RECONNECT_AFTER:?})"
+                )));
             }
-            Client::Cluster(c) => AsyncConn::Cluster(c.get_async_connection().await?),
+        }
+        let connect = async {
+            Ok::<_, redis::RedisError>(match &self.client {
+                Client::Single(c) => {
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.cfg.connect_timeout.0))
+                        .set_response_timeout(Some(self.cfg.command_timeout.0));
+                    AsyncConn::Single(
+                        c.get_multiplexed_async_connection_with_config(&config)
+                            .await?,
+                    )
+                }
+                Client::Cluster(c) => AsyncConn::Cluster(c.get_async_connection().await?),
+            })
         };
-        *slot = Some(conn.clone());
-        Ok(conn)
+        // The client's own connect timeout does not cover the handshake
+        // after the TCP connection (a server that accepts and hangs).
+        let limit = self.cfg.connect_timeout.0;
+        let why = match tokio::time::timeout(limit, connect).await {
+            Ok(Ok(conn)) => {
+                *slot = Slot {
+                    conn: Some(conn.clone()),
+                    failed: None,
+                };
+                return Ok(conn);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within the connect timeout ({limit:?})"),
+        };
+        slot.failed = Some((Instant::now(), why.clone()));
+        Err(StoreError::Redis(why))
     }
 
     /// Sends `cmds` on the async connection; one that broke is dropped,
-    /// so the next call opens a new one.
+    /// so that a later call opens a new one. A command that timed out
+    /// leaves it as it is: the server is slow, not gone, and the
+    /// connection matches late answers to their commands.
     async fn send_async(&self, cmds: &[Cmd]) -> Result<Vec<Value>, StoreError> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.async_conn().await.map_err(redis_error)?;
+        let mut conn = self.async_conn().await?;
         let r = conn.send(cmds).await;
         if let Err(e) = &r {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                *self.async_conn.lock().await = None;
+            let broken = e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_io_error();
+            if broken && !e.is_timeout() {
+                self.async_conn.lock().await.conn = None;
             }
         }
         r.map_err(redis_error)

@@ -76,7 +76,7 @@ pub struct RedisStore {
     /// drop their keys from it.
     recent: Mutex<HashMap<(Kind, String), (Instant, Record)>>,
     /// The milter stages' connection ([`flight`]), opened on first use.
-    async_conn: tokio::sync::Mutex<Option<flight::AsyncConn>>,
+    async_conn: tokio::sync::Mutex<flight::Slot>,
 }
 
 /// How long a record read is reused. Within one message's stages; another
@@ -143,7 +143,7 @@ impl RedisStore {
             ttl_secs: message_ttl_secs,
             newest: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
-            async_conn: tokio::sync::Mutex::new(None),
+            async_conn: tokio::sync::Mutex::new(flight::Slot::default()),
         };
         store.with(|c| {
             c.query::<Value>(cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY))
