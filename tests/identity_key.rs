@@ -4,6 +4,7 @@
 //! opened with the wrong key (or none).
 
 mod common;
+mod support;
 
 use common::{send, Mail};
 use sra_milter::store::{
@@ -33,11 +34,22 @@ struct Run {
 /// A thread with Carol (answered both ways, from one MTA), Dave (first
 /// contact), an impersonation of Alice's name, and a forged verdict.
 async fn conversation(keyed: bool) -> Run {
+    conversation_on(keyed, None).await
+}
+
+/// [`conversation`], on the Redis server at `redis` (with `prefix`) when
+/// one is given.
+async fn conversation_on(keyed: bool, redis: Option<(Vec<String>, &str)>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::config(dir.path());
     cfg.mode = sra_milter::vocab::Mode::Monitor;
     if keyed {
         cfg.store.identity_key_file = key_file(dir.path());
+    }
+    if let Some((nodes, prefix)) = redis {
+        cfg.store.backend = sra_milter::config::Backend::Redis;
+        cfg.store.redis.nodes = nodes;
+        cfg.store.redis.prefix = prefix.into();
     }
     cfg.validate().unwrap();
     let m = common::start_with(dir, cfg).await;
@@ -84,6 +96,24 @@ async fn conversation(keyed: bool) -> Run {
         verdicts,
         ratings,
         dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_redis_the_milter_says_what_it_says_on_rocksdb_with_or_without_a_key() {
+    let r = tokio::task::spawn_blocking(support::redis::Redis::single)
+        .await
+        .unwrap();
+    let rocks = conversation(false).await;
+    let strip = |run: Run| -> (Vec<Option<String>>, Vec<serde_json::Value>) {
+        let ratings = run.ratings.into_iter().map(strip_times).collect();
+        (run.verdicts, ratings)
+    };
+    let rocks = strip(rocks);
+    assert!(rocks.0.iter().flatten().count() >= 6, "{:?}", rocks.0);
+    for (keyed, prefix) in [(false, "plain"), (true, "keyed")] {
+        let redis = strip(conversation_on(keyed, Some((r.urls(), prefix))).await);
+        assert_eq!(redis, rocks, "on Redis, keyed: {keyed}");
     }
 }
 
