@@ -9,8 +9,7 @@
 use super::on_error;
 use crate::config::Config;
 use crate::message::{self, normalize_envelope, Envelope, Message};
-use crate::pipeline::Assessment;
-use crate::pipeline::Engine;
+use crate::pipeline::{Assessment, Engine};
 use crate::policy::{self, class_reason, Outcome};
 use crate::reputation::Rating;
 use crate::shared::{ActiveGuard, Shared};

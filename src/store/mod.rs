@@ -43,7 +43,7 @@ pub use record::{stable_hash, Counter, DecodeError, Record, SetKind, DISTINCT_K}
 pub use redis_store::RedisStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
-pub use snapshot::{run_loaded, Loaded, Snapshot, StoreFuture, Want};
+pub use snapshot::{run_loaded, Loaded, StoreFuture, Want};
 
 /// Opens the store `[store]` names, for writing: RocksDB under
 /// `state_dir`, or Redis; behind its identity key when one is set.

@@ -183,12 +183,12 @@ impl RedisStore {
 
     /// Runs `f` on a pooled connection; a connection that failed is
     /// dropped. When a pooled connection failed on its connection (the
-    /// server it knew went away: a restart, a failover), `f` is tried once
-    /// more on a new one, so `f` must be safe to repeat (see
-    /// [`Self::with_once`]).
+    /// server it knew went away: a restart, a failover; not a timeout),
+    /// `f` is tried once more on a new one, so `f` must be safe to repeat
+    /// (see [`Self::with_once`]).
     fn with<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         match self.try_with(&f) {
-            (Err(e), true) if e.is_io_error() || e.is_connection_dropped() => {
+            (Err(e), true) if (e.is_io_error() || e.is_connection_dropped()) && !e.is_timeout() => {
                 self.try_with(&f).0.map_err(redis_error)
             }
             (r, _) => r.map_err(redis_error),
