@@ -58,11 +58,7 @@ fn records(v: Vec<(Kind, &str, Record)>) -> Update {
 /// `apply_async` writes, `load` reads back as the synchronous reads do,
 /// in the order asked; what `peek` answers, when it answers, is what a
 /// read gives.
-fn loads_as_it_reads(s: &dyn ReputationStore) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+fn loads_as_it_reads(s: &dyn ReputationStore, rt: &tokio::runtime::Runtime) {
     let who = "async@partner.example";
     let pair = pair_key(who, "192.0.2.77");
     let mut rec = Record::seen_at(1_700_000_100);
@@ -126,6 +122,12 @@ fn loads_as_it_reads(s: &dyn ReputationStore) {
 
 /// The assertions every backend must pass.
 fn conformance(s: &dyn ReputationStore) {
+    // One runtime for the asynchronous calls, as in the daemon: the
+    // store's async connection lives in the runtime that opened it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // An unknown key reads as an empty record.
     assert!(s
         .record(Kind::Sender, "nobody@x.example")
@@ -279,6 +281,38 @@ fn conformance(s: &dyn ReputationStore) {
         .collect();
     assert_eq!(got, ["192.0.2.10", "192.0.2.20", "192.0.2.30"]);
     assert!(s.pairs_of("nobody@x.example", 10).unwrap().is_empty());
+    // A known pair's next message and a new pair in one update, written
+    // as the milter writes (asynchronously): the list gains the new one.
+    let mut one = Record::seen_at(20);
+    one.add(Counter::MessagesReceived, 1);
+    let again = records(vec![
+        (
+            Kind::Pair,
+            &pair_key("dave@partner.example", "192.0.2.10"),
+            one.clone(),
+        ),
+        (
+            Kind::Pair,
+            &pair_key("dave@partner.example", "192.0.2.5"),
+            one,
+        ),
+    ]);
+    rt.block_on(s.apply_async(again)).unwrap();
+    let got: Vec<(String, u64)> = s
+        .pairs_of("dave@partner.example", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(m, r)| (m, r.count(Counter::MessagesReceived)))
+        .collect();
+    let want = [
+        ("192.0.2.10", 2),
+        ("192.0.2.20", 1),
+        ("192.0.2.30", 1),
+        ("192.0.2.5", 1),
+        ("net:192.0.2.0/24", 1),
+    ];
+    let want: Vec<(String, u64)> = want.iter().map(|(m, n)| (m.to_string(), *n)).collect();
+    assert_eq!(got, want);
 
     // A scan sees every record of its kind.
     let mut seen = Vec::new();
@@ -288,7 +322,7 @@ fn conformance(s: &dyn ReputationStore) {
     .unwrap();
     assert_eq!(seen, vec![("bulk.example".to_string(), 0)]);
     s.flush().unwrap();
-    loads_as_it_reads(s);
+    loads_as_it_reads(s, &rt);
 }
 
 /// A deterministic stream of updates: many keys, repeated merges, sets

@@ -54,18 +54,6 @@ impl RedisStore {
         let merges = cmds.len();
         // Forget what this host is about to change.
         self.forget(update);
-        for (kind, key, _) in &update.records {
-            if *kind == Kind::Pair {
-                if let Some((sender, mta)) = key.split_once('\0') {
-                    cmds.push(
-                        cmd("SADD")
-                            .arg(self.key(&format!("{{pi:{sender}}}")))
-                            .arg(mta)
-                            .clone(),
-                    );
-                }
-            }
-        }
         for k in &update.engagement_add {
             let (time, id) = split_engagement_key(k)?;
             cmds.push(
@@ -127,15 +115,26 @@ impl RedisStore {
     }
 
     /// Records new to the store (their merge answered 1) join the key
-    /// index of their kind.
+    /// index of their kind, and a new sender×MTA record its sender's list
+    /// (`{pi:SENDER}`). Only the host whose merge made the record adds
+    /// them: a record's later messages cost no index writes.
     pub(super) fn index_cmds(&self, update: &Update, merged: &[Value]) -> Vec<Cmd> {
-        update
-            .records
-            .iter()
-            .zip(merged)
-            .filter(|(_, v)| matches!(v, Value::Int(1)))
-            .map(|((kind, key, _), _)| self.index_cmd(*kind, key))
-            .collect()
+        let mut cmds = Vec::new();
+        for ((kind, key, _), v) in update.records.iter().zip(merged) {
+            if !matches!(v, Value::Int(1)) {
+                continue;
+            }
+            cmds.push(self.index_cmd(*kind, key));
+            if let (Kind::Pair, Some((sender, mta))) = (kind, key.split_once('\0')) {
+                cmds.push(
+                    cmd("SADD")
+                        .arg(self.key(&format!("{{pi:{sender}}}")))
+                        .arg(mta)
+                        .clone(),
+                );
+            }
+        }
+        cmds
     }
 }
 
