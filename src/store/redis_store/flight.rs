@@ -21,7 +21,8 @@ pub(super) enum AsyncConn {
 impl AsyncConn {
     /// Sends `cmds` and answers their replies in order: to one server as
     /// one pipeline; to a cluster all at once, each to its slot's node
-    /// (the client writes those of one node together).
+    /// (the client's pipelines must keep to one slot, and a message's
+    /// keys are in many).
     async fn send(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
         match self {
             AsyncConn::Single(c) => {
