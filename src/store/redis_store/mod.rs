@@ -85,6 +85,15 @@ const READ_CACHE_TTL: Duration = Duration::from_millis(250);
 /// Records kept for reuse at most (the map is emptied past this).
 const READ_CACHE_MAX: usize = 4096;
 
+/// The bytes of a string reply.
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
 fn redis_error(e: redis::RedisError) -> StoreError {
     StoreError::Redis(e.to_string())
 }
@@ -252,44 +261,65 @@ impl RedisStore {
         c
     }
 
-    /// A record from the reply of [`Self::read_record_cmd`].
+    /// A record from the reply of [`Self::read_record_cmd`]: the hash as a
+    /// flat field/value list, then each set's members. Read in place from
+    /// the reply's bytes (a domain's sets hold hundreds of members; no
+    /// string is made for each).
     fn record_from(value: Value) -> Result<Record, StoreError> {
-        let values: Vec<Value> = redis::from_redis_value(value)
-            .map_err(|_| StoreError::Redis("unexpected reply for a record".into()))?;
+        let bad = |what: &str| StoreError::Redis(format!("unexpected reply for a record's {what}"));
+        let Value::Array(values) = value else {
+            return Err(StoreError::Redis("unexpected reply for a record".into()));
+        };
         if values.len() != 1 + SET_TAGS.len() {
             return Err(StoreError::Redis("unexpected reply for a record".into()));
         }
-        let bad = |what: &str| StoreError::Redis(format!("unexpected reply for a record's {what}"));
-        let fields: BTreeMap<String, String> =
-            redis::from_redis_value_ref(&values[0]).map_err(|_| bad("hash"))?;
-        let num = |s: &str| s.parse::<u64>().map_err(|_| bad("number"));
+        let num = |v: &Value| {
+            bytes(v)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| bad("number"))
+        };
+        let Value::Array(fields) = &values[0] else {
+            return Err(bad("hash"));
+        };
+        if fields.len() % 2 != 0 {
+            return Err(bad("hash"));
+        }
         let mut first_seen = 0;
         let mut last_seen = 0;
         let mut label = String::new();
         let mut counts = BTreeMap::new();
-        for (f, v) in &fields {
-            match f.as_str() {
-                "f" => first_seen = num(v)?,
-                "l" => last_seen = num(v)?,
-                "b" => label = v.clone(),
+        for pair in fields.chunks_exact(2) {
+            let (f, v) = (bytes(&pair[0]).ok_or_else(|| bad("hash"))?, &pair[1]);
+            match f {
+                b"f" => first_seen = num(v)?,
+                b"l" => last_seen = num(v)?,
+                b"b" => {
+                    label = bytes(v)
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .ok_or_else(|| bad("label"))?
+                        .to_string()
+                }
                 c => {
-                    if let Some(tag) = c.strip_prefix('c').and_then(|t| t.parse::<u8>().ok()) {
+                    let tag = c
+                        .strip_prefix(b"c")
+                        .and_then(|t| std::str::from_utf8(t).ok())
+                        .and_then(|t| t.parse::<u8>().ok());
+                    if let Some(tag) = tag {
                         counts.insert(tag, num(v)?);
                     }
                 }
             }
         }
         let mut sets = BTreeMap::new();
-        for (i, t) in SET_TAGS.iter().enumerate() {
-            let members: Vec<String> =
-                redis::from_redis_value_ref(&values[i + 1]).map_err(|_| bad("set"))?;
+        for (t, members) in SET_TAGS.iter().zip(&values[1..]) {
+            let Value::Array(members) = members else {
+                return Err(bad("set"));
+            };
             if members.is_empty() {
                 continue;
             }
-            let mut hashes = members
-                .iter()
-                .map(|m| num(m))
-                .collect::<Result<Vec<u64>, _>>()?;
+            let mut hashes = members.iter().map(num).collect::<Result<Vec<u64>, _>>()?;
             hashes.sort_unstable();
             hashes.truncate(DISTINCT_K);
             sets.insert(*t, hashes);
