@@ -4,7 +4,7 @@
 //! to the blocking pool and back (docs/performance.md, "The shared store").
 
 use super::{redis_error, Client, RedisStore};
-use crate::store::{decode_index, Kind, Loaded, StoreError, Update, Want};
+use crate::store::{decode_index, Kind, Loaded, Record, StoreError, Update, Want};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
@@ -190,7 +190,7 @@ impl RedisStore {
         let w = self.write_cmds(&update)?;
         let values = self.send_async(&w.cmds).await;
         self.forget(&update);
-        let index = self.index_cmds(&update, &values?[..w.merges]);
+        let index = self.index_cmds(&update, w.merged(&values?)?);
         self.send_async(&index).await?;
         crate::store::ReputationStore::observe_time(self, w.newest);
         Ok(())
@@ -203,8 +203,6 @@ impl RedisStore {
         (at.elapsed() < super::READ_CACHE_TTL).then(|| r.clone())
     }
 }
-
-use crate::store::Record;
 
 /// The bytes of a `GET` reply (`None`: no such key).
 fn bytes_of(v: Value) -> Result<Option<Vec<u8>>, StoreError> {

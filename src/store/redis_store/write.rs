@@ -141,9 +141,18 @@ impl RedisStore {
 /// The writes of one update ([`RedisStore::write_cmds`]).
 pub(super) struct Write {
     pub(super) cmds: Vec<Cmd>,
-    pub(super) merges: usize,
+    merges: usize,
     /// The newest time they carry (the clock of index expiry).
     pub(super) newest: u64,
+}
+
+impl Write {
+    /// The merges' answers among the pipeline's `replies`.
+    pub(super) fn merged<'a>(&self, replies: &'a [Value]) -> Result<&'a [Value], StoreError> {
+        replies
+            .get(..self.merges)
+            .ok_or_else(|| StoreError::Redis("fewer replies than writes".into()))
+    }
 }
 
 /// The time and Message-ID of an engagement queue key.
