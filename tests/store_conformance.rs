@@ -583,3 +583,61 @@ fn a_stage_on_redis_starts_from_what_an_earlier_stage_read() {
         .unwrap();
     assert_eq!((warm, runs.load(Ordering::Relaxed)), (44, 1));
 }
+
+/// Drops the merge functions from every server (a replica promoted before
+/// it had them, a restart without persistence, `FUNCTION FLUSH`); a
+/// replica refuses, as it would get them from its master.
+fn flush_functions(r: &Redis) {
+    for p in &r.ports {
+        let _ = std::process::Command::new("redis-cli")
+            .args(["-p", &p.to_string(), "FUNCTION", "FLUSH"])
+            .output()
+            .unwrap();
+    }
+}
+
+/// The milter's reads and writes load the functions again and succeed; a
+/// synchronous read does too; a synchronous write fails once (part of it
+/// may have run) and the next succeeds.
+fn functions_come_back(s: &dyn ReputationStore, r: &Redis) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let one = |who: &str| {
+        let mut d = Record::seen_at(1_700_000_000);
+        d.add(Counter::MessagesReceived, 1);
+        records(vec![(Kind::Sender, who, d)])
+    };
+    let count = |who: &str| {
+        s.record(Kind::Sender, who)
+            .unwrap()
+            .count(Counter::MessagesReceived)
+    };
+    s.apply(&one("a@lost.example")).unwrap();
+    flush_functions(r);
+    rt.block_on(s.apply_async(one("a@lost.example"))).unwrap();
+    flush_functions(r);
+    let loaded = rt
+        .block_on(s.load(vec![Want::Record(Kind::Sender, "a@lost.example".into())]))
+        .unwrap();
+    assert!(
+        matches!(&loaded[0], Loaded::Record(r) if r.count(Counter::MessagesReceived) == 2),
+        "{loaded:?}"
+    );
+    s.apply(&one("b@lost.example")).unwrap();
+    flush_functions(r);
+    assert_eq!(count("b@lost.example"), 1, "a read after the loss");
+    flush_functions(r);
+    assert!(s.apply(&one("c@lost.example")).is_err());
+    s.apply(&one("c@lost.example")).unwrap();
+    assert!(count("c@lost.example") >= 1);
+}
+
+#[test]
+fn a_server_or_cluster_that_lost_the_functions_gets_them_again() {
+    let single = Redis::single();
+    functions_come_back(&redis_store(&single, false, "lost"), &single);
+    let cluster = Redis::cluster();
+    functions_come_back(&redis_store(&cluster, true, "lost"), &cluster);
+}

@@ -19,26 +19,35 @@ pub(super) enum AsyncConn {
 }
 
 impl AsyncConn {
-    /// Sends `cmds` and answers their replies in order: to one server as
-    /// one pipeline; to a cluster all at once, each to its slot's node
+    /// Sends `cmds` and answers each one's reply, in order: to one server
+    /// as one pipeline; to a cluster all at once, each to its slot's node
     /// (the client's pipelines must keep to one slot, and a message's
-    /// keys are in many).
-    async fn send(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
+    /// keys are in many). The outer error is the connection's.
+    async fn send(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<RedisResult<Value>>> {
         match self {
             AsyncConn::Single(c) => {
                 let mut p = redis::pipe();
                 for cmd in cmds {
                     p.add_command(cmd.clone());
                 }
-                p.query_async(c).await
+                p.ignore_errors().query_async(c).await
             }
             AsyncConn::Cluster(c) => {
                 let replies = cmds.iter().map(|cmd| {
                     let mut c = c.clone();
                     async move { cmd.query_async::<Value>(&mut c).await }
                 });
-                futures_util::future::try_join_all(replies).await
+                Ok(futures_util::future::join_all(replies).await)
             }
+        }
+    }
+
+    /// Loads the merge functions (on every master of a cluster).
+    async fn load_library(&mut self) -> RedisResult<()> {
+        let load = super::library_cmd();
+        match self {
+            AsyncConn::Single(c) => load.query_async::<Value>(c).await.map(|_| ()),
+            AsyncConn::Cluster(c) => load.query_async::<Value>(c).await.map(|_| ()),
         }
     }
 }
@@ -121,14 +130,39 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut conn = self.async_conn().await?;
-        let r = conn.send(cmds).await;
-        if let Err(e) = &r {
-            let broken = e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_io_error();
-            if broken && !e.is_timeout() {
-                self.async_conn.lock().await.conn = None;
+        let mut replies = match conn.send(cmds).await {
+            Ok(r) => r,
+            Err(e) => {
+                let broken =
+                    e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_io_error();
+                if broken && !e.is_timeout() {
+                    self.async_conn.lock().await.conn = None;
+                }
+                return Err(redis_error(e));
+            }
+        };
+        // A server without the merge functions (a replica promoted before
+        // it had them, a restart without persistence, FUNCTION FLUSH) ran
+        // none of those commands: load the functions and send just them
+        // again.
+        let missing: Vec<usize> = (0..replies.len())
+            .filter(|i| matches!(&replies[*i], Err(e) if super::lacks_functions(e)))
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                "store: a Redis server does not have sra-milter's functions; loading them again"
+            );
+            conn.load_library().await.map_err(redis_error)?;
+            let again: Vec<Cmd> = missing.iter().map(|i| cmds[*i].clone()).collect();
+            let redone = conn.send(&again).await.map_err(redis_error)?;
+            for (i, r) in missing.into_iter().zip(redone) {
+                replies[i] = r;
             }
         }
-        r.map_err(redis_error)
+        replies
+            .into_iter()
+            .collect::<RedisResult<Vec<Value>>>()
+            .map_err(redis_error)
     }
 
     /// [`crate::store::ReputationStore::load`]: what the read cache holds

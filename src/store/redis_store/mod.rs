@@ -85,6 +85,20 @@ const READ_CACHE_TTL: Duration = Duration::from_millis(250);
 /// Records kept for reuse at most (the map is emptied past this).
 const READ_CACHE_MAX: usize = 4096;
 
+/// The command that loads the merge functions (on every master).
+fn library_cmd() -> Cmd {
+    cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(LIBRARY)
+        .clone()
+}
+
+/// The server answered that it does not know one of the functions.
+fn lacks_functions(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
 /// The bytes of a string reply.
 fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
@@ -154,10 +168,7 @@ impl RedisStore {
             recent: Mutex::new(HashMap::new()),
             async_conn: tokio::sync::Mutex::new(flight::Slot::default()),
         };
-        store.with(|c| {
-            c.query::<Value>(cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY))
-                .map(|_| ())
-        })?;
+        store.with(|c| c.query::<Value>(&library_cmd()).map(|_| ()))?;
         let meta = store.key("{meta}");
         let found: Option<String> =
             store.with(|c| c.query(cmd("HGET").arg(&meta).arg("schema_version")))?;
@@ -197,6 +208,10 @@ impl RedisStore {
     /// (see [`Self::with_once`]).
     fn with<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         match self.try_with(&f) {
+            (Err(e), _) if lacks_functions(&e) => {
+                self.reload_library()?;
+                self.try_with(&f).0.map_err(redis_error)
+            }
             (Err(e), true) if (e.is_io_error() || e.is_connection_dropped()) && !e.is_timeout() => {
                 self.try_with(&f).0.map_err(redis_error)
             }
@@ -210,7 +225,24 @@ impl RedisStore {
         &self,
         f: impl Fn(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        self.try_with(&f).0.map_err(redis_error)
+        let r = self.try_with(&f).0;
+        if matches!(&r, Err(e) if lacks_functions(e)) {
+            // Part of it may have run: answered as failed, with the
+            // functions back for the next write.
+            self.reload_library()?;
+        }
+        r.map_err(redis_error)
+    }
+
+    /// Loads the merge functions again (a server lost them).
+    fn reload_library(&self) -> Result<(), StoreError> {
+        tracing::warn!(
+            "store: a Redis server does not have sra-milter's functions; loading them again"
+        );
+        self.try_with(&|c: &mut Conn| c.query::<Value>(&library_cmd()))
+            .0
+            .map(|_| ())
+            .map_err(redis_error)
     }
 
     /// `f`'s result, and whether it ran on a connection from the pool.
