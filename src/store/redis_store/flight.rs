@@ -149,9 +149,7 @@ impl RedisStore {
             .filter(|i| matches!(&replies[*i], Err(e) if super::lacks_functions(e)))
             .collect();
         if !missing.is_empty() {
-            tracing::warn!(
-                "store: a Redis server does not have sra-milter's functions; loading them again"
-            );
+            tracing::warn!("{}", super::LOST_FUNCTIONS);
             conn.load_library().await.map_err(redis_error)?;
             let again: Vec<Cmd> = missing.iter().map(|i| cmds[*i].clone()).collect();
             let redone = conn.send(&again).await.map_err(redis_error)?;

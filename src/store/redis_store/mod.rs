@@ -94,6 +94,11 @@ fn library_cmd() -> Cmd {
         .clone()
 }
 
+/// What is logged when a server lost the functions, before they are
+/// loaded again (by either kind of connection).
+const LOST_FUNCTIONS: &str =
+    "store: a Redis server does not have sra-milter's functions; loading them again";
+
 /// The server answered that it does not know one of the functions.
 fn lacks_functions(e: &redis::RedisError) -> bool {
     e.to_string().contains("Function not found")
@@ -236,9 +241,7 @@ impl RedisStore {
 
     /// Loads the merge functions again (a server lost them).
     fn reload_library(&self) -> Result<(), StoreError> {
-        tracing::warn!(
-            "store: a Redis server does not have sra-milter's functions; loading them again"
-        );
+        tracing::warn!("{LOST_FUNCTIONS}");
         self.try_with(&|c: &mut Conn| c.query::<Value>(&library_cmd()))
             .0
             .map(|_| ())
