@@ -83,40 +83,12 @@ async fn a_master_killed_while_mail_flows_never_hangs_a_session() {
     let hot = "carol@partner.example";
     let master = r.master_of(&format!("acme:{{k:s:{hot}}}"));
 
-    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (sent, stop, addr) = (sent.clone(), stop.clone(), m.addr);
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    i += 1;
-                    let id = format!("c{c}m{i}@partner.example");
-                    let started = std::time::Instant::now();
-                    let t = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        send(addr, &Mail::inbound(hot, &id)),
-                    )
-                    .await
-                    .expect("no session hangs");
-                    let took = started.elapsed();
-                    assert_eq!(t.eom_status(), Some(&Status::Continue), "per on_error");
-                    let verdict = t.header("X-SRA-Verdict").is_some();
-                    sent.lock().unwrap().push((started, took, verdict));
-                }
-            })
-        })
-        .collect();
+    let traffic = Traffic::start(m.addr, 4, hot, std::time::Duration::from_secs(10));
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let killed_at = std::time::Instant::now();
     r.kill(master);
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let sent = sent.lock().unwrap().clone();
+    let sent = traffic.stop().await;
     let slowest = sent.iter().map(|s| s.1).max().unwrap();
     let with_verdict = sent.iter().filter(|s| s.2).count();
     let during: Vec<_> = sent.iter().filter(|s| s.0 >= killed_at).collect();
@@ -186,32 +158,12 @@ async fn mail_through_a_frozen_server(
     m: common::Milter,
     limit: std::time::Duration,
 ) {
-    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..8)
-        .map(|c| {
-            let (sent, stop, addr) = (sent.clone(), stop.clone(), m.addr);
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    i += 1;
-                    let id = format!("c{c}m{i}@partner.example");
-                    let started = std::time::Instant::now();
-                    let t = tokio::time::timeout(
-                        std::time::Duration::from_secs(20),
-                        send(addr, &Mail::inbound("carol@partner.example", &id)),
-                    )
-                    .await
-                    .expect("no session hangs");
-                    assert_eq!(t.eom_status(), Some(&Status::Continue), "per on_error");
-                    let verdict = t.header("X-SRA-Verdict").is_some();
-                    sent.lock()
-                        .unwrap()
-                        .push((started, started.elapsed(), verdict));
-                }
-            })
-        })
-        .collect();
+    let traffic = Traffic::start(
+        m.addr,
+        8,
+        "carol@partner.example",
+        std::time::Duration::from_secs(20),
+    );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let paused_at = std::time::Instant::now();
     r.pause(port);
@@ -222,17 +174,13 @@ async fn mail_through_a_frozen_server(
     // failover first), for at most 20 s.
     let recovered_in = loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let done = sent.lock().unwrap();
+        let done = traffic.sessions();
         let back = done.len() >= 8 && done.iter().rev().take(8).all(|s| s.0 > resumed_at && s.2);
         if back || resumed_at.elapsed() > std::time::Duration::from_secs(20) {
             break resumed_at.elapsed();
         }
     };
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let sent = sent.lock().unwrap().clone();
+    let sent = traffic.stop().await;
     let while_hung: Vec<_> = sent
         .iter()
         .filter(|s| s.0 >= paused_at && s.0 < resumed_at)
@@ -259,6 +207,72 @@ async fn mail_through_a_frozen_server(
         "verdicts again once the server answers (waited {recovered_in:?})"
     );
     m.stop().await;
+}
+
+/// One session of [`Traffic`]: when it started, how long it took, and
+/// whether it got a verdict.
+type Session = (std::time::Instant, std::time::Duration, bool);
+
+/// Clients that each send inbound mail from `sender`, one session after
+/// another, until stopped. Every session must end within `deadline` (no
+/// session hangs) and be answered Continue at end of message (per
+/// `on_error`).
+struct Traffic {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<Session>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(
+        addr: std::net::SocketAddr,
+        clients: usize,
+        sender: &'static str,
+        deadline: std::time::Duration,
+    ) -> Traffic {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|c| {
+                let (sent, stop) = (sent.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        i += 1;
+                        let id = format!("c{c}m{i}@partner.example");
+                        let started = std::time::Instant::now();
+                        let t =
+                            tokio::time::timeout(deadline, send(addr, &Mail::inbound(sender, &id)))
+                                .await
+                                .expect("no session hangs");
+                        let took = started.elapsed();
+                        assert_eq!(t.eom_status(), Some(&Status::Continue), "per on_error");
+                        let verdict = t.header("X-SRA-Verdict").is_some();
+                        sent.lock().unwrap().push((started, took, verdict));
+                    }
+                })
+            })
+            .collect();
+        Traffic {
+            sent,
+            stop,
+            clients,
+        }
+    }
+
+    /// The sessions ended so far, in the order they ended.
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
+        self.sent.lock().unwrap()
+    }
+
+    /// Stops the clients after their sessions in flight; every session.
+    async fn stop(self) -> Vec<Session> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in self.clients {
+            c.await.unwrap();
+        }
+        self.sent.lock().unwrap().clone()
+    }
 }
 
 /// Everything a store exports, sorted, for comparing two stores.
