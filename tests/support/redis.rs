@@ -16,52 +16,14 @@ pub struct Redis {
     pub dir: tempfile::TempDir,
 }
 
-/// `count` free loopback ports.
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+/// `count` loopback ports for cluster nodes, each with its cluster bus
+/// port (`port + 10000`) free too.
+fn free_cluster_ports(count: usize) -> Vec<u16> {
+    super::free_ports_with(count, &[10_000])
 }
 
-/// `count` loopback ports for cluster nodes: each with its cluster bus
-/// port (`port + 10000`) free too, both below the kernel's ephemeral range
-/// (32768–60999), where a client socket of another test could take one
-/// between this choice and the server's start.
-///
-/// The tests of one binary run in parallel: a port once handed out (or its
-/// bus port) is never handed out again by this process, since the check
-/// binds and releases it before the server binds it.
-fn free_cluster_ports(count: usize) -> Vec<u16> {
-    use std::collections::BTreeSet;
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::Mutex;
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let seed = RandomState::new();
-    let mut held = Vec::new();
-    let mut ports = Vec::new();
-    for attempt in 0u64.. {
-        if ports.len() == count {
-            break;
-        }
-        assert!(attempt < 10_000, "no free pair of ports for a cluster node");
-        let port = 10_000 + (seed.hash_one(attempt) % 12_700) as u16;
-        if given.contains(&port) || given.contains(&(port + 10_000)) {
-            continue;
-        }
-        let bind = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p));
-        if let (Ok(a), Ok(b)) = (bind(port), bind(port + 10_000)) {
-            held.push((a, b));
-            given.insert(port);
-            given.insert(port + 10_000);
-            ports.push(port);
-        }
-    }
-    ports
+fn free_ports(count: usize) -> Vec<u16> {
+    super::free_ports_with(count, &[])
 }
 
 /// Where [`start_server_with`] in `dir` on `port` writes its log.
