@@ -641,3 +641,71 @@ fn a_server_or_cluster_that_lost_the_functions_gets_them_again() {
     let cluster = Redis::cluster();
     functions_come_back(&redis_store(&cluster, true, "lost"), &cluster);
 }
+
+/// The library of earlier builds (`sra_milter_1`), as they loaded it.
+const LIBRARY_1: &str = include_str!("fixtures/sra_milter_1.lua");
+
+/// A function's source in a library: from `local function NAME` to the
+/// first line that is just `end`.
+fn function_text<'a>(library: &'a str, name: &str) -> &'a str {
+    let start = library
+        .find(&format!("local function {name}("))
+        .unwrap_or_else(|| panic!("no function {name}"));
+    let len = library[start..].find("\nend\n").unwrap() + "\nend\n".len();
+    &library[start..start + len]
+}
+
+/// Hosts of an earlier build and of this one share a store while a site
+/// upgrades: both libraries stay loaded (an earlier host restarting loads
+/// its own again with REPLACE), this build's reads and writes go on, and
+/// both merge a delta alike, so either's records read the same.
+#[test]
+fn an_earlier_builds_functions_and_these_live_side_by_side() {
+    let r = Redis::single();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &r.ports[0].to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&["FUNCTION", "LOAD", LIBRARY_1]);
+    let s = redis_store(&r, false, "upgrade");
+    let one = |who: &str| {
+        let mut d = Record::seen_at(1_700_000_000);
+        d.add(Counter::MessagesReceived, 1);
+        d.insert(SetKind::EnterpriseRecipients, who);
+        records(vec![(Kind::Sender, "a@upgrade.example", d)])
+    };
+    s.apply(&one("x@example.com")).unwrap();
+    // An earlier host restarts and loads its library again.
+    cli(&["FUNCTION", "LOAD", "REPLACE", LIBRARY_1]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(s.apply_async(one("y@example.com"))).unwrap();
+    let loaded = rt
+        .block_on(s.load(vec![Want::Record(Kind::Sender, "a@upgrade.example".into())]))
+        .unwrap();
+    let Loaded::Record(rec) = &loaded[0] else {
+        panic!("{loaded:?}")
+    };
+    assert_eq!(rec.count(Counter::MessagesReceived), 2);
+    assert_eq!(rec.distinct(SetKind::EnterpriseRecipients), 2);
+    assert_eq!(rec, &s.record(Kind::Sender, "a@upgrade.example").unwrap());
+    let libraries = cli(&["FUNCTION", "LIST"]);
+    assert!(libraries.contains("sra_milter_1"), "{libraries}");
+    assert!(libraries.contains("sra_milter_2"), "{libraries}");
+    let library_2 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/store/redis_store/merge.lua"
+    ))
+    .unwrap();
+    assert_eq!(
+        function_text(LIBRARY_1, "merge"),
+        function_text(&library_2, "merge")
+    );
+}

@@ -1,4 +1,4 @@
-#!lua name=sra_milter_1
+#!lua name=sra_milter_2
 local function merge(keys, args)
   local h = keys[1]
   local new = redis.call('EXISTS', h) == 0
@@ -36,15 +36,17 @@ local function merge(keys, args)
   if new then return 1 end
   return 0
 end
-redis.register_function('sra_merge_1', merge)
+redis.register_function('sra_merge_2', merge)
 
 -- One record at once: its hash (flat field/value list), then each set's
--- members in score order. KEYS[1] = hash, KEYS[2..] = the sets.
+-- members in score order as one string, separated by spaces (a set holds
+-- up to 256 hashes: one reply element instead of one each).
+-- KEYS[1] = hash, KEYS[2..] = the sets.
 local function read(keys, args)
   local out = { redis.call('HGETALL', keys[1]) }
   for s = 2, #keys do
-    out[#out + 1] = redis.call('ZRANGE', keys[s], 0, -1)
+    out[#out + 1] = table.concat(redis.call('ZRANGE', keys[s], 0, -1), ' ')
   end
   return out
 end
-redis.register_function{function_name = 'sra_read_1', callback = read, flags = { 'no-writes' }}
+redis.register_function{function_name = 'sra_read_2', callback = read, flags = { 'no-writes' }}

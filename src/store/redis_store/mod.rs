@@ -7,7 +7,7 @@
 //!   `b` label, `cTAG` counters) and one sorted set per distinct set,
 //!   `P:{k:KIND:KEY}:zTAG`, holding the sketch's hashes; the hash tag puts
 //!   a record's keys in one slot. A delta is merged by the Redis function
-//!   `sra_merge_1` (loaded at start on every master): counters by
+//!   `sra_merge_2` (loaded at start on every master): counters by
 //!   `HINCRBY`, first/last seen by compare-and-set, the sketch by `ZADD`
 //!   and a trim to its `DISTINCT_K` smallest hashes (the score is the hash's
 //!   top 53 bits, exact in a double; the member the whole hash). Merges are
@@ -111,6 +111,11 @@ fn bytes(v: &Value) -> Option<&[u8]> {
         Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
     }
+}
+
+/// A decimal number in a reply.
+fn decimal(b: &[u8]) -> Option<u64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 fn redis_error(e: redis::RedisError) -> StoreError {
@@ -285,11 +290,11 @@ impl RedisStore {
     }
 
     /// The command that reads one record: its hash and its sets, in one
-    /// call of the function `sra_read_1`.
+    /// call of the function `sra_read_2`.
     fn read_record_cmd(&self, kind: Kind, key: &str) -> Cmd {
         let rk = self.record_key(kind, key);
         let mut c = cmd("FCALL_RO");
-        c.arg("sra_read_1").arg(1 + SET_TAGS.len()).arg(&rk);
+        c.arg("sra_read_2").arg(1 + SET_TAGS.len()).arg(&rk);
         for t in SET_TAGS {
             c.arg(Self::set_key(&rk, t));
         }
@@ -297,9 +302,10 @@ impl RedisStore {
     }
 
     /// A record from the reply of [`Self::read_record_cmd`]: the hash as a
-    /// flat field/value list, then each set's members. Read in place from
-    /// the reply's bytes (a domain's sets hold hundreds of members; no
-    /// string is made for each).
+    /// flat field/value list, then each set's members as one string
+    /// (a domain's sets hold hundreds of members: one reply element each
+    /// would cost the client a parse and an allocation per member). Read
+    /// in place from the reply's bytes.
     fn record_from(value: Value) -> Result<Record, StoreError> {
         let bad = |what: &str| StoreError::Redis(format!("unexpected reply for a record's {what}"));
         let Value::Array(values) = value else {
@@ -308,12 +314,7 @@ impl RedisStore {
         if values.len() != 1 + SET_TAGS.len() {
             return Err(StoreError::Redis("unexpected reply for a record".into()));
         }
-        let num = |v: &Value| {
-            bytes(v)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| bad("number"))
-        };
+        let num = |v: &Value| bytes(v).and_then(decimal).ok_or_else(|| bad("number"));
         let Value::Array(fields) = &values[0] else {
             return Err(bad("hash"));
         };
@@ -348,13 +349,14 @@ impl RedisStore {
         }
         let mut sets = BTreeMap::new();
         for (t, members) in SET_TAGS.iter().zip(&values[1..]) {
-            let Value::Array(members) = members else {
-                return Err(bad("set"));
-            };
+            let members = bytes(members).ok_or_else(|| bad("set"))?;
             if members.is_empty() {
                 continue;
             }
-            let mut hashes = members.iter().map(num).collect::<Result<Vec<u64>, _>>()?;
+            let mut hashes = members
+                .split(|b| *b == b' ')
+                .map(|m| decimal(m).ok_or_else(|| bad("set")))
+                .collect::<Result<Vec<u64>, _>>()?;
             hashes.sort_unstable();
             hashes.truncate(DISTINCT_K);
             sets.insert(*t, hashes);

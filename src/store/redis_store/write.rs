@@ -12,7 +12,7 @@ impl RedisStore {
         let rk = self.record_key(kind, key);
         let sets: Vec<(u8, &Vec<u64>)> = delta.raw_sets().iter().map(|(t, s)| (*t, s)).collect();
         let mut c = cmd("FCALL");
-        c.arg("sra_merge_1").arg(1 + sets.len()).arg(&rk);
+        c.arg("sra_merge_2").arg(1 + sets.len()).arg(&rk);
         for (t, _) in &sets {
             c.arg(Self::set_key(&rk, *t));
         }
