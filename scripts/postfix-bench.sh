@@ -50,8 +50,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-smtp_port=$(port); sink_port=$(port); sra_port=$(port); noop_port=$(port)
+# Four distinct free ports, held together while they are chosen.
+read -r smtp_port sink_port sra_port noop_port < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(4)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
 if [ "$transport" = unix ]; then
     mkdir -p "$work/spool/milter" && chmod 0777 "$work/spool/milter"
     sra_sock="unix:$work/spool/milter/sra.sock"; noop_sock="unix:$work/spool/milter/noop.sock"
