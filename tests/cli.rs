@@ -119,6 +119,20 @@ fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token_file"));
 
+    // The console on the milter's own port would fail at start: said now.
+    let one_port = dir.path().join("one-port.toml");
+    std::fs::write(
+        &one_port,
+        "socket = \"inet:8894@127.0.0.1\"\n[admin]\nlisten = \"127.0.0.1:8894\"\n",
+    )
+    .unwrap();
+    let out = cli(&["check-config", "-c", one_port.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("same port"),
+        "{out:?}"
+    );
+
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml");
     let out = cli(&["check-config", "-c", example]);
     assert!(

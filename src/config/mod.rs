@@ -343,6 +343,16 @@ impl Config {
             self.events.token().map_err(ConfigError::Invalid)?;
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
+        let milter = match &self.socket {
+            SocketSpec::Inet(a) => a.as_str(),
+            SocketSpec::Unix(_) => "",
+        };
+        socket::distinct_listeners(&[
+            ("socket", milter),
+            ("admin.listen", &self.admin.listen),
+            ("events.listen", &self.events.listen),
+        ])
+        .map_err(ConfigError::Invalid)?;
         self.scoring.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

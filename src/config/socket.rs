@@ -123,9 +123,61 @@ pub fn remove_own_socket(path: &Path) {
     }
 }
 
+/// The TCP listeners of one daemon (the milter's when on TCP, the console's
+/// and the events', each named by its key) must not share a port: the
+/// second bind would fail at start, after the milter socket was opened.
+/// Two addresses collide when their ports are equal and their IPs are
+/// equal or either is the unspecified one (`0.0.0.0`, `::`). Host names
+/// are resolved only at bind time and are not compared.
+pub fn distinct_listeners(listeners: &[(&str, &str)]) -> Result<(), String> {
+    let addrs: Vec<(&str, std::net::SocketAddr)> = listeners
+        .iter()
+        .filter_map(|(key, a)| a.parse().ok().map(|a| (*key, a)))
+        .collect();
+    for (i, (key_a, a)) in addrs.iter().enumerate() {
+        for (key_b, b) in &addrs[i + 1..] {
+            let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() == b.port() && overlap {
+                return Err(format!(
+                    "{key_a} {a} and {key_b} {b} are the same port: give each listener its own"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_on_one_port_are_refused() {
+        let same = distinct_listeners(&[
+            ("socket", "127.0.0.1:8894"),
+            ("admin.listen", "127.0.0.1:8894"),
+        ])
+        .unwrap_err();
+        assert!(
+            same.contains("socket") && same.contains("admin.listen"),
+            "{same}"
+        );
+        assert!(distinct_listeners(&[
+            ("admin.listen", "0.0.0.0:9000"),
+            ("events.listen", "127.0.0.1:9000"),
+        ])
+        .is_err());
+        assert!(
+            distinct_listeners(&[("socket", "[::]:25"), ("admin.listen", "[::1]:25")]).is_err()
+        );
+        distinct_listeners(&[
+            ("socket", "127.0.0.1:8894"),
+            ("admin.listen", "127.0.0.1:8895"),
+            ("events.listen", "10.0.0.1:8894"),
+            ("socket", "localhost:8895"),
+        ])
+        .unwrap();
+    }
 
     #[test]
     fn socket_specs_in_both_spellings() {
