@@ -124,6 +124,78 @@ async fn a_master_killed_while_mail_flows_never_hangs_a_session() {
     m.stop().await;
 }
 
+/// The hot sender's slot moves to another master while mail flows (as in
+/// a resharding): the milter follows `ASK`, `TRYAGAIN` and `MOVED`, no
+/// session hangs, verdicts come back once the slot has moved, and no
+/// record counts a message twice: the sender's record (whose slot moved)
+/// and its domain's and MTA's (written beside it, on other slots) each
+/// count every message with a verdict, and none counts more messages than
+/// were sent. A session answered per `on_error` while the slot's keys
+/// were in flight (`TRYAGAIN` past the retries) may have had some of its
+/// records written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_moved_while_mail_flows_counts_no_message_twice() {
+    use sra_milter::store::{Counter, Kind};
+    let r = std::sync::Arc::new(tokio::task::spawn_blocking(Redis::cluster).await.unwrap());
+    let m = common::start(|c| on_cluster(&r, c)).await;
+    let hot = "carol@partner.example";
+    let key = format!("acme:{{k:s:{hot}}}");
+    let from = r.master_of(&key);
+    let to = *r.masters().iter().find(|p| **p != from).unwrap();
+
+    let traffic = Traffic::start(m.addr, 4, hot, std::time::Duration::from_secs(10));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (r2, key2) = (r.clone(), key.clone());
+    tokio::task::spawn_blocking(move || {
+        r2.move_slot(&key2, to, std::time::Duration::from_millis(300))
+    })
+    .await
+    .unwrap();
+    let moved_at = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let sent = traffic.stop().await;
+    let with_verdict = sent.iter().filter(|s| s.2).count();
+    let store = m.shared.engine.store();
+    let count = |kind: Kind, key: &str| {
+        store
+            .record(kind, key)
+            .unwrap()
+            .count(Counter::MessagesReceived) as usize
+    };
+    let mta = Mail::inbound(hot, "x@partner.example").ip.to_string();
+    let counts = [
+        count(Kind::Sender, hot),
+        count(Kind::Domain, "partner.example"),
+        count(Kind::Mta, &mta),
+    ];
+    let stats = store.stats();
+    eprintln!(
+        "slot moved: {} sessions, {with_verdict} with a verdict; sender, domain and MTA count {counts:?}; {stats:?}",
+        sent.len()
+    );
+    // The flights went to the masters directly and met the move: the
+    // commands refused were sent again through the cluster's routing.
+    let redirected = stats
+        .iter()
+        .find(|(k, _)| k == "redirected:redis-cluster")
+        .map(|(_, v)| *v);
+    assert!(redirected.is_some_and(|n| n > 0), "{stats:?}");
+    assert_eq!(r.master_of(&key), to);
+    let after: Vec<_> = sent.iter().filter(|s| s.0 > moved_at).collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|s| s.2),
+        "verdicts once the slot moved"
+    );
+    for c in counts {
+        assert!(
+            (with_verdict..=sent.len()).contains(&c),
+            "{c} counted for {with_verdict} verdicts of {} sessions",
+            sent.len()
+        );
+    }
+    m.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_stops_answering_never_hangs_a_session() {
     let r = tokio::task::spawn_blocking(Redis::single).await.unwrap();

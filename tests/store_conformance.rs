@@ -396,6 +396,66 @@ fn same_records_as_rocksdb(other: &dyn ReputationStore) {
     );
 }
 
+/// On a cluster the milter's flights go as one pipeline per master once
+/// the masters' map is read (src/store/redis_store/nodes.rs): wait until
+/// the store says it reaches all three, then the asynchronous path must
+/// write and read what RocksDB does, update for update, and keep reaching
+/// them (no command was refused and the map stayed).
+fn flights_by_master_agree_with_rocksdb(s: &RedisStore) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stat = |s: &RedisStore, name: &str| {
+        s.stats()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    };
+    let masters = |s: &RedisStore| stat(s, "masters:redis-cluster");
+    let start = std::time::Instant::now();
+    while masters(s) != Some(3) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the masters' map was not read: {:?}",
+            s.stats()
+        );
+        rt.block_on(async {
+            s.load(vec![Want::Record(Kind::Sender, "warm@x.example".into())])
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        });
+    }
+    loads_as_it_reads(s, &rt);
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = RocksStore::open(dir.path(), 86400).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    for u in random_updates(400) {
+        rocks.apply(&u).unwrap();
+        for (k, key, _) in &u.records {
+            keys.insert((*k as u8, key.clone()));
+        }
+        rt.block_on(s.apply_async(u)).unwrap();
+    }
+    let kinds = [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair];
+    let wants: Vec<Want> = keys
+        .iter()
+        .map(|(k, key)| Want::Record(kinds[*k as usize], key.clone()))
+        .collect();
+    let loaded = rt.block_on(s.load(wants.clone())).unwrap();
+    for (w, l) in wants.iter().zip(loaded) {
+        assert_eq!(l, w.read(&rocks).unwrap(), "{w:?}");
+    }
+    assert_eq!(masters(s), Some(3), "{:?}", s.stats());
+    assert_eq!(
+        stat(s, "redirected:redis-cluster"),
+        Some(0),
+        "every command went to its master: {:?}",
+        s.stats()
+    );
+}
+
 /// Behind an identity key: every record read by its clear key equals
 /// RocksDB's in clear, and the backend itself holds only hashed sender,
 /// MTA and pair keys, under the key's fingerprint.
@@ -445,6 +505,7 @@ fn a_redis_cluster_conforms_and_agrees_with_rocksdb() {
     conformance(&redis_store(&r, true, "t1"));
     same_records_as_rocksdb(&redis_store(&r, true, "t2"));
     keyed_agrees_and_hides(Arc::new(redis_store(&r, true, "t3")));
+    flights_by_master_agree_with_rocksdb(&redis_store(&r, true, "t4"));
 }
 
 #[test]
@@ -534,6 +595,16 @@ fn a_redis_cluster_over_tls_conforms() {
         &RedisStore::open(
             &RedisConfig {
                 prefix: "tlsc2".into(),
+                ..cfg.clone()
+            },
+            86400,
+        )
+        .unwrap(),
+    );
+    flights_by_master_agree_with_rocksdb(
+        &RedisStore::open(
+            &RedisConfig {
+                prefix: "tlsc3".into(),
                 ..cfg
             },
             86400,

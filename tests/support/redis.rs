@@ -413,6 +413,74 @@ impl Redis {
         panic!("no master for slot {slot}");
     }
 
+    /// The masters' ports (of the nodes not killed).
+    pub fn masters(&self) -> Vec<u16> {
+        self.live_ports()
+            .into_iter()
+            .filter(|p| {
+                cli_tls(self.tls.as_deref(), *p, &["info", "replication"]).contains("role:master")
+            })
+            .collect()
+    }
+
+    /// Moves `key`'s slot, with its keys, to the master on `to`, as
+    /// `redis-cli --cluster reshard` does: the slot is marked importing
+    /// and migrating, its keys are moved with `MIGRATE` (clients meanwhile
+    /// get `ASK` or `TRYAGAIN`), then every master is told its new owner
+    /// (clients get `MOVED`). `pause` is slept between the steps.
+    pub fn move_slot(&self, key: &str, to: u16, pause: Duration) {
+        let tls = self.tls.as_deref();
+        let from = self.master_of(key);
+        let slot = cli_tls(tls, from, &["cluster", "keyslot", key]);
+        let slot = slot.trim();
+        let id = |p: u16| cli_tls(tls, p, &["cluster", "myid"]).trim().to_string();
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |out: String| assert!(out.trim() == "OK", "{out}");
+        ok(cli_tls(
+            tls,
+            to,
+            &["cluster", "setslot", slot, "importing", &from_id],
+        ));
+        ok(cli_tls(
+            tls,
+            from,
+            &["cluster", "setslot", slot, "migrating", &to_id],
+        ));
+        std::thread::sleep(pause);
+        loop {
+            let keys = cli_tls(tls, from, &["cluster", "getkeysinslot", slot, "1000"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["migrate", "127.0.0.1", &to_port, "", "0", "5000", "keys"];
+            args.extend(keys);
+            ok(cli_tls(tls, from, &args));
+            std::thread::sleep(pause);
+        }
+        ok(cli_tls(
+            tls,
+            to,
+            &["cluster", "setslot", slot, "node", &to_id],
+        ));
+        ok(cli_tls(
+            tls,
+            from,
+            &["cluster", "setslot", slot, "node", &to_id],
+        ));
+        for m in self.masters() {
+            if m != to && m != from {
+                ok(cli_tls(
+                    tls,
+                    m,
+                    &["cluster", "setslot", slot, "node", &to_id],
+                ));
+            }
+        }
+        assert_eq!(self.master_of(key), to, "the slot moved");
+    }
+
     /// Stops the server on `port` (SIGKILL: a crash).
     pub fn kill(&mut self, port: u16) {
         let i = self.ports.iter().position(|p| *p == port).unwrap();

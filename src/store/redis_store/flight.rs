@@ -3,11 +3,13 @@
 //! worker. No thread waits on a socket, so a message costs no hand-offs
 //! to the blocking pool and back (docs/performance.md, "The shared store").
 
+use super::nodes::Masters;
 use super::{redis_error, Client, RedisStore};
 use crate::store::{decode_index, Kind, Loaded, Record, StoreError, Update, Want};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An async connection: both kinds are handles onto one multiplexed
@@ -15,14 +17,15 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub(super) enum AsyncConn {
     Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    /// The cluster connection, and the masters' own connections for the
+    /// flights ([`super::nodes`]).
+    Cluster(ClusterConnection, Arc<Masters>),
 }
 
 impl AsyncConn {
     /// Sends `cmds` and answers each one's reply, in order: to one server
-    /// as one pipeline; to a cluster all at once, each to its slot's node
-    /// (the client's pipelines must keep to one slot, and a message's
-    /// keys are in many). The outer error is the connection's.
+    /// as one pipeline; to a cluster as one pipeline per master
+    /// ([`super::nodes`]). The outer error is the connection's.
     async fn send(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<RedisResult<Value>>> {
         match self {
             AsyncConn::Single(c) => {
@@ -32,13 +35,7 @@ impl AsyncConn {
                 }
                 p.ignore_errors().query_async(c).await
             }
-            AsyncConn::Cluster(c) => {
-                let replies = cmds.iter().map(|cmd| {
-                    let mut c = c.clone();
-                    async move { cmd.query_async::<Value>(&mut c).await }
-                });
-                Ok(futures_util::future::join_all(replies).await)
-            }
+            AsyncConn::Cluster(c, masters) => Ok(masters.send(c, cmds).await),
         }
     }
 
@@ -47,7 +44,7 @@ impl AsyncConn {
         let load = super::library_cmd();
         match self {
             AsyncConn::Single(c) => load.query_async::<Value>(c).await.map(|_| ()),
-            AsyncConn::Cluster(c) => load.query_async::<Value>(c).await.map(|_| ()),
+            AsyncConn::Cluster(c, _) => load.query_async::<Value>(c).await.map(|_| ()),
         }
     }
 }
@@ -100,7 +97,10 @@ impl RedisStore {
                             .await?,
                     )
                 }
-                Client::Cluster(c) => AsyncConn::Cluster(c.get_async_connection().await?),
+                Client::Cluster(c) => AsyncConn::Cluster(
+                    c.get_async_connection().await?,
+                    Masters::new(self.cfg.clone()),
+                ),
             })
         };
         // The client's own connect timeout does not cover the handshake
@@ -226,6 +226,16 @@ impl RedisStore {
         self.send_async(&index).await?;
         crate::store::ReputationStore::observe_time(self, w.newest);
         Ok(())
+    }
+
+    /// How many cluster masters the milter's flights reach directly (when
+    /// their map is known) and how many commands a master refused, since
+    /// the connection opened (`None`: not a cluster, or no flight yet).
+    pub(super) fn masters_reached(&self) -> Option<(Option<usize>, u64)> {
+        match &self.async_conn.try_lock().ok()?.conn {
+            Some(AsyncConn::Cluster(_, masters)) => Some(masters.known()),
+            _ => None,
+        }
     }
 
     /// A record read within the read cache's time.

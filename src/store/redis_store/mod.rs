@@ -42,6 +42,7 @@ use redis::{Cmd, Value};
 mod conn;
 mod export;
 mod flight;
+mod nodes;
 mod write;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -567,10 +568,17 @@ impl ReputationStore for RedisStore {
 
     fn stats(&self) -> Vec<(String, u64)> {
         // DBSIZE is summed over the masters by the cluster client.
-        match self.with(|c| c.query::<u64>(&cmd("DBSIZE"))) {
-            Ok(n) => vec![("keys:redis".into(), n)],
-            Err(_) => Vec::new(),
-        }
+        let keys = self.with(|c| c.query::<u64>(&cmd("DBSIZE")));
+        let (masters, redirected) = self.masters_reached().unwrap_or_default();
+        let stats = [
+            ("keys:redis", keys.ok()),
+            ("masters:redis-cluster", masters.map(|n| n as u64)),
+            ("redirected:redis-cluster", masters.map(|_| redirected)),
+        ];
+        stats
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.into(), v?)))
+            .collect()
     }
 
     fn export(&self, f: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError> {
