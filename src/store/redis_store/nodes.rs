@@ -12,10 +12,10 @@
 //! master refused without running it (`MOVED`, `ASK`, `TRYAGAIN`,
 //! `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`, `READONLY`) is sent again on its
 //! own through the cluster connection, which follows redirections; nothing
-//! that ran is sent again. A refusal or a broken connection drops the map;
-//! it is read again in the background (at most once a second), and until
-//! then every command goes through the cluster connection, as a command
-//! the map does not place does.
+//! that ran is sent again. A refusal, a broken connection or a timeout drops
+//! the map; it is read again in the background (at most once a second),
+//! and until then every command goes through the cluster connection, as a
+//! command the map does not place does.
 
 use super::conn::single_client;
 use crate::config::RedisConfig;
@@ -201,9 +201,12 @@ impl Masters {
                         }
                     }
                     // Whether these ran is not known: they fail, as a
-                    // command on a broken connection does.
+                    // command on a broken connection does. A timeout drops
+                    // the map too: the master may have been replaced
+                    // while unreachable, which only the cluster's routing
+                    // and a new map learn.
                     Err(e) => {
-                        stale |= !e.is_timeout();
+                        stale = true;
                         for i in g {
                             out[*i] = Some(Err(e.clone()));
                         }
