@@ -46,6 +46,8 @@ struct State {
     map: Option<Arc<Map>>,
     reading: bool,
     last_read: Option<Instant>,
+    /// The last read failed and was logged as a warning.
+    warned: bool,
 }
 
 /// The cluster's masters as the milter's flights reach them.
@@ -86,10 +88,24 @@ impl Masters {
                 let read = tokio::time::timeout(limit, me.read_map(cluster)).await;
                 let mut s = me.lock();
                 s.reading = false;
-                match read {
-                    Ok(Ok(map)) => s.map = Some(Arc::new(map)),
-                    Ok(Err(e)) => tracing::debug!("store: cluster map not read: {e}"),
-                    Err(_) => tracing::debug!("store: cluster map not read within {limit:?}"),
+                let why = match read {
+                    Ok(Ok(map)) => {
+                        s.map = Some(Arc::new(map));
+                        s.warned = false;
+                        return;
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => format!("no answer within {limit:?}"),
+                };
+                // Once per failing spell: the flights still work, command
+                // by command.
+                if s.warned {
+                    tracing::debug!("store: cluster masters' map not read: {why}");
+                } else {
+                    s.warned = true;
+                    tracing::warn!(
+                        "store: cluster masters' map not read ({why}); flights go command by command, trying again every {READ_AGAIN_AFTER:?}"
+                    );
                 }
             });
         }
