@@ -118,6 +118,28 @@ fn loads_as_it_reads(s: &dyn ReputationStore, rt: &tokio::runtime::Runtime) {
         matches!(&again[0], Loaded::Record(r) if r.count(Counter::MessagesReceived) == 6),
         "{again:?}"
     );
+    // Records read as absent and then written are in the key index, and a
+    // pair record in its sender's list (on Redis they go out with the
+    // write itself).
+    let fresh = "fresh@partner.example";
+    let fresh_pair = pair_key(fresh, "192.0.2.78");
+    let fresh_wants = vec![
+        Want::Record(Kind::Sender, fresh.into()),
+        Want::Record(Kind::Pair, fresh_pair.clone()),
+    ];
+    rt.block_on(s.load(fresh_wants)).unwrap();
+    let seen = Record::seen_at(1_700_000_200);
+    rt.block_on(s.apply_async(records(vec![
+        (Kind::Sender, fresh, seen.clone()),
+        (Kind::Pair, &fresh_pair, seen),
+    ])))
+    .unwrap();
+    let mut senders = Vec::new();
+    s.scan(Kind::Sender, &mut |k, _| senders.push(k.to_string()))
+        .unwrap();
+    assert!(senders.iter().any(|k| k == fresh), "{senders:?}");
+    let pairs = s.pairs_of(fresh, 10).unwrap();
+    assert!(pairs.iter().any(|(m, _)| m == "192.0.2.78"), "{pairs:?}");
 }
 
 /// The assertions every backend must pass.

@@ -222,7 +222,7 @@ impl RedisStore {
         let w = self.write_cmds(&update)?;
         let values = self.send_async(&w.cmds).await;
         self.forget(&update);
-        let index = self.index_cmds(&update, w.merged(&values?)?);
+        let index = self.index_cmds(&update, &w, &values?)?;
         self.send_async(&index).await?;
         crate::store::ReputationStore::observe_time(self, w.newest);
         Ok(())

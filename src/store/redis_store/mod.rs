@@ -435,7 +435,7 @@ impl ReputationStore for RedisStore {
         // Merges count: not repeated on a new connection.
         let values = self.with_once(|c| c.pipeline(&w.cmds));
         self.forget(update);
-        let index = self.index_cmds(update, w.merged(&values?)?);
+        let index = self.index_cmds(update, &w, &values?)?;
         self.with(|c| c.pipeline(&index))?;
         self.observe_time(w.newest);
         Ok(())

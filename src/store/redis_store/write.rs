@@ -43,7 +43,11 @@ impl RedisStore {
 
     /// The writes of `update`, in one pipeline: the record merges first
     /// (`merges` of them, each answering 1 when the record is new), then
-    /// the rest. The records are forgotten from the read cache first.
+    /// the rest. A record this host has just read as absent (the read
+    /// cache holds it empty) is new: its index entries go out with it
+    /// ([`Self::index_entries`]; adding them twice is harmless), which
+    /// spares the flight after the merges. The records are forgotten from
+    /// the read cache first.
     pub(super) fn write_cmds(&self, update: &Update) -> Result<Write, StoreError> {
         let mut cmds = Vec::new();
         let mut newest = 0;
@@ -52,6 +56,14 @@ impl RedisStore {
             newest = newest.max(delta.last_seen);
         }
         let merges = cmds.len();
+        let indexed: Vec<bool> = update
+            .records
+            .iter()
+            .map(|(kind, key, _)| self.cached(*kind, key).is_some_and(|r| r.is_empty()))
+            .collect();
+        for ((kind, key, _), _) in update.records.iter().zip(&indexed).filter(|r| *r.1) {
+            cmds.extend(self.index_entries(*kind, key));
+        }
         // Forget what this host is about to change.
         self.forget(update);
         for k in &update.engagement_add {
@@ -100,6 +112,7 @@ impl RedisStore {
         Ok(Write {
             cmds,
             merges,
+            indexed,
             newest,
         })
     }
@@ -114,27 +127,42 @@ impl RedisStore {
         }
     }
 
-    /// Records new to the store (their merge answered 1) join the key
-    /// index of their kind, and a new sender×MTA record its sender's list
-    /// (`{pi:SENDER}`). Only the host whose merge made the record adds
-    /// them: a record's later messages cost no index writes.
-    pub(super) fn index_cmds(&self, update: &Update, merged: &[Value]) -> Vec<Cmd> {
-        let mut cmds = Vec::new();
-        for ((kind, key, _), v) in update.records.iter().zip(merged) {
-            if !matches!(v, Value::Int(1)) {
-                continue;
-            }
-            cmds.push(self.index_cmd(*kind, key));
-            if let (Kind::Pair, Some((sender, mta))) = (kind, key.split_once('\0')) {
-                cmds.push(
-                    cmd("SADD")
-                        .arg(self.key(&format!("{{pi:{sender}}}")))
-                        .arg(mta)
-                        .clone(),
-                );
-            }
+    /// A new record's index entries: the key index of its kind, and for a
+    /// sender×MTA record its sender's list (`{pi:SENDER}`).
+    fn index_entries(&self, kind: Kind, key: &str) -> Vec<Cmd> {
+        let mut cmds = vec![self.index_cmd(kind, key)];
+        if let (Kind::Pair, Some((sender, mta))) = (kind, key.split_once('\0')) {
+            cmds.push(
+                cmd("SADD")
+                    .arg(self.key(&format!("{{pi:{sender}}}")))
+                    .arg(mta)
+                    .clone(),
+            );
         }
         cmds
+    }
+
+    /// Records new to the store (their merge answered 1 in `replies`) and
+    /// not indexed with their write join the index. Only a host that made
+    /// the record, or read it as absent just before, adds them: a
+    /// record's later messages cost no index writes.
+    pub(super) fn index_cmds(
+        &self,
+        update: &Update,
+        w: &Write,
+        replies: &[Value],
+    ) -> Result<Vec<Cmd>, StoreError> {
+        let merged = replies
+            .get(..w.merges)
+            .ok_or_else(|| StoreError::Redis("fewer replies than writes".into()))?;
+        Ok(update
+            .records
+            .iter()
+            .zip(merged)
+            .zip(&w.indexed)
+            .filter(|((_, v), indexed)| matches!(v, Value::Int(1)) && !**indexed)
+            .flat_map(|(((kind, key, _), _), _)| self.index_entries(*kind, key))
+            .collect())
     }
 }
 
@@ -142,17 +170,10 @@ impl RedisStore {
 pub(super) struct Write {
     pub(super) cmds: Vec<Cmd>,
     merges: usize,
+    /// Per record: its index entries went out with the write.
+    indexed: Vec<bool>,
     /// The newest time they carry (the clock of index expiry).
     pub(super) newest: u64,
-}
-
-impl Write {
-    /// The merges' answers among the pipeline's `replies`.
-    pub(super) fn merged<'a>(&self, replies: &'a [Value]) -> Result<&'a [Value], StoreError> {
-        replies
-            .get(..self.merges)
-            .ok_or_else(|| StoreError::Redis("fewer replies than writes".into()))
-    }
 }
 
 /// The time and Message-ID of an engagement queue key.
