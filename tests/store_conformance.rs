@@ -140,6 +140,19 @@ fn loads_as_it_reads(s: &dyn ReputationStore, rt: &tokio::runtime::Runtime) {
     assert!(senders.iter().any(|k| k == fresh), "{senders:?}");
     let pairs = s.pairs_of(fresh, 10).unwrap();
     assert!(pairs.iter().any(|(m, _)| m == "192.0.2.78"), "{pairs:?}");
+    // A pair record written unread, of a sender read as absent.
+    let other = "fresh2@partner.example";
+    let other_pair = pair_key(other, "192.0.2.79");
+    rt.block_on(s.load(vec![Want::Record(Kind::Sender, other.into())]))
+        .unwrap();
+    let seen = Record::seen_at(1_700_000_300);
+    rt.block_on(s.apply_async(records(vec![
+        (Kind::Sender, other, seen.clone()),
+        (Kind::Pair, &other_pair, seen),
+    ])))
+    .unwrap();
+    let pairs = s.pairs_of(other, 10).unwrap();
+    assert!(pairs.iter().any(|(m, _)| m == "192.0.2.79"), "{pairs:?}");
 }
 
 /// The assertions every backend must pass.

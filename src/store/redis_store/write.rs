@@ -44,10 +44,12 @@ impl RedisStore {
     /// The writes of `update`, in one pipeline: the record merges first
     /// (`merges` of them, each answering 1 when the record is new), then
     /// the rest. A record this host has just read as absent (the read
-    /// cache holds it empty) is new: its index entries go out with it
-    /// ([`Self::index_entries`]; adding them twice is harmless), which
-    /// spares the flight after the merges. The records are forgotten from
-    /// the read cache first.
+    /// cache holds it empty), and a sender×MTA record of a sender just read
+    /// as absent, are new: their index entries go out with them
+    /// ([`Self::index_entries`]), which spares the flight after the
+    /// merges. Were one not new after all, adding its entries again is
+    /// harmless; a new record not seen so still gets them from its merge's
+    /// answer. The records are forgotten from the read cache first.
     pub(super) fn write_cmds(&self, update: &Update) -> Result<Write, StoreError> {
         let mut cmds = Vec::new();
         let mut newest = 0;
@@ -56,10 +58,17 @@ impl RedisStore {
             newest = newest.max(delta.last_seen);
         }
         let merges = cmds.len();
+        let absent = |kind, key: &str| self.cached(kind, key).is_some_and(|r| r.is_empty());
         let indexed: Vec<bool> = update
             .records
             .iter()
-            .map(|(kind, key, _)| self.cached(*kind, key).is_some_and(|r| r.is_empty()))
+            .map(|(kind, key, _)| {
+                absent(*kind, key)
+                    || *kind == Kind::Pair
+                        && key
+                            .split_once('\0')
+                            .is_some_and(|(sender, _)| absent(Kind::Sender, sender))
+            })
             .collect();
         for ((kind, key, _), _) in update.records.iter().zip(&indexed).filter(|r| *r.1) {
             cmds.extend(self.index_entries(*kind, key));
