@@ -72,6 +72,24 @@ pub(super) fn single_client(url: &str, cfg: &RedisConfig) -> Result<redis::Clien
     }
 }
 
+/// The URL of a cluster node found at `addr` (`host:port`), in the scheme
+/// of the configured nodes (`rediss://` when they use TLS).
+pub(super) fn node_url(cfg: &RedisConfig, addr: &str) -> String {
+    let tls = cfg
+        .nodes
+        .first()
+        .is_some_and(|n| n.starts_with("rediss://"));
+    format!("{}://{addr}", if tls { "rediss" } else { "redis" })
+}
+
+/// The async connections' settings: `connect_timeout` to connect,
+/// `command_timeout` for each reply.
+pub(super) fn async_config(cfg: &RedisConfig) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout.0))
+        .set_response_timeout(Some(cfg.command_timeout.0))
+}
+
 /// The CA of `ca_file` for TLS connections (`None`: the system's roots).
 pub(super) fn tls_certificates(
     cfg: &RedisConfig,

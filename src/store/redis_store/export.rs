@@ -2,7 +2,7 @@
 //! through the key indexes and, for the message index and display names,
 //! `SCAN` on each master.
 
-use super::conn::single_client;
+use super::conn::{node_url, single_client};
 use super::{cmd, kind_letter, redis_error, Client, RedisStore, SHARDS};
 use crate::store::{decode_index, engagement_key, Item, Kind, ReputationStore, StoreError};
 
@@ -76,11 +76,6 @@ impl RedisStore {
         let servers: Vec<String> = match &self.client {
             Client::Single(_) => vec![self.cfg.nodes[0].clone()],
             Client::Cluster(_) => {
-                let scheme = if self.cfg.nodes[0].starts_with("rediss://") {
-                    "rediss://"
-                } else {
-                    "redis://"
-                };
                 let nodes: String = self.with(|c| c.query(&cmd("CLUSTER").arg("NODES").clone()))?;
                 nodes
                     .lines()
@@ -88,7 +83,7 @@ impl RedisStore {
                         let f: Vec<&str> = l.split_whitespace().collect();
                         let master = f.get(2)?.contains("master") && !f[2].contains("fail");
                         let addr = f.get(1)?.split('@').next()?;
-                        master.then(|| format!("{scheme}{addr}"))
+                        master.then(|| node_url(&self.cfg, addr))
                     })
                     .collect()
             }

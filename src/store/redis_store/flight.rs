@@ -8,7 +8,7 @@ use super::{redis_error, Client, RedisStore};
 use crate::store::{decode_index, Kind, Loaded, Record, StoreError, Update, Want};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
+use redis::{Cmd, RedisResult, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,9 +89,7 @@ impl RedisStore {
         let connect = async {
             Ok::<_, redis::RedisError>(match &self.client {
                 Client::Single(c) => {
-                    let config = AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(self.cfg.connect_timeout.0))
-                        .set_response_timeout(Some(self.cfg.command_timeout.0));
+                    let config = super::conn::async_config(&self.cfg);
                     AsyncConn::Single(
                         c.get_multiplexed_async_connection_with_config(&config)
                             .await?,

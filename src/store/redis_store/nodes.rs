@@ -17,12 +17,12 @@
 //! and until then every command goes through the cluster connection, as a
 //! command the map does not place does.
 
-use super::conn::single_client;
+use super::conn::{async_config, node_url, single_client};
 use crate::config::RedisConfig;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, ErrorKind, RedisResult, RetryMethod, Value};
+use redis::{Cmd, ErrorKind, RedisResult, RetryMethod, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -130,14 +130,7 @@ impl Masters {
             .route_command(redis::cmd("CLUSTER").arg("SLOTS").clone(), random)
             .await
             .map_err(|e| e.to_string())?;
-        let scheme = if self.cfg.nodes[0].starts_with("rediss://") {
-            "rediss"
-        } else {
-            "redis"
-        };
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.cfg.connect_timeout.0))
-            .set_response_timeout(Some(self.cfg.command_timeout.0));
+        let config = async_config(&self.cfg);
         let mut owner = vec![NOBODY; SLOTS];
         let mut index: HashMap<String, u16> = HashMap::new();
         let mut masters = Vec::new();
@@ -145,7 +138,7 @@ impl Masters {
             let n = match index.get(&addr) {
                 Some(n) => *n,
                 None => {
-                    let url = format!("{scheme}://{addr}");
+                    let url = node_url(&self.cfg, &addr);
                     let client = single_client(&url, &self.cfg).map_err(|e| e.to_string())?;
                     let conn = client
                         .get_multiplexed_async_connection_with_config(&config)
