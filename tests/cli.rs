@@ -88,20 +88,23 @@ fn cli(args: &[&str]) -> std::process::Output {
 #[test]
 fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "mode = \"enforce\"\nno_such_key = 1\n").unwrap();
-    let out = cli(&["check-config", "-c", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
-
-    let bad_value = dir.path().join("bad2.toml");
-    std::fs::write(&bad_value, "socket = \"tcp:nowhere\"\n").unwrap();
-    assert_eq!(
-        cli(&["check-config", "-c", bad_value.to_str().unwrap()])
-            .status
-            .code(),
-        Some(78)
+    // `text` in a file is refused with exit 78, and stderr names `says`.
+    let refused = |name: &str, text: &str, says: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = cli(&["check-config", "-c", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(78), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{out:?}"
+        );
+    };
+    refused(
+        "bad.toml",
+        "mode = \"enforce\"\nno_such_key = 1\n",
+        "no_such_key",
     );
+    refused("bad2.toml", "socket = \"tcp:nowhere\"\n", "tcp:nowhere");
     assert_eq!(
         cli(&["check-config", "-c", "/nonexistent/x.toml"])
             .status
@@ -109,28 +112,16 @@ fn check_config_exits_78_on_a_bad_file_and_prints_a_good_one() {
         Some(78)
     );
     // An events listener without a readable token is a configuration error.
-    let no_token = dir.path().join("no-token.toml");
-    std::fs::write(
-        &no_token,
+    refused(
+        "no-token.toml",
         "[events]\nlisten = \"127.0.0.1:8895\"\ntoken_file = \"/nonexistent/token\"\n",
-    )
-    .unwrap();
-    let out = cli(&["check-config", "-c", no_token.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("token_file"));
-
+        "token_file",
+    );
     // The console on the milter's own port would fail at start: said now.
-    let one_port = dir.path().join("one-port.toml");
-    std::fs::write(
-        &one_port,
+    refused(
+        "one-port.toml",
         "socket = \"inet:8894@127.0.0.1\"\n[admin]\nlisten = \"127.0.0.1:8894\"\n",
-    )
-    .unwrap();
-    let out = cli(&["check-config", "-c", one_port.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("same port"),
-        "{out:?}"
+        "same port",
     );
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sra-milter.toml");

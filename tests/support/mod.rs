@@ -5,15 +5,10 @@
 pub mod dkim;
 pub mod redis;
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now, for a daemon
-/// a test starts next. See [`free_ports_with`].
+/// A port on 127.0.0.1 that neither TCP nor UDP is bound to right now
+/// (a DNS server takes both), for a daemon a test starts next. See
+/// [`free_ports_with`].
 pub fn free_port() -> u16 {
-    free_ports_with(1, &[])[0]
-}
-
-/// A port on 127.0.0.1 that neither UDP nor TCP is bound to right now (a
-/// DNS server takes both).
-pub fn free_udp_port() -> u16 {
     free_ports_with(1, &[])[0]
 }
 

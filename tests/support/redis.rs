@@ -436,16 +436,15 @@ impl Redis {
         let id = |p: u16| cli_tls(tls, p, &["cluster", "myid"]).trim().to_string();
         let (from_id, to_id) = (id(from), id(to));
         let ok = |out: String| assert!(out.trim() == "OK", "{out}");
-        ok(cli_tls(
-            tls,
-            to,
-            &["cluster", "setslot", slot, "importing", &from_id],
-        ));
-        ok(cli_tls(
-            tls,
-            from,
-            &["cluster", "setslot", slot, "migrating", &to_id],
-        ));
+        let setslot = |port: u16, state: &str, node: &str| {
+            ok(cli_tls(
+                tls,
+                port,
+                &["cluster", "setslot", slot, state, node],
+            ))
+        };
+        setslot(to, "importing", &from_id);
+        setslot(from, "migrating", &to_id);
         std::thread::sleep(pause);
         loop {
             let keys = cli_tls(tls, from, &["cluster", "getkeysinslot", slot, "1000"]);
@@ -459,24 +458,13 @@ impl Redis {
             ok(cli_tls(tls, from, &args));
             std::thread::sleep(pause);
         }
-        ok(cli_tls(
-            tls,
-            to,
-            &["cluster", "setslot", slot, "node", &to_id],
-        ));
-        ok(cli_tls(
-            tls,
-            from,
-            &["cluster", "setslot", slot, "node", &to_id],
-        ));
-        for m in self.masters() {
-            if m != to && m != from {
-                ok(cli_tls(
-                    tls,
-                    m,
-                    &["cluster", "setslot", slot, "node", &to_id],
-                ));
-            }
+        // The new owner first, then the old, then the other masters.
+        let others = self
+            .masters()
+            .into_iter()
+            .filter(|m| *m != to && *m != from);
+        for m in [to, from].into_iter().chain(others) {
+            setslot(m, "node", &to_id);
         }
         assert_eq!(self.master_of(key), to, "the slot moved");
     }

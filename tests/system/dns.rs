@@ -1,6 +1,6 @@
 //! A real DNS server on loopback: dnsmasq.
 
-use crate::support::free_udp_port;
+use crate::support::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl Dns {
     }
 
     fn try_start(txt: &[(&str, String)]) -> Result<Dns, String> {
-        let port = free_udp_port();
+        let port = free_port();
         let mut cmd = Command::new("/usr/sbin/dnsmasq");
         cmd.args([
             "--keep-in-foreground",
