@@ -15,6 +15,8 @@
 # sra-milter checks SPF, DKIM and DMARC against a real DNS server on loopback
 # (dnsmasq) serving the sender domain's records: the full per-message work.
 # SRA_MILTER=PATH runs another build of the daemon (before/after figures).
+# SRA_MILTER=noop runs a second no-op milter in sra-milter's place: the
+# rounds then measure the bench's own noise (an identical milter's ratio).
 # ORDER=abba (the default) runs each round as none, then PAIRS times
 # (default 2) no-op, sra, sra, no-op, the milters' MESSAGES split evenly
 # over their runs, and pools each milter's runs: a machine that slows or
@@ -122,7 +124,11 @@ $auth_conf
 [log]
 level = "${SRA_LOG:-warn}"
 CONF
-"${SRA_MILTER:-$bin/sra-milter}" run -c "$work/sra.toml" 2>"$work/sra.log" &
+if [ "${SRA_MILTER:-}" = noop ]; then
+    "$bin/examples/noop_milter" "$sra_sock" &
+else
+    "${SRA_MILTER:-$bin/sra-milter}" run -c "$work/sra.toml" 2>"$work/sra.log" &
+fi
 sra_pid=$!
 pids+=($sra_pid)
 "$bin/examples/noop_milter" "$noop_sock" &
@@ -284,7 +290,7 @@ print(f"  round: noop {rate['noop']:.0f} msg/s, sra {rate['sra']:.0f} msg/s, "
       f"sra / noop {rate['sra'] / rate['noop']:.2f}")
 PY
 done
-if [ "$auth" = auth ]; then
+if [ "$auth" = auth ] && [ "${SRA_MILTER:-}" != noop ]; then
     # What sra-milter made of the signed message: authenticated mail builds
     # the sender's history; if it did not, the runs measured less than the
     # full work and say so.
