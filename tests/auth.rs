@@ -158,6 +158,94 @@ async fn signed_mail_from_the_real_sender_is_authenticated_and_trusted() {
     m.stop().await;
 }
 
+/// An MTA that passes header values as they are (Postfix with the
+/// negotiated leading-space option) gets a header signed byte for byte
+/// verified, and the headers sra-milter adds bring their own space after
+/// the colon (Postfix adds none then). An MTA that takes the space off
+/// gets values without one (it puts one back).
+#[tokio::test]
+async fn header_values_keep_their_exact_spacing_both_ways() {
+    use indymilter_test::{EomAction, ProtoOpts, TestConnection};
+    use mail_auth::dkim::Canonicalization;
+    let w = world();
+    let m = start(&w).await;
+    let added = |t: &common::Transcript| -> Vec<(String, String)> {
+        t.eom
+            .as_ref()
+            .unwrap()
+            .0
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                EomAction::InsertHeader { name, value, .. } => Some((
+                    name.to_string_lossy().into_owned(),
+                    value.to_string_lossy().into_owned(),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Exact values: "Subject:" with no space, signed with simple
+    // canonicalisation (one added space breaks the signature).
+    let mut exact = Mail::inbound("carol@partner.example", "exact1@partner.example");
+    exact.headers = vec![
+        ("From".into(), " Carol Jones <carol@partner.example>".into()),
+        ("To".into(), " alice@example.com".into()),
+        ("Subject".into(), "no space before this".into()),
+        ("Message-ID".into(), " <exact1@partner.example>".into()),
+    ];
+    let mut text = String::new();
+    for (n, v) in &exact.headers {
+        text.push_str(&format!("{n}:{v}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(&exact.body);
+    let (name, value) = w
+        .key
+        .sign_with(&text, "partner.example", "s1", Canonicalization::Simple);
+    exact.headers.insert(0, (name, format!(" {value}")));
+    let conn = TestConnection::configure()
+        .available_opts(ProtoOpts::all())
+        .exact_leading_space(true)
+        .open_tcp(m.addr)
+        .await
+        .unwrap();
+    assert!(conn.negotiated_opts().contains(ProtoOpts::LEADING_SPACE));
+    let t = common::send_on(conn, &exact).await.unwrap();
+    let headers = added(&t);
+    assert!(!headers.is_empty(), "{t:?}");
+    for (name, value) in &headers {
+        assert!(value.starts_with(' '), "{name}:{value}");
+    }
+    let ar = t.header("Authentication-Results").unwrap();
+    assert!(ar.starts_with("mx.example.com;"), "{ar}");
+    assert!(ar.contains("dkim=pass"), "{ar}");
+    assert!(t.header("X-SRA-Verdict").unwrap().starts_with("sender="));
+
+    // Values with the space taken off, as Postfix sends them without the
+    // option: the added ones have none either.
+    let conn = TestConnection::configure()
+        .available_opts(ProtoOpts::all().difference(ProtoOpts::LEADING_SPACE))
+        .open_tcp(m.addr)
+        .await
+        .unwrap();
+    let t = common::send_on(conn, &w.signed("plain1@partner.example"))
+        .await
+        .unwrap();
+    let headers = added(&t);
+    assert!(!headers.is_empty(), "{t:?}");
+    for (name, value) in &headers {
+        assert!(!value.starts_with(' '), "{name}:{value}");
+    }
+    let ar = t.header("Authentication-Results").unwrap();
+    assert!(
+        ar.starts_with("mx.example.com;") && ar.contains("dkim=pass"),
+        "{ar}"
+    );
+    m.stop().await;
+}
+
 #[tokio::test]
 async fn a_spoof_of_an_established_sender_from_a_new_mta_is_not_trusted() {
     let w = world();

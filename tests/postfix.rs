@@ -32,6 +32,9 @@ fn postfix_inbound_mail_gets_a_verdict_header_and_is_delivered() {
         v.starts_with("sender=unrated (50.0); mta=unrated (50.0); action=accept; monitor=no"),
         "{v}"
     );
+    // "Name: value", one space after the colon, as every other header.
+    let line = d.field_line("X-SRA-Verdict").unwrap();
+    assert!(line.starts_with("X-SRA-Verdict: sender="), "{line}");
     assert_eq!(d.rcpts, vec!["<alice@example.com>"]);
     // The milter logged the verdict under Postfix's queue id.
     let qid = r.unwrap();
@@ -394,6 +397,11 @@ fn postfix_authenticates_signed_mail_against_a_real_dns_server() {
         .header("Authentication-Results")
         .expect("Authentication-Results");
     assert!(ar.starts_with("mx.example.com;"), "{ar}");
+    let line = d.field_line("Authentication-Results").unwrap();
+    assert!(
+        line.starts_with("Authentication-Results: mx.example.com;"),
+        "{line}"
+    );
     for want in ["spf=pass", "dkim=pass", "dmarc=pass"] {
         assert!(ar.contains(want), "{want} in {ar}");
     }

@@ -167,6 +167,8 @@ impl Connection {
         self.shared.verdict(&cfg, rec, &facts);
 
         if facts.direction() == Direction::Inbound {
+            // The space after the colon, where the MTA leaves it to us.
+            let lead = if self.leading_space() { " " } else { "" };
             // Authentication-Results claiming our authserv-id arrived with
             // the message: forged (RFC 8601 §5); remove them.
             let ours: Vec<i32> = content
@@ -182,7 +184,10 @@ impl Connection {
                 }
             }
             if let (Some(h), true) = (&ar_header, cfg.auth.add_header) {
-                if let Err(e) = actions.insert_header(0, AR_HEADER, h.as_str()).await {
+                if let Err(e) = actions
+                    .insert_header(0, AR_HEADER, format!("{lead}{h}"))
+                    .await
+                {
                     tracing::error!("{qid}: cannot add {}: {e}", AR_HEADER);
                 }
             }
@@ -196,13 +201,13 @@ impl Connection {
                     tracing::warn!("{qid}: cannot remove existing {VERDICT_HEADER}: {e}");
                 }
             }
-            let value = verdict::header_value(&a, &o, monitor);
+            let value = format!("{lead}{}", verdict::header_value(&a, &o, monitor));
             if let Err(e) = actions.insert_header(0, VERDICT_HEADER, value).await {
                 tracing::error!("{qid}: cannot add {VERDICT_HEADER}: {e}");
             }
             if o.applied == Action::Tag {
                 if let Err(e) = actions
-                    .insert_header(0, cfg.tag_header.as_str(), "YES")
+                    .insert_header(0, cfg.tag_header.as_str(), format!("{lead}YES"))
                     .await
                 {
                     tracing::error!("{qid}: cannot add {}: {e}", cfg.tag_header);

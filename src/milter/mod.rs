@@ -66,19 +66,16 @@ async fn negotiate(
     }
     cx.requested_actions = NEEDED_ACTIONS;
     // Header values exactly as received (with the space after the colon),
-    // so that DKIM's simple canonicalisation verifies.
-    if opts.contains(ProtoOpts::LEADING_SPACE) {
-        cx.requested_opts |= ProtoOpts::LEADING_SPACE;
-    }
-    // No answer to the stages that always go on, where the MTA allows it.
-    let silent = opts & SILENT_STAGES;
-    cx.requested_opts |= silent;
+    // so that DKIM's simple canonicalisation verifies; and no answer to the
+    // stages that always go on; each where the MTA allows it.
+    let agreed = opts & (SILENT_STAGES | ProtoOpts::LEADING_SPACE);
+    cx.requested_opts |= agreed;
     for (stage, macros) in requested_macros() {
         if let Ok(m) = CString::new(macros) {
             cx.requested_macros.insert(stage, m);
         }
     }
-    cx.data = Some(Connection::new(shared, silent));
+    cx.data = Some(Connection::new(shared, agreed));
     Status::Continue
 }
 

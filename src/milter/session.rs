@@ -50,9 +50,11 @@ pub struct Connection {
     /// A `tag`/`quarantine` decided at connect, applied at end of message.
     carried: Action,
     pub(super) msg: Option<MessageState>,
-    /// The stages the MTA agreed not to wait for an answer to
-    /// ([`super::SILENT_STAGES`] as negotiated).
-    silent: ProtoOpts,
+    /// What was negotiated with the MTA: the stages it agreed not to wait
+    /// for an answer to ([`super::SILENT_STAGES`]), and whether header
+    /// values come and go with the space after the colon
+    /// (`LEADING_SPACE`).
+    opts: ProtoOpts,
     _active: ActiveGuard,
 }
 
@@ -125,9 +127,9 @@ pub(super) fn early_status(
 }
 
 impl Connection {
-    /// A session, from option negotiation on: `silent` are the stages the
-    /// MTA agreed not to wait for an answer to.
-    pub fn new(shared: Arc<Shared>, silent: ProtoOpts) -> Connection {
+    /// A session, from option negotiation on: `opts` as negotiated (the
+    /// silent stages and `LEADING_SPACE`).
+    pub fn new(shared: Arc<Shared>, opts: ProtoOpts) -> Connection {
         let cfg = shared.config();
         Connection {
             _active: shared.active_guard(),
@@ -142,14 +144,22 @@ impl Connection {
             mail_record: None,
             carried: Action::Accept,
             msg: None,
-            silent,
+            opts,
         }
     }
 
     /// The answer to a stage that always goes on: none at all when the MTA
     /// agreed not to wait for one (`stage`: its `NOREPLY_*` option).
+    /// Header values come with the space after the colon, and the ones
+    /// sra-milter adds must bring theirs: the MTA adds none
+    /// (`LEADING_SPACE` negotiated; without it the MTA takes one space off
+    /// what it sends and puts one before what it is given, as Sendmail does).
+    pub fn leading_space(&self) -> bool {
+        self.opts.contains(ProtoOpts::LEADING_SPACE)
+    }
+
     pub fn goes_on(&self, stage: ProtoOpts) -> Status {
-        if self.silent.contains(stage) {
+        if self.opts.contains(stage) {
             Status::Noreply
         } else {
             Status::Continue
@@ -379,6 +389,7 @@ impl Connection {
 
     pub fn header(&mut self, name: &[u8], value: &[u8]) {
         let max = self.cfg.max_message_bytes.max(MAX_HEADER_BYTES);
+        let leading_space = self.leading_space();
         let Some(m) = self.msg.as_mut() else {
             return;
         };
@@ -386,11 +397,13 @@ impl Connection {
             m.verdict_headers += 1;
         }
         // The header as it was sent, for DKIM: "Name:" + value, where the
-        // value keeps its leading space (negotiated) and folds with CRLF.
+        // value keeps its leading space when that was negotiated (a header
+        // sent as "Name:value" stays so, for simple canonicalisation), and
+        // else had one space (never a tab) taken off; it folds with CRLF.
         if m.raw.len() + name.len() + value.len() + 4 <= max {
             m.raw.extend_from_slice(name);
             m.raw.push(b':');
-            if !value.starts_with(b" ") && !value.starts_with(b"\t") {
+            if !leading_space && !value.starts_with(b"\t") {
                 m.raw.push(b' ');
             }
             let mut prev = 0u8;

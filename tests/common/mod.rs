@@ -171,9 +171,14 @@ pub struct Transcript {
     pub mail: Option<Status>,
     pub rcpts: Vec<Status>,
     pub eom: Option<(EomActions, Status)>,
+    /// The milter gives header values with their space after the colon
+    /// (`LEADING_SPACE` negotiated), as the MTA writes them.
+    pub leading_space: bool,
 }
 
 impl Transcript {
+    /// An added header's value as the message shows it after "Name: " (the
+    /// one space the milter brings, where it must, taken off).
     pub fn header(&self, name: &str) -> Option<String> {
         use indymilter_test::EomAction;
         self.eom.as_ref()?.0.actions.iter().find_map(|a| match a {
@@ -181,7 +186,12 @@ impl Transcript {
             | EomAction::AddHeader { name: n, value }
                 if n.to_str().ok()? == name =>
             {
-                Some(value.to_string_lossy().into_owned())
+                let v = value.to_string_lossy();
+                let v = match (self.leading_space, v.strip_prefix(' ')) {
+                    (true, Some(rest)) => rest,
+                    _ => &v,
+                };
+                Some(v.to_string())
             }
             _ => None,
         })
@@ -216,7 +226,16 @@ pub async fn try_send(
     addr: SocketAddr,
     m: &Mail,
 ) -> Result<Transcript, Box<dyn std::error::Error + Send + Sync>> {
-    let mut conn = TestConnection::open(addr).await?;
+    send_on(TestConnection::open(addr).await?, m).await
+}
+
+/// [`try_send`] on a connection opened (and negotiated) by the caller, e.g.
+/// with other protocol options offered; header values go as they are in
+/// `m` (with `exact_leading_space`, as an MTA passes them).
+pub async fn send_on(
+    mut conn: TestConnection,
+    m: &Mail,
+) -> Result<Transcript, Box<dyn std::error::Error + Send + Sync>> {
     conn.macros(MacroStage::Connect, [("j", "mx.example.com")])
         .await?;
     let connect = conn.connect(m.helo.as_str(), m.ip).await?;
@@ -225,6 +244,9 @@ pub async fn try_send(
         mail: None,
         rcpts: vec![],
         eom: None,
+        leading_space: conn
+            .negotiated_opts()
+            .contains(indymilter_test::ProtoOpts::LEADING_SPACE),
     };
     if stops(&t.connect) {
         conn.close().await?;

@@ -52,12 +52,24 @@ impl TestKey {
     /// Signs `message` (CRLF text); returns the DKIM-Signature header's name
     /// and value.
     pub fn sign(&self, message: &str, domain: &str, selector: &str) -> (String, String) {
+        self.sign_with(message, domain, selector, Canonicalization::Relaxed)
+    }
+
+    /// [`TestKey::sign`] with `canon` for the headers and the body
+    /// (`Simple` signs each header byte for byte).
+    pub fn sign_with(
+        &self,
+        message: &str,
+        domain: &str,
+        selector: &str,
+        canon: Canonicalization,
+    ) -> (String, String) {
         let sig = DkimSigner::from_key(Ed25519Key::from_pkcs8_der(&self.pkcs8).unwrap())
             .domain(domain)
             .selector(selector)
             .headers(["From", "To", "Subject", "Message-ID"])
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
+            .header_canonicalization(canon)
+            .body_canonicalization(canon)
             .sign(message.as_bytes())
             .unwrap();
         let h = sig.to_header();

@@ -15,6 +15,16 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    /// The first line of a header field as delivered, name and colon
+    /// included (the spacing an MUA or a filter rule sees).
+    pub fn field_line(&self, name: &str) -> Option<&str> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        head.split("\r\n").find(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+    }
+
     /// The first value of a header (unfolded).
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next().unwrap_or("");
