@@ -20,10 +20,13 @@
 # SRA_MILTER=noop+headers: a no-op that adds sra-milter's two headers
 # (what adding them costs Postfix).
 # ORDER=abba (the default) runs each round as none, then PAIRS times
-# (default 2) no-op, sra, sra, no-op, the milters' MESSAGES split evenly
-# over their runs, and pools each milter's runs: a machine that slows or
-# speeds up during a round (other guests on the host, CPU credit) then
-# weighs on both alike. ORDER=turn runs none, no-op, sra once each, whole.
+# (default 2) no-op, sra, sra, no-op (every other time sra, no-op, no-op,
+# sra), the milters' MESSAGES split evenly over their runs, and pools each
+# milter's runs: a machine that slows or speeds up during a round (other
+# guests on the host, CPU credit) then weighs on both alike, and neither
+# milter always has the places right after another run. Each run starts on
+# a quiet machine (`settle`). ORDER=turn runs none, no-op, sra once each,
+# whole.
 # PERF_DIR=DIR records each run system-wide with `perf record -a` into
 # DIR/NAME-ROUND-TIME.data; `perf report -i FILE --sort comm` then shows which
 # process (Postfix's, the milter, the client) took the CPU.
@@ -299,11 +302,17 @@ for round in $(seq "$rounds"); do
     : >"$work/round"
     run none "" "" "$messages"
     if [ "$order" = abba ]; then
-        for _ in $(seq "$pairs"); do
-            run noop "$noop_pf" "$noop_pid" "$part"
-            run sra "$sra_pf" "$sra_pid" "$part"
-            run sra "$sra_pf" "$sra_pid" "$part"
-            run noop "$noop_pf" "$noop_pid" "$part"
+        for pair in $(seq "$pairs"); do
+            # no-op, sra, sra, no-op; then sra, no-op, no-op, sra: each
+            # milter takes the first, the middle and the last places alike.
+            if [ $((pair % 2)) = 1 ]; then a=noop b=sra; else a=sra b=noop; fi
+            for name in "$a" "$b" "$b" "$a"; do
+                if [ "$name" = noop ]; then
+                    run noop "$noop_pf" "$noop_pid" "$part"
+                else
+                    run sra "$sra_pf" "$sra_pid" "$part"
+                fi
+            done
         done
     else
         run noop "$noop_pf" "$noop_pid" "$messages"
