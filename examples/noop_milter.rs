@@ -10,8 +10,8 @@
 //! X-SRA-Verdict): what adding them costs the MTA, apart from the milter's
 //! own work.
 
-use sra_milter::config::SocketSpec;
 use indymilter::ContextActions;
+use sra_milter::config::SocketSpec;
 use sra_milter::milter::{MilterListener, SILENT_STAGES};
 
 /// sra-milter's allocator (src/main.rs), so the bar is like for like.

@@ -24,8 +24,8 @@
 # sra), the milters' MESSAGES split evenly over their runs, and pools each
 # milter's runs: a machine that slows or speeds up during a round (other
 # guests on the host, CPU credit) then weighs on both alike, and neither
-# milter always has the places right after another run. Each run starts on
-# a quiet machine (`settle`). ORDER=turn runs none, no-op, sra once each,
+# milter always has the first and last places. Each run starts on a quiet
+# machine (`settle`). ORDER=turn runs none, no-op, sra once each,
 # whole.
 # PERF_DIR=DIR records each run system-wide with `perf record -a` into
 # DIR/NAME-ROUND-TIME.data; `perf report -i FILE --sort comm` then shows which
@@ -304,8 +304,9 @@ for round in $(seq "$rounds"); do
     if [ "$order" = abba ]; then
         for pair in $(seq "$pairs"); do
             # no-op, sra, sra, no-op; then sra, no-op, no-op, sra: each
-            # milter takes the first, the middle and the last places alike.
-            if [ $((pair % 2)) = 1 ]; then a=noop b=sra; else a=sra b=noop; fi
+            # milter takes the first, the middle and the last places alike
+            # (with one pair a round, from one round to the next).
+            if [ $(((round + pair) % 2)) = 0 ]; then a=noop b=sra; else a=sra b=noop; fi
             for name in "$a" "$b" "$b" "$a"; do
                 if [ "$name" = noop ]; then
                     run noop "$noop_pf" "$noop_pid" "$part"

@@ -148,8 +148,6 @@ impl Connection {
         }
     }
 
-    /// The answer to a stage that always goes on: none at all when the MTA
-    /// agreed not to wait for one (`stage`: its `NOREPLY_*` option).
     /// Header values come with the space after the colon, and the ones
     /// sra-milter adds must bring theirs: the MTA adds none
     /// (`LEADING_SPACE` negotiated; without it the MTA takes one space off
@@ -158,6 +156,8 @@ impl Connection {
         self.opts.contains(ProtoOpts::LEADING_SPACE)
     }
 
+    /// The answer to a stage that always goes on: none at all when the MTA
+    /// agreed not to wait for one (`stage`: its `NOREPLY_*` option).
     pub fn goes_on(&self, stage: ProtoOpts) -> Status {
         if self.opts.contains(stage) {
             Status::Noreply
