@@ -413,6 +413,12 @@ impl Redis {
         panic!("no master for slot {slot}");
     }
 
+    /// Runs one command with `redis-cli` on the master that holds `key`
+    /// (the command's first key); its output.
+    pub fn on_master_of(&self, key: &str, args: &[&str]) -> String {
+        cli_tls(self.tls.as_deref(), self.master_of(key), args)
+    }
+
     /// The masters' ports (of the nodes not killed).
     pub fn masters(&self) -> Vec<u16> {
         self.live_ports()

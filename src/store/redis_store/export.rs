@@ -4,7 +4,7 @@
 
 use super::conn::{node_url, single_client};
 use super::{cmd, kind_letter, redis_error, Client, RedisStore, SHARDS};
-use crate::store::{decode_index, engagement_key, Item, Kind, ReputationStore, StoreError};
+use crate::store::{decode_index, engagement_key, Item, Kind, Record, ReputationStore, StoreError};
 
 impl RedisStore {
     /// Everything the store holds ([`ReputationStore::export`]).
@@ -13,15 +13,7 @@ impl RedisStore {
         f: &mut dyn FnMut(Item) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         for kind in [Kind::Sender, Kind::Domain, Kind::Mta, Kind::Pair] {
-            for s in 0..SHARDS {
-                let idx = self.key(&format!("{{i:{}:{s}}}", kind_letter(kind)));
-                let keys: Vec<String> = self.with(|c| c.query(cmd("SMEMBERS").arg(&idx)))?;
-                for chunk in keys.chunks(100) {
-                    for (k, r) in chunk.iter().zip(self.records(kind, chunk)?) {
-                        f(Item::Record(kind, k.clone(), r))?;
-                    }
-                }
-            }
+            self.each_record(kind, &mut |k, r| f(Item::Record(kind, k.to_string(), r)))?;
         }
         for (tag, message) in [("x", true), ("n", false)] {
             let start = self.key(&format!("{{{tag}:"));
@@ -65,6 +57,28 @@ impl RedisStore {
         }
         if let Some(t) = self.engagement_since()? {
             f(Item::EngagementSince(t))?;
+        }
+        Ok(())
+    }
+
+    /// Every record of `kind`, found through its key index. An entry whose
+    /// record was never written (its merge failed after the entry went in
+    /// with the write) reads as empty and is not a record: skipped.
+    pub(super) fn each_record(
+        &self,
+        kind: Kind,
+        f: &mut dyn FnMut(&str, Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for s in 0..SHARDS {
+            let idx = self.key(&format!("{{i:{}:{s}}}", kind_letter(kind)));
+            let keys: Vec<String> = self.with(|c| c.query(cmd("SMEMBERS").arg(&idx)))?;
+            for chunk in keys.chunks(100) {
+                for (k, r) in chunk.iter().zip(self.records(kind, chunk)?) {
+                    if !r.is_empty() {
+                        f(k, r)?;
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -586,15 +586,9 @@ impl ReputationStore for RedisStore {
     }
 
     fn scan(&self, kind: Kind, f: &mut dyn FnMut(&str, &Record)) -> Result<(), StoreError> {
-        for s in 0..SHARDS {
-            let idx = self.key(&format!("{{i:{}:{s}}}", kind_letter(kind)));
-            let keys: Vec<String> = self.with(|c| c.query(cmd("SMEMBERS").arg(&idx)))?;
-            for chunk in keys.chunks(100) {
-                for (k, r) in chunk.iter().zip(self.records(kind, chunk)?) {
-                    f(k, &r);
-                }
-            }
-        }
-        Ok(())
+        self.each_record(kind, &mut |k, r| {
+            f(k, &r);
+            Ok(())
+        })
     }
 }
