@@ -165,26 +165,10 @@ async fn signed_mail_from_the_real_sender_is_authenticated_and_trusted() {
 /// gets values without one (it puts one back).
 #[tokio::test]
 async fn header_values_keep_their_exact_spacing_both_ways() {
-    use indymilter_test::{EomAction, ProtoOpts, TestConnection};
+    use indymilter_test::{ProtoOpts, TestConnection};
     use mail_auth::dkim::Canonicalization;
     let w = world();
     let m = start(&w).await;
-    let added = |t: &common::Transcript| -> Vec<(String, String)> {
-        t.eom
-            .as_ref()
-            .unwrap()
-            .0
-            .actions
-            .iter()
-            .filter_map(|a| match a {
-                EomAction::InsertHeader { name, value, .. } => Some((
-                    name.to_string_lossy().into_owned(),
-                    value.to_string_lossy().into_owned(),
-                )),
-                _ => None,
-            })
-            .collect()
-    };
 
     // Exact values: "Subject:" with no space, signed with simple
     // canonicalisation (one added space breaks the signature).
@@ -213,7 +197,7 @@ async fn header_values_keep_their_exact_spacing_both_ways() {
         .unwrap();
     assert!(conn.negotiated_opts().contains(ProtoOpts::LEADING_SPACE));
     let t = common::send_on(conn, &exact).await.unwrap();
-    let headers = added(&t);
+    let headers = t.added();
     assert!(!headers.is_empty(), "{t:?}");
     for (name, value) in &headers {
         assert!(value.starts_with(' '), "{name}:{value}");
@@ -233,7 +217,7 @@ async fn header_values_keep_their_exact_spacing_both_ways() {
     let t = common::send_on(conn, &w.signed("plain1@partner.example"))
         .await
         .unwrap();
-    let headers = added(&t);
+    let headers = t.added();
     assert!(!headers.is_empty(), "{t:?}");
     for (name, value) in &headers {
         assert!(!value.starts_with(' '), "{name}:{value}");

@@ -177,24 +177,35 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// The headers the milter added or inserted at end of message, name and
+    /// value exactly as it gave them.
+    pub fn added(&self) -> Vec<(String, String)> {
+        use indymilter_test::EomAction;
+        let Some((actions, _)) = &self.eom else {
+            return Vec::new();
+        };
+        actions
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                EomAction::InsertHeader { name, value, .. }
+                | EomAction::AddHeader { name, value } => Some((
+                    name.to_string_lossy().into_owned(),
+                    value.to_string_lossy().into_owned(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// An added header's value as the message shows it after "Name: " (the
     /// one space the milter brings, where it must, taken off).
     pub fn header(&self, name: &str) -> Option<String> {
-        use indymilter_test::EomAction;
-        self.eom.as_ref()?.0.actions.iter().find_map(|a| match a {
-            EomAction::InsertHeader { name: n, value, .. }
-            | EomAction::AddHeader { name: n, value }
-                if n.to_str().ok()? == name =>
-            {
-                let v = value.to_string_lossy();
-                let v = match (self.leading_space, v.strip_prefix(' ')) {
-                    (true, Some(rest)) => rest,
-                    _ => &v,
-                };
-                Some(v.to_string())
-            }
-            _ => None,
-        })
+        let (_, v) = self.added().into_iter().find(|(n, _)| n == name)?;
+        match (self.leading_space, v.strip_prefix(' ')) {
+            (true, Some(rest)) => Some(rest.to_string()),
+            _ => Some(v),
+        }
     }
 
     pub fn eom_status(&self) -> Option<&Status> {
