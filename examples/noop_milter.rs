@@ -89,8 +89,10 @@ async fn serve() {
                 Status::Continue
             })
         });
-    indymilter::run(listener, callbacks, config, stop)
+    // On a runtime worker, as `daemon::serve` runs it.
+    tokio::spawn(indymilter::run(listener, callbacks, config, stop))
         .await
+        .expect("milter task")
         .expect("milter");
 }
 

@@ -198,8 +198,21 @@ pub async fn serve(
         connection_timeout: cfg.milter_timeout.0,
         actions: milter::NEEDED_ACTIONS,
     };
-    let result =
-        indymilter::run(listener, milter::callbacks(shared.clone()), config, drained).await;
+    // The accept loop runs on a runtime worker, whoever awaits `serve`:
+    // awaited by `block_on` (as `sra-milter run` does), every connection
+    // crossed threads twice, the listener's task waking the blocked thread
+    // and that thread handing the session back to a worker (~2 futex calls,
+    // an eventfd write and two context switches a connection).
+    let mut milter = AbortOnDrop(tokio::spawn(indymilter::run(
+        listener,
+        milter::callbacks(shared.clone()),
+        config,
+        drained,
+    )));
+    let result = match (&mut milter.0).await {
+        Ok(r) => r,
+        Err(e) => Err(io::Error::other(format!("the milter task failed: {e}"))),
+    };
     if let Some(t) = control_task {
         t.abort();
         let _ = t.await;
@@ -210,6 +223,17 @@ pub async fn serve(
     let s = shared.clone();
     let _ = tokio::task::spawn_blocking(move || s.close_journal()).await;
     result
+}
+
+/// A spawned task that ends with its owner: a `serve` future dropped before
+/// it completes stops the milter it started, as it did when the milter ran
+/// inside it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// At most how often unopened mail past its grace period is counted, and
