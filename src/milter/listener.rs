@@ -23,6 +23,7 @@
 //! - Once shutdown begins the listening socket is closed, while open
 //!   sessions are allowed to finish.
 
+use super::outbox::Outbox;
 use crate::config::{remove_own_socket, remove_stale_socket, SocketSpec};
 use indymilter::Listener;
 use std::collections::{HashMap, VecDeque};
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -328,6 +329,7 @@ async fn until_it_speaks(
                 head,
                 pos: 0,
                 stream,
+                out: Outbox::default(),
                 state,
                 sessions,
             };
@@ -369,6 +371,7 @@ pub struct Session {
     head: Vec<u8>,
     pos: usize,
     stream: Stream,
+    out: Outbox,
     state: Arc<SessionState>,
     sessions: Arc<Sessions>,
 }
@@ -510,20 +513,28 @@ fn quick_ack(s: &TcpStream) {
     let _ = s;
 }
 
+/// Writes go through the [`Outbox`]: each packet goes out at the flush
+/// after it, except the end of message's actions, which wait for the reply
+/// that ends it.
 impl AsyncWrite for Session {
     fn poll_write(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.out.push(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let this = &mut *self;
+        ready!(this.out.poll_drain(Pin::new(&mut this.stream), cx, false))?;
+        Pin::new(&mut this.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let this = &mut *self;
+        ready!(this.out.poll_drain(Pin::new(&mut this.stream), cx, true))?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }

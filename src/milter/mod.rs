@@ -8,6 +8,7 @@
 
 mod eom;
 mod listener;
+mod outbox;
 mod session;
 
 pub use listener::{MilterListener, Stream, STRESS_IDLE};
