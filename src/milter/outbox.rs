@@ -24,10 +24,9 @@ const ACTIONS: &[u8] = b"hime+2-bq";
 #[derive(Default)]
 pub struct Outbox {
     buf: Vec<u8>,
-    /// Bytes of `buf` already written (a drain the socket cut short).
+    /// Bytes of `buf` already written (a drain the socket cut short): once
+    /// some are out, the drain runs to the end whatever comes last.
     sent: usize,
-    /// A drain has begun: it runs to the end, whatever comes last.
-    draining: bool,
 }
 
 impl Outbox {
@@ -67,11 +66,10 @@ impl Outbox {
         cx: &mut Context<'_>,
         force: bool,
     ) -> Poll<io::Result<()>> {
-        if !self.draining {
-            if self.buf.is_empty() || (!force && self.may_wait()) {
-                return Poll::Ready(Ok(()));
-            }
-            self.draining = true;
+        // `buf` changes only when it is written out whole, so it starts on
+        // a packet: the hold is decided anew until a byte has gone.
+        if self.sent == 0 && (self.buf.is_empty() || (!force && self.may_wait())) {
+            return Poll::Ready(Ok(()));
         }
         while self.sent < self.buf.len() {
             match w.as_mut().poll_write(cx, &self.buf[self.sent..]) {
@@ -85,7 +83,6 @@ impl Outbox {
         }
         self.buf.clear();
         self.sent = 0;
-        self.draining = false;
         Poll::Ready(Ok(()))
     }
 }
