@@ -6,10 +6,10 @@
 //! store keeps the history that ratings need. One short lock per verdict,
 //! never held across I/O.
 
-use crate::verdict::VerdictRecord;
+use crate::verdict::{RatingRecord, VerdictRecord};
 use crate::vocab::Class;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Hours of per-hour counts kept.
 pub const HOURS: usize = 7 * 24;
@@ -19,8 +19,9 @@ const MOVER_KEYS: usize = 100_000;
 const MOVES: usize = 10_000;
 
 /// One verdict as the console keeps it: what its lists and pictures
-/// need, and the whole record as its JSON line (one allocation rather
-/// than a tree of them; the journal writes the same line).
+/// need, and the whole record. Its JSON line is written when first asked
+/// for: by the journal's writer (off the milter's path), the JSON log, or
+/// the console; once, for all of them.
 #[derive(Debug)]
 pub struct Seen {
     /// Its number since the daemon started (the console's link to it).
@@ -37,30 +38,22 @@ pub struct Seen {
     pub mta: Option<String>,
     pub score: Option<f64>,
     pub direction: &'static str,
-    pub envelope_from: Option<String>,
-    pub recipients: Vec<String>,
-    pub action: String,
     pub anomalies: Vec<&'static str>,
     /// Authentication failed (DMARC fail, or the identity did not
     /// authenticate).
     pub auth_failed: bool,
-    /// The verdict record, as the JSON log and the journal write it.
-    pub json: String,
+    /// The verdict record.
+    pub record: VerdictRecord,
+    json: OnceLock<String>,
 }
 
 impl Seen {
     fn new(n: u64, time: u64, record: VerdictRecord) -> Seen {
-        let key = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|r| r["key"].as_str())
-                .map(str::to_string)
-        };
-        let class = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|r| r["class"].as_str())
-                .and_then(|c| c.parse::<Class>().ok())
-        };
-        let (sender_class, mta_class) = (class(&record.sender), class(&record.mta));
+        let key = |v: &Option<RatingRecord>| v.as_ref().map(|r| r.key.clone());
+        let (sender_class, mta_class) = (
+            record.sender.as_ref().map(|r| r.class),
+            record.mta.as_ref().map(|r| r.class),
+        );
         let headline = if record.direction == "outbound" {
             "outbound".to_string()
         } else {
@@ -76,7 +69,11 @@ impl Seen {
             mta_class,
             sender: key(&record.sender).or_else(|| record.envelope_from.clone()),
             mta: key(&record.mta),
-            score: record.sender.as_ref().and_then(|s| s["score"].as_f64()),
+            score: record
+                .sender
+                .as_ref()
+                .map(|s| s.score)
+                .filter(|s| s.is_finite()),
             direction: record.direction,
             auth_failed: record.authenticated == Some(false)
                 || record
@@ -84,10 +81,8 @@ impl Seen {
                     .as_ref()
                     .is_some_and(|a| a.dmarc == crate::auth::AuthResult::Fail),
             anomalies: record.anomalies.iter().map(|a| a.name).collect(),
-            json: record.to_json_line(),
-            envelope_from: record.envelope_from,
-            recipients: record.recipients,
-            action: record.action,
+            record,
+            json: OnceLock::new(),
         }
     }
 
@@ -116,12 +111,25 @@ impl Seen {
 
     /// Monitor-only mode held this verdict's action back.
     pub fn held_back(&self) -> bool {
-        self.action.starts_with("would_")
+        self.record.action.starts_with("would_")
     }
 
-    /// The whole record, parsed back (the verdict page).
-    pub fn record(&self) -> serde_json::Value {
-        serde_json::from_str(&self.json).unwrap_or_default()
+    /// The verdict record as the JSON log and the journal write it.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| self.record.to_json_line())
+    }
+
+    /// The whole record as JSON values (the verdict page).
+    pub fn record_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.record).unwrap_or_default()
+    }
+
+    pub fn recipients(&self) -> &[String] {
+        &self.record.recipients
+    }
+
+    pub fn action(&self) -> &str {
+        &self.record.action
     }
 }
 
@@ -189,7 +197,7 @@ impl Activity {
 
     /// Keeps one verdict made at `time`; the kept verdict.
     pub fn push(&self, record: VerdictRecord, time: u64) -> Arc<Seen> {
-        // Built outside the lock: the summary and the JSON line.
+        // Built outside the lock.
         let mut seen = Seen::new(0, time, record);
         let mut g = self.lock();
         seen.n = g.next;
@@ -284,7 +292,7 @@ fn count_hour(hours: &mut VecDeque<Hour>, seen: &Seen) {
     }
     let Some(h) = hours.back_mut() else { return };
     bump(&mut h.by_class, &seen.class);
-    bump(&mut h.by_action, &seen.action);
+    bump(&mut h.by_action, seen.action());
     h.held_back += u64::from(seen.held_back());
     h.auth_failed += u64::from(seen.auth_failed);
 }
@@ -328,7 +336,6 @@ fn note_class(g: &mut Inner, key: &str, class: Class, time: u64, n: u64) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
 
     pub(crate) fn record(sender: &str, class: &str, action: &str) -> VerdictRecord {
         VerdictRecord {
@@ -343,7 +350,12 @@ pub(crate) mod tests {
             recipients: vec!["alice@example.com".into()],
             authenticated: Some(true),
             auth: None,
-            sender: Some(json!({"key": sender, "class": class, "score": 50.0})),
+            sender: Some(RatingRecord {
+                key: sender.into(),
+                class: class.parse().expect("a class"),
+                score: 50.0,
+                ..crate::verdict::tests::rating_record()
+            }),
             mta: None,
             anomalies: Vec::new(),
             score: None,
@@ -371,6 +383,22 @@ pub(crate) mod tests {
         assert!(a.get(1).is_none());
         assert_eq!(a.get(3).unwrap().sender(), Some("s3@x.example"));
         assert!(a.get(9).is_none());
+    }
+
+    #[test]
+    fn a_kept_verdict_writes_its_record_as_the_log_and_journal_line() {
+        let a = Activity::new(3, 0);
+        let seen = a.push(record("s@x.example", "suspicious", "would_reject"), 100);
+        let line = seen.json();
+        assert_eq!(line, seen.record.to_json_line());
+        // Asked for again (the journal, then the console): the same line.
+        assert!(std::ptr::eq(line, seen.json()));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v, seen.record_json());
+        assert_eq!(v["sender"]["class"], "suspicious");
+        assert_eq!(v["sender"]["key"], "s@x.example");
+        assert_eq!(seen.score(), Some(50.0));
+        assert!(seen.held_back());
     }
 
     #[test]

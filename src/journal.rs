@@ -152,7 +152,7 @@ fn write_loop(dir: &Path, keep: u64, q: &Queue) {
             }
             if let Some((_, w)) = open.as_mut() {
                 if let Err(e) = w
-                    .write_all(seen.json.as_bytes())
+                    .write_all(seen.json().as_bytes())
                     .and_then(|_| w.write_all(b"\n"))
                 {
                     if !failing {

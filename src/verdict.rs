@@ -6,9 +6,10 @@ use crate::message::Message;
 use crate::pipeline::Assessment;
 use crate::policy::Outcome;
 use crate::reputation::{Anomaly, Rating};
-use crate::vocab::{rfc3339, Stage};
+use crate::vocab::{rfc3339, Class, Stage};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::borrow::Cow;
 
 pub const VERDICT_HEADER: &str = "X-SRA-Verdict";
 
@@ -67,36 +68,99 @@ pub fn header_value(a: &Assessment, outcome: &Outcome, monitor: bool) -> String 
     parts.join("; ")
 }
 
+/// A rating as the verdict record and `explain --json` write it: its keys
+/// in alphabetical order, as a JSON map writes them, built without a
+/// tree of JSON values (one message's record is written per message).
+#[derive(Clone, Debug, Serialize)]
+pub struct RatingRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backed_by: Option<String>,
+    pub bidirectional: bool,
+    pub class: Class,
+    /// Every factor's contribution and every other contribution, by name.
+    pub contributions: Named<f64>,
+    /// Every factor's value (`null` when unknown), by name.
+    pub factors: Named<Option<f64>>,
+    pub history: u64,
+    pub key: String,
+    /// The override that decided the class, as its JSON object.
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_: Option<Value>,
+    pub score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted_because: Option<String>,
+}
+
+/// Values by name, sorted by name, one per name (the last given wins, as
+/// in a JSON map): written as a JSON object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Named<T>(pub Vec<(Cow<'static, str>, T)>);
+
+impl<T> Named<T> {
+    fn new(mut v: Vec<(Cow<'static, str>, T)>) -> Named<T> {
+        // Stable: among equal names the last given stays last, and is kept.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Cow<'static, str>, T)> = Vec::with_capacity(v.len());
+        for (k, x) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = x,
+                _ => out.push((k, x)),
+            }
+        }
+        Named(out)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+impl<T: Serialize> Serialize for Named<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k.as_ref(), v)))
+    }
+}
+
+impl RatingRecord {
+    pub fn of(r: &Rating) -> RatingRecord {
+        let factors = r
+            .factors
+            .iter()
+            .map(|f| (Cow::Borrowed(f.name), f.value))
+            .collect();
+        let contributions = r
+            .factors
+            .iter()
+            .map(|f| (Cow::Borrowed(f.name), f.contribution))
+            .chain(
+                r.extra
+                    .iter()
+                    .map(|c| (Cow::Owned(c.name.clone()), c.points)),
+            )
+            .collect();
+        RatingRecord {
+            backed_by: r.backed_by.clone(),
+            bidirectional: r.bidirectional,
+            class: r.class,
+            contributions: Named::new(contributions),
+            factors: Named::new(factors),
+            history: r.history,
+            key: r.key.clone(),
+            override_: r.override_.as_ref().map(|o| json!(o)),
+            score: r.score,
+            untrusted_because: r.untrusted_because.clone(),
+        }
+    }
+
+    /// The score as the JSON record writes it (`null` when not finite).
+    pub fn score_json(&self) -> Value {
+        Value::from(self.score)
+    }
+}
+
 /// The rating as it appears in the JSON record and `explain --json`.
 pub fn rating_json(r: &Rating) -> Value {
-    let mut factors = Map::new();
-    let mut contributions = Map::new();
-    for f in &r.factors {
-        factors.insert(f.name.into(), f.value.map_or(Value::Null, |v| json!(v)));
-        contributions.insert(f.name.into(), json!(f.contribution));
-    }
-    for c in &r.extra {
-        contributions.insert(c.name.clone(), json!(c.points));
-    }
-    let mut v = json!({
-        "key": r.key,
-        "class": r.class,
-        "score": r.score,
-        "factors": factors,
-        "contributions": contributions,
-        "history": r.history,
-        "bidirectional": r.bidirectional,
-    });
-    if let Some(b) = &r.backed_by {
-        v["backed_by"] = json!(b);
-    }
-    if let Some(o) = &r.override_ {
-        v["override"] = json!(o);
-    }
-    if let Some(why) = &r.untrusted_because {
-        v["untrusted_because"] = json!(why);
-    }
-    v
+    serde_json::to_value(RatingRecord::of(r)).unwrap_or_default()
 }
 
 /// One JSON verdict record.
@@ -115,8 +179,8 @@ pub struct VerdictRecord {
     pub authenticated: Option<bool>,
     /// SPF, DKIM, DMARC and ARC results, when known.
     pub auth: Option<crate::auth::AuthSummary>,
-    pub sender: Option<Value>,
-    pub mta: Option<Value>,
+    pub sender: Option<RatingRecord>,
+    pub mta: Option<RatingRecord>,
     pub anomalies: Vec<Anomaly>,
     /// The sender's and the MTA's ratings as one score
     /// (`reputation::combined_score`), for ranking.
@@ -152,8 +216,8 @@ impl VerdictRecord {
             recipients: msg.recipients.clone(),
             authenticated: msg.auth_state.as_json(),
             auth: msg.auth.clone(),
-            sender: a.sender.as_ref().map(rating_json),
-            mta: a.mta.as_ref().map(rating_json),
+            sender: a.sender.as_ref().map(RatingRecord::of),
+            mta: a.mta.as_ref().map(RatingRecord::of),
             anomalies: a.anomalies.clone(),
             score: a.score,
             stage,
@@ -181,13 +245,8 @@ pub fn emit_summary(rec: &VerdictRecord, msg: &Message) {
     } else {
         &rec.queue_id
     };
-    let rating = |v: &Option<serde_json::Value>| match v {
-        Some(v) => format!(
-            "{} ({} {})",
-            v["key"].as_str().unwrap_or("-"),
-            v["class"].as_str().unwrap_or("-"),
-            v["score"]
-        ),
+    let rating = |v: &Option<RatingRecord>| match v {
+        Some(r) => format!("{} ({} {})", r.key, r.class, r.score_json()),
         None => "-".into(),
     };
     // A refused message carries no header: its log line names what decided.
@@ -223,7 +282,19 @@ pub fn decided(rec: &VerdictRecord) -> String {
         .as_ref()
         .filter(|a| a.dmarc == crate::auth::AuthResult::Fail)
         .map(|a| a.dmarc_policy.to_string());
-    decided_from(&anomalies, [&rec.sender, &rec.mta], dmarc)
+    let negative = |r: &Option<RatingRecord>| {
+        r.as_ref().map(|r| {
+            r.contributions
+                .iter()
+                .map(|(k, p)| (k.to_string(), *p))
+                .collect::<Vec<_>>()
+        })
+    };
+    decided_from(
+        &anomalies,
+        [negative(&rec.sender), negative(&rec.mta)],
+        dmarc,
+    )
 }
 
 /// [`decided`] of a record read back from its JSON line (the console).
@@ -248,13 +319,24 @@ pub fn decided_json(rec: &Value) -> String {
             .unwrap_or("")
             .to_string()
     });
-    let rating = |k: &str| Some(rec[k].clone()).filter(|v| v.is_object());
-    decided_from(&anomalies, [&rating("sender"), &rating("mta")], dmarc)
+    let contributions = |k: &str| {
+        rec[k]["contributions"].as_object().map(|c| {
+            c.iter()
+                .filter_map(|(k, p)| Some((k.clone(), p.as_f64()?)))
+                .collect::<Vec<_>>()
+        })
+    };
+    decided_from(
+        &anomalies,
+        [contributions("sender"), contributions("mta")],
+        dmarc,
+    )
 }
 
+/// `ratings`: the sender's and the MTA's contributions by name, when rated.
 fn decided_from(
     anomalies: &[(&str, f64, &str)],
-    ratings: [&Option<Value>; 2],
+    ratings: [Option<Vec<(String, f64)>>; 2],
     dmarc_failed_policy: Option<String>,
 ) -> String {
     let mut parts: Vec<String> = anomalies
@@ -262,12 +344,12 @@ fn decided_from(
         .map(|(name, points, detail)| format!("{name} {points} ({})", detail.replace('"', "'")))
         .collect();
     for (who, v) in ["sender", "mta"].into_iter().zip(ratings) {
-        let Some(c) = v.as_ref().and_then(|v| v["contributions"].as_object()) else {
+        let Some(c) = v else {
             continue;
         };
         let mut neg: Vec<(&String, f64)> = c
             .iter()
-            .filter_map(|(k, p)| Some((k, p.as_f64()?)))
+            .map(|(k, p)| (k, *p))
             .filter(|(k, p)| *p < 0.0 && !anomalies.iter().any(|a| a.0 == k.as_str()))
             .collect();
         neg.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -283,9 +365,110 @@ fn decided_from(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::vocab::Action;
+    use serde_json::Map;
+
+    /// A rating record with nothing in it (for tests to fill in).
+    pub(crate) fn rating_record() -> RatingRecord {
+        RatingRecord {
+            backed_by: None,
+            bidirectional: false,
+            class: Class::Unrated,
+            contributions: Named::default(),
+            factors: Named::default(),
+            history: 0,
+            key: String::new(),
+            override_: None,
+            score: 0.0,
+            untrusted_because: None,
+        }
+    }
+
+    /// The rating's JSON as a tree of values, as the record was built
+    /// before [`RatingRecord`]: the reference it must write alike.
+    fn rating_tree(r: &Rating) -> Value {
+        let mut factors = Map::new();
+        let mut contributions = Map::new();
+        for f in &r.factors {
+            factors.insert(f.name.into(), f.value.map_or(Value::Null, |v| json!(v)));
+            contributions.insert(f.name.into(), json!(f.contribution));
+        }
+        for c in &r.extra {
+            contributions.insert(c.name.clone(), json!(c.points));
+        }
+        let mut v = json!({
+            "key": r.key,
+            "class": r.class,
+            "score": r.score,
+            "factors": factors,
+            "contributions": contributions,
+            "history": r.history,
+            "bidirectional": r.bidirectional,
+        });
+        if let Some(b) = &r.backed_by {
+            v["backed_by"] = json!(b);
+        }
+        if let Some(o) = &r.override_ {
+            v["override"] = json!(o);
+        }
+        if let Some(why) = &r.untrusted_because {
+            v["untrusted_because"] = json!(why);
+        }
+        v
+    }
+
+    #[test]
+    fn the_typed_rating_writes_what_the_value_tree_wrote() {
+        let cfg = crate::config::ScoringConfig::default();
+        let mut rec = crate::store::Record::default();
+        rec.first_seen = 1_700_000_000;
+        let mut plain = crate::reputation::rate_sender(
+            "ap@partner.example",
+            &rec,
+            &crate::store::Record::default(),
+            1_700_100_000,
+            &cfg,
+        );
+        assert!(!plain.factors.is_empty());
+        let mut full = plain.clone();
+        full.add("lookalike_domain", -35.0, &cfg);
+        full.add("unauthenticated", -12.0, &cfg);
+        // A name given twice, and one that is also a factor's: the last wins.
+        full.add("unauthenticated", -6.0, &cfg);
+        let factor = full.factors[0].name;
+        full.add(factor, 3.5, &cfg);
+        full.backed_by = Some("partner.example".into());
+        full.untrusted_because = Some("behaviour_change".into());
+        full.override_ = Some(crate::store::Override {
+            target: crate::vocab::Target::Sender("ap@partner.example".into()),
+            class: Class::Trusted,
+            reason: "a partner".into(),
+            time: 1_700_000_000,
+            source: "store".into(),
+        });
+        plain.score = f64::NAN;
+        for r in [&plain, &full] {
+            let typed = serde_json::to_string(&RatingRecord::of(r)).unwrap();
+            let tree = serde_json::to_string(&rating_tree(r)).unwrap();
+            assert_eq!(typed, tree);
+            assert_eq!(rating_json(r), rating_tree(r));
+        }
+        let typed = RatingRecord::of(&full);
+        assert_eq!(
+            typed
+                .contributions
+                .iter()
+                .find(|(k, _)| *k == "unauthenticated"),
+            Some(("unauthenticated", &-6.0))
+        );
+        assert_eq!(plain_json_score(&plain), "null");
+    }
+
+    fn plain_json_score(r: &Rating) -> String {
+        RatingRecord::of(r).score_json().to_string()
+    }
 
     #[test]
     fn header_says_would_in_monitor_mode() {

@@ -149,7 +149,7 @@ pub fn verdict_table(list: &[Arc<Seen>]) -> Markup {
                             td { (badge(&s.class)) }
                             td.num { (s.score().map_or(String::new(), |x| format!("{x:.1}"))) }
                             td { @if let Some(m) = s.mta() { a href=(subject_href(m)) { (m) } } }
-                            td { (s.action) }
+                            td { (s.action()) }
                             td { (s.anomalies.join(", ")) }
                             td { a href={ "/verdict?n=" (s.n) } { "why" } }
                         }
@@ -173,7 +173,7 @@ pub struct Filter {
 impl Filter {
     fn keeps(&self, s: &Seen) -> bool {
         (self.class.is_empty() || s.has_class(&self.class))
-            && (self.action.is_empty() || s.action == self.action)
+            && (self.action.is_empty() || s.action() == self.action)
             && (self.anomaly.is_empty() || s.anomalies.iter().any(|a| *a == self.anomaly))
     }
 }
@@ -184,7 +184,7 @@ pub async fn verdicts(
     Query(f): Query<Filter>,
 ) -> Response {
     let all = c.shared.activity.recent(usize::MAX, |_| true);
-    let mut actions: Vec<&str> = all.iter().map(|s| s.action.as_str()).collect();
+    let mut actions: Vec<&str> = all.iter().map(|s| s.action()).collect();
     actions.sort_unstable();
     actions.dedup();
     let mut anomalies: Vec<&str> = all
@@ -243,7 +243,7 @@ pub async fn verdict(
             "That verdict is no longer kept (admin.recent bounds how many are).",
         );
     };
-    let r = s.record();
+    let r = s.record_json();
     let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
     let contributions = |rating: &serde_json::Value| -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = rating["contributions"]
@@ -265,7 +265,7 @@ pub async fn verdict(
         .map(|l| l.iter().map(|d| result(&d["result"])).collect())
         .unwrap_or_default();
     let body = html! {
-        h1 { "Verdict " (s.n) ": " (s.action) " " (badge(&s.class)) }
+        h1 { "Verdict " (s.n) ": " (s.action()) " " (badge(&s.class)) }
         div.panel {
             dl.facts {
                 dt { "time" } dd { (text("time")) }
@@ -275,7 +275,7 @@ pub async fn verdict(
                 dt { "stage" } dd { (text("stage")) }
                 dt { "envelope sender" } dd { @if let Some(k) = s.sender() { a href=(subject_href(k)) { (k) } } }
                 dt { "From" } dd { (text("header_from")) }
-                dt { "recipients" } dd { (s.recipients.join(", ")) }
+                dt { "recipients" } dd { (s.recipients().join(", ")) }
                 dt { "client" } dd { (text("client_ip")) " (HELO " (text("helo")) ")" }
                 dt { "authenticated" } dd { (r["authenticated"].as_bool().map_or("not decided".into(), |a| a.to_string())) }
                 @if auth.is_object() {

@@ -118,7 +118,7 @@ async fn show(
         crate::reputation::Subject::Mta => s.mta() == Some(key.as_str()),
     };
     let seen = c.shared.activity.recent(usize::MAX, |s| {
-        mine(s) || (s.direction == "outbound" && s.recipients.iter().any(|r| r == &key))
+        mine(s) || (s.direction == "outbound" && s.recipients().iter().any(|r| r == &key))
     });
     let inbound: Vec<Arc<Seen>> = seen.iter().filter(|s| mine(s)).cloned().collect();
     let title = format!("{:?} {key}", e.rating.subject).to_lowercase();
@@ -203,11 +203,11 @@ fn people(seen: &[Arc<Seen>], key: &str, enterprise: &[String]) -> Vec<Tie> {
     let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for s in seen {
         if s.direction == "outbound" {
-            if let Some(from) = s.envelope_from.as_deref() {
+            if let Some(from) = s.record.envelope_from.as_deref() {
                 m.entry(from.to_string()).or_default().0 += 1;
             }
         } else if s.sender() == Some(key) {
-            for r in s.recipients.iter().filter(|r| ours(r)) {
+            for r in s.recipients().iter().filter(|r| ours(r)) {
                 m.entry(r.clone()).or_default().1 += 1;
             }
         }
