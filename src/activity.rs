@@ -9,7 +9,7 @@
 use crate::verdict::{RatingRecord, VerdictRecord};
 use crate::vocab::Class;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Hours of per-hour counts kept.
 pub const HOURS: usize = 7 * 24;
@@ -19,9 +19,9 @@ const MOVER_KEYS: usize = 100_000;
 const MOVES: usize = 10_000;
 
 /// One verdict as the console keeps it: what its lists and pictures
-/// need, and the whole record. Its JSON line is written when first asked
-/// for: by the journal's writer (off the milter's path), the JSON log, or
-/// the console; once, for all of them.
+/// need, and the whole record. Its JSON line is written where it is
+/// needed: by the journal's writer (off the milter's path) and, in the
+/// JSON log format, for the log.
 #[derive(Debug)]
 pub struct Seen {
     /// Its number since the daemon started (the console's link to it).
@@ -44,7 +44,6 @@ pub struct Seen {
     pub auth_failed: bool,
     /// The verdict record.
     pub record: VerdictRecord,
-    json: OnceLock<String>,
 }
 
 impl Seen {
@@ -82,7 +81,6 @@ impl Seen {
                     .is_some_and(|a| a.dmarc == crate::auth::AuthResult::Fail),
             anomalies: record.anomalies.iter().map(|a| a.name).collect(),
             record,
-            json: OnceLock::new(),
         }
     }
 
@@ -115,8 +113,13 @@ impl Seen {
     }
 
     /// The verdict record as the JSON log and the journal write it.
-    pub fn json(&self) -> &str {
-        self.json.get_or_init(|| self.record.to_json_line())
+    pub fn json(&self) -> String {
+        self.record.to_json_line()
+    }
+
+    /// [`Seen::json`] appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.record.write_json_line(out);
     }
 
     /// The whole record as JSON values (the verdict page).
@@ -391,9 +394,11 @@ pub(crate) mod tests {
         let seen = a.push(record("s@x.example", "suspicious", "would_reject"), 100);
         let line = seen.json();
         assert_eq!(line, seen.record.to_json_line());
-        // Asked for again (the journal, then the console): the same line.
-        assert!(std::ptr::eq(line, seen.json()));
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        // The journal's way: the same bytes, after what was there.
+        let mut out = b"x".to_vec();
+        seen.write_json(&mut out);
+        assert_eq!(out, [b"x", line.as_bytes()].concat());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v, seen.record_json());
         assert_eq!(v["sender"]["class"], "suspicious");
         assert_eq!(v["sender"]["key"], "s@x.example");

@@ -116,6 +116,9 @@ impl Drop for Journal {
 fn write_loop(dir: &Path, keep: u64, q: &Queue) {
     let mut open: Option<(String, BufWriter<File>)> = None;
     let mut failing = false;
+    // One line at a time, whole: the record is written out only once it
+    // is serialised.
+    let mut line: Vec<u8> = Vec::new();
     loop {
         let closed = q.closed.load(Ordering::SeqCst);
         let batch = std::mem::take(&mut *q.waiting.lock().unwrap_or_else(|p| p.into_inner()));
@@ -151,10 +154,10 @@ fn write_loop(dir: &Path, keep: u64, q: &Queue) {
                 }
             }
             if let Some((_, w)) = open.as_mut() {
-                if let Err(e) = w
-                    .write_all(seen.json().as_bytes())
-                    .and_then(|_| w.write_all(b"\n"))
-                {
+                line.clear();
+                seen.write_json(&mut line);
+                line.push(b'\n');
+                if let Err(e) = w.write_all(&line) {
                     if !failing {
                         tracing::error!("journal: {e}; verdicts are not journaled");
                         failing = true;

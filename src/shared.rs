@@ -107,7 +107,7 @@ impl Shared {
         }
         let seen = self.activity.push(rec, msg.time);
         if json {
-            crate::logging::write_record(seen.json());
+            crate::logging::write_record(&seen.json());
         }
         if let Some(j) = &self.journal {
             j.append(seen);

@@ -229,7 +229,20 @@ impl VerdictRecord {
     }
 
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        let mut out = Vec::new();
+        self.write_json_line(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The record's JSON appended to `out` (an error's JSON if it cannot
+    /// be written, which a record of strings and numbers never is).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        if let Err(e) = serde_json::to_writer(&mut *out, self) {
+            out.truncate(start);
+            let msg = serde_json::to_string(&e.to_string()).unwrap_or_default();
+            out.extend_from_slice(format!("{{\"error\":{msg}}}").as_bytes());
+        }
     }
 }
 
