@@ -295,17 +295,13 @@ pub fn decided(rec: &VerdictRecord) -> String {
         .as_ref()
         .filter(|a| a.dmarc == crate::auth::AuthResult::Fail)
         .map(|a| a.dmarc_policy.to_string());
-    let negative = |r: &Option<RatingRecord>| {
-        r.as_ref().map(|r| {
-            r.contributions
-                .iter()
-                .map(|(k, p)| (k.to_string(), *p))
-                .collect::<Vec<_>>()
-        })
-    };
+    fn contributions(r: &Option<RatingRecord>) -> Option<Vec<(&str, f64)>> {
+        r.as_ref()
+            .map(|r| r.contributions.iter().map(|(k, p)| (k, *p)).collect())
+    }
     decided_from(
         &anomalies,
-        [negative(&rec.sender), negative(&rec.mta)],
+        [contributions(&rec.sender), contributions(&rec.mta)],
         dmarc,
     )
 }
@@ -335,8 +331,8 @@ pub fn decided_json(rec: &Value) -> String {
     let contributions = |k: &str| {
         rec[k]["contributions"].as_object().map(|c| {
             c.iter()
-                .filter_map(|(k, p)| Some((k.clone(), p.as_f64()?)))
-                .collect::<Vec<_>>()
+                .filter_map(|(k, p)| Some((k.as_str(), p.as_f64()?)))
+                .collect()
         })
     };
     decided_from(
@@ -349,7 +345,7 @@ pub fn decided_json(rec: &Value) -> String {
 /// `ratings`: the sender's and the MTA's contributions by name, when rated.
 fn decided_from(
     anomalies: &[(&str, f64, &str)],
-    ratings: [Option<Vec<(String, f64)>>; 2],
+    ratings: [Option<Vec<(&str, f64)>>; 2],
     dmarc_failed_policy: Option<String>,
 ) -> String {
     let mut parts: Vec<String> = anomalies
@@ -360,10 +356,9 @@ fn decided_from(
         let Some(c) = v else {
             continue;
         };
-        let mut neg: Vec<(&String, f64)> = c
-            .iter()
-            .map(|(k, p)| (k, *p))
-            .filter(|(k, p)| *p < 0.0 && !anomalies.iter().any(|a| a.0 == k.as_str()))
+        let mut neg: Vec<(&str, f64)> = c
+            .into_iter()
+            .filter(|(k, p)| *p < 0.0 && !anomalies.iter().any(|a| a.0 == *k))
             .collect();
         neg.sort_by(|a, b| a.1.total_cmp(&b.1));
         parts.extend(neg.iter().take(3).map(|(k, p)| format!("{who} {k} {p}")));
